@@ -1,0 +1,148 @@
+//! Placement: which storage nodes hold a chunk.
+//!
+//! A consistent-hash ring of virtual nodes. Each node that is up gets a
+//! number of points on the ring proportional to its capacity (relative to the
+//! largest node, [`MAX_VNODES_PER_NODE`] for the largest). A chunk's position
+//! is the first 8 bytes of its id (already a uniform hash); its targets are
+//! the distinct nodes met walking clockwise from there, preferring nodes in
+//! zones not yet used. Pure and deterministic: everyone holding the same map
+//! computes the same answer, whatever the order of the map's node list.
+//!
+//! Cost sketch: a ring of N nodes has at most 200·N points (100 nodes: 20k
+//! points, 240 KiB, built in ~2 ms); a lookup is a binary search plus a walk
+//! of about rf·(points per node) steps in the worst zone case, typically a
+//! few dozen steps: well under a microsecond against a 4 MiB chunk's transfer.
+
+use std::collections::HashSet;
+
+use cairn_proto::{ChunkId, ClusterMap, NodeId, NodeInfo, NodeState};
+
+/// Points on the ring of the node with the largest capacity. More points
+/// even out the load (spread ~ 1/sqrt(points)) at the cost of ring size.
+pub const MAX_VNODES_PER_NODE: u64 = 200;
+
+/// A ring built from one cluster map. Build once per map epoch and reuse.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    /// (position, index into `nodes`), sorted by position.
+    points: Vec<(u64, u32)>,
+    /// The eligible nodes, sorted by id.
+    nodes: Vec<NodeInfo>,
+}
+
+impl Ring {
+    /// Builds the ring from the nodes of `map` that can take data.
+    pub fn new(map: &ClusterMap) -> Ring {
+        let mut nodes: Vec<NodeInfo> = map
+            .nodes
+            .iter()
+            .filter(|n| is_eligible(n))
+            .cloned()
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let max_capacity = nodes
+            .iter()
+            .map(|n| n.capacity_bytes)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut points = Vec::new();
+        for (index, node) in nodes.iter().enumerate() {
+            for vnode in 0..vnode_count(node.capacity_bytes, max_capacity) {
+                points.push((point_position(&node.id, vnode), index as u32));
+            }
+        }
+        // Ties between positions are broken by node index (itself ordered by
+        // id), so the ring does not depend on the map's node order.
+        points.sort_unstable();
+        Ring { points, nodes }
+    }
+
+    /// Number of nodes that can take data.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every eligible node in order of preference for `chunk`: first up to
+    /// `replication` targets spread over distinct zones where possible, then
+    /// every other node in ring order. A writer that finds a target failing
+    /// falls back along this list.
+    pub fn preference(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        if self.points.is_empty() {
+            return Vec::new();
+        }
+        let start = self
+            .points
+            .partition_point(|(pos, _)| *pos < chunk_position(chunk));
+        let mut seen = vec![false; self.nodes.len()];
+        let mut zones: HashSet<&str> = HashSet::new();
+        let mut zone_spread: Vec<u32> = Vec::with_capacity(replication);
+        let mut others: Vec<u32> = Vec::new();
+        for step in 0..self.points.len() {
+            let (_, index) = self.points[(start + step) % self.points.len()];
+            if std::mem::replace(&mut seen[index as usize], true) {
+                continue;
+            }
+            let zone = self.nodes[index as usize].zone.as_str();
+            if zone_spread.len() < replication && zones.insert(zone) {
+                zone_spread.push(index);
+            } else {
+                others.push(index);
+            }
+            if zone_spread.len() + others.len() == self.nodes.len() {
+                break;
+            }
+        }
+        zone_spread
+            .into_iter()
+            .chain(others)
+            .map(|index| &self.nodes[index as usize])
+            .collect()
+    }
+
+    /// The `replication` targets of `chunk` (fewer if fewer nodes are up),
+    /// distinct, spread over zones where possible, primary first.
+    pub fn targets(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        let mut order = self.preference(chunk, replication);
+        order.truncate(replication);
+        order
+    }
+}
+
+/// One-shot form of [`Ring::targets`]: the ids of `chunk`'s targets under
+/// `map`. Builds a ring per call; callers placing many chunks keep a [`Ring`].
+pub fn targets(chunk: &ChunkId, map: &ClusterMap) -> Vec<NodeId> {
+    Ring::new(map)
+        .targets(chunk, map.replication as usize)
+        .into_iter()
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+fn is_eligible(node: &NodeInfo) -> bool {
+    node.state == NodeState::Up
+}
+
+fn vnode_count(capacity_bytes: u64, max_capacity_bytes: u64) -> u64 {
+    let scaled = (capacity_bytes as u128 * MAX_VNODES_PER_NODE as u128
+        + max_capacity_bytes as u128 / 2)
+        / max_capacity_bytes as u128;
+    (scaled as u64).clamp(1, MAX_VNODES_PER_NODE)
+}
+
+fn point_position(node: &NodeId, vnode: u64) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(node.0.as_bytes());
+    hasher.update(&vnode.to_le_bytes());
+    first_u64(hasher.finalize().as_bytes())
+}
+
+fn chunk_position(chunk: &ChunkId) -> u64 {
+    first_u64(&chunk.0)
+}
+
+fn first_u64(bytes: &[u8; 32]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(head)
+}

@@ -1,0 +1,76 @@
+//! The error vocabulary of every API. An error carries a machine-readable
+//! code (which also fixes the HTTP status) and a message for a person that
+//! names the object, the cause and what to do.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    AlreadyExists,
+    NotADirectory,
+    IsADirectory,
+    DirectoryNotEmpty,
+    InvalidName,
+    InvalidArgument,
+    /// A chunk body whose hash is not the id it was sent under.
+    HashMismatch,
+    TooLarge,
+    /// Not enough storage nodes are up to place the data.
+    NotEnoughNodes,
+    /// This metadata server is not the leader; `leader` in the body says who is.
+    NotLeader,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::NotFound => 404,
+            ErrorCode::AlreadyExists | ErrorCode::DirectoryNotEmpty => 409,
+            ErrorCode::NotADirectory
+            | ErrorCode::IsADirectory
+            | ErrorCode::InvalidName
+            | ErrorCode::InvalidArgument
+            | ErrorCode::HashMismatch => 400,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::NotLeader => 421,
+            ErrorCode::NotEnoughNodes | ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The JSON body of every error response: `{"code": "...", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        ApiError::new(ErrorCode::NotFound, format!("{what} does not exist"))
+    }
+
+    pub fn internal(message: impl fmt::Display) -> Self {
+        ApiError::new(ErrorCode::Internal, format!("internal error: {message}"))
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
