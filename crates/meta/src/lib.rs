@@ -1,1 +1,24 @@
+//! The Cairn metadata service: the namespace and the cluster map, changed
+//! only through an openraft log (a one-voter group by default) whose log and
+//! state machine live in one redb file under the data directory.
+//!
+//! - `state.rs`: the state machine's tables and commands (pure logic on redb)
+//! - `store.rs`: openraft's log and state-machine storage traits on redb
+//! - `network.rs`: Raft messages between members over HTTP
+//! - `server.rs`: the HTTP/JSON API, node liveness and status
 
+pub mod network;
+pub mod server;
+pub mod state;
+pub mod store;
+
+pub use server::{run, MetaConfig};
+
+use std::io::Cursor;
+
+openraft::declare_raft_types!(
+    /// openraft's type parameters for the metadata group.
+    pub TypeConfig:
+        D = state::Request,
+        R = state::Response,
+);

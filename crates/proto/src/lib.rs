@@ -28,6 +28,6 @@ pub const DEFAULT_REPLICATION: u32 = 3;
 pub const MAX_REPLICATION: u32 = 7;
 /// Default address of the metadata service.
 pub const DEFAULT_META_ADDR: &str = "127.0.0.1:7700";
-/// The most chunks one file may have (64 MiB chunks: 64 TiB; 4 MiB: 4 TiB).
+/// The most chunks one file may have (4 MiB chunks: 1 TiB; 64 MiB: 16 TiB).
 /// Bounds the size of a file's metadata record (~40 bytes a chunk).
-pub const MAX_CHUNKS_PER_FILE: usize = 1 << 20;
+pub const MAX_CHUNKS_PER_FILE: usize = 1 << 18;
