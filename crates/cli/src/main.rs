@@ -1,1 +1,108 @@
-fn main() {}
+//! `cairn`: every Cairn process and the command-line client in one binary.
+//!
+//! - `servers.rs`: `cairn meta`, `cairn chunk`, `cairn dev`
+//! - `commands.rs`: the client commands (put, get, ls, ...)
+//! - `output.rs`: tables, times and sizes for people; JSON for scripts
+
+mod commands;
+mod output;
+mod servers;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: replicated file storage across many machines"
+)]
+struct Cli {
+    /// Metadata service address (host:port) [default: 127.0.0.1:7700]
+    #[arg(long, global = true, env = "CAIRN_META")]
+    meta: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the metadata service
+    Meta(servers::MetaArgs),
+    /// Run a chunk server
+    Chunk(servers::ChunkArgs),
+    /// Run a local cluster: one metadata server and N chunk servers
+    Dev(servers::DevArgs),
+    /// Store a local file (or stdin, `-`) in Cairn
+    Put(commands::PutArgs),
+    /// Fetch a file from Cairn to a local file (or stdout, `-`)
+    Get(commands::GetArgs),
+    /// Print a file's contents
+    Cat(commands::CatArgs),
+    /// List a directory
+    Ls(commands::LsArgs),
+    /// Create a directory
+    Mkdir(commands::MkdirArgs),
+    /// Remove a file or directory
+    Rm(commands::RmArgs),
+    /// Move or rename a file or directory (atomic)
+    Mv(commands::MoveArgs),
+    /// Copy a file (shares its chunks; no data is copied)
+    Cp(commands::MoveArgs),
+    /// Show a file's or directory's metadata
+    Stat(commands::StatArgs),
+    /// Show the cluster: map epoch, nodes, replication
+    Status(commands::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_server = matches!(
+        cli.command,
+        Command::Meta(_) | Command::Chunk(_) | Command::Dev(_)
+    );
+    init_logging(if is_server { "info" } else { "warn" });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let meta = cli
+        .meta
+        .unwrap_or_else(|| cairn_proto::DEFAULT_META_ADDR.to_string());
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Meta(args) => servers::meta(args).await,
+            Command::Chunk(args) => servers::chunk(args, meta).await,
+            Command::Dev(args) => servers::dev(args).await,
+            Command::Put(args) => commands::put(&meta, args).await,
+            Command::Get(args) => commands::get(&meta, args).await,
+            Command::Cat(args) => commands::cat(&meta, args).await,
+            Command::Ls(args) => commands::ls(&meta, args).await,
+            Command::Mkdir(args) => commands::mkdir(&meta, args).await,
+            Command::Rm(args) => commands::rm(&meta, args).await,
+            Command::Mv(args) => commands::mv(&meta, args).await,
+            Command::Cp(args) => commands::cp(&meta, args).await,
+            Command::Stat(args) => commands::stat(&meta, args).await,
+            Command::Status(args) => commands::status(&meta, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},openraft=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,1 +1,19 @@
+//! The Cairn client library: namespace calls to the metadata service and
+//! parallel, verified chunk transfers to and from chunk servers.
+//!
+//! - `meta.rs`: [`MetaClient`], one method per metadata route
+//! - `chunks.rs`: [`ChunkClient`], the chunk data API
+//! - `transfer.rs`: [`Uploader`]/[`download`]: cutting, placing, verifying
+//!
+//! The client computes placement itself from the cluster map, so the
+//! metadata service is never on the data path.
 
+pub mod chunks;
+pub mod error;
+pub mod meta;
+pub mod transfer;
+
+pub use chunks::ChunkClient;
+pub use error::ClientError;
+pub use meta::MetaClient;
+pub use transfer::{chunk_locations, download, ChunkLocation, UploadSummary, Uploader};

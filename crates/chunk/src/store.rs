@@ -1,0 +1,250 @@
+//! The on-disk chunk store: one file per chunk, named by its 64-hex-digit id,
+//! under `chunks/<first 2 hex>/<next 2 hex>/`.
+//!
+//! A write goes to `tmp/`, is fsynced, renamed into place, and the directory
+//! is fsynced, so a chunk file is either absent or whole and correct. The
+//! caller has already checked the bytes against the id (see `server.rs`).
+//!
+//! Layout of a data directory:
+//! ```text
+//! DIR/FORMAT     "cairn-chunk-store 1": the layout version
+//! DIR/node_id    this node's id (UUID), made on first start
+//! DIR/chunks/    the chunks
+//! DIR/tmp/       writes in progress; emptied at start
+//! ```
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_proto::{ChunkId, NodeId};
+
+const FORMAT_LINE: &str = "cairn-chunk-store 1";
+
+pub struct ChunkStore {
+    chunks_dir: PathBuf,
+    tmp_dir: PathBuf,
+    node_id: NodeId,
+    used_bytes: AtomicU64,
+    chunk_count: AtomicU64,
+    tmp_sequence: AtomicU64,
+}
+
+impl ChunkStore {
+    /// Opens the store in `data_dir`, creating it and a node id on first use.
+    pub fn open(data_dir: &Path) -> io::Result<ChunkStore> {
+        fs::create_dir_all(data_dir)?;
+        let format_path = data_dir.join("FORMAT");
+        match fs::read_to_string(&format_path) {
+            Ok(text) if text.trim() == FORMAT_LINE => {}
+            Ok(text) => {
+                return Err(io::Error::other(format!(
+                    "{} says {:?}; this cairn understands {FORMAT_LINE:?}. Use a matching cairn version or another --data-dir",
+                    format_path.display(),
+                    text.trim()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => write_durably(&format_path, FORMAT_LINE.as_bytes())?,
+            Err(e) => return Err(e),
+        }
+        let node_id = load_or_create_node_id(&data_dir.join("node_id"))?;
+        let chunks_dir = data_dir.join("chunks");
+        let tmp_dir = data_dir.join("tmp");
+        fs::create_dir_all(&chunks_dir)?;
+        // Leftovers of writes cut short by a crash: never acknowledged.
+        if tmp_dir.exists() {
+            fs::remove_dir_all(&tmp_dir)?;
+        }
+        fs::create_dir_all(&tmp_dir)?;
+        let (chunk_count, used_bytes) = count_chunks(&chunks_dir)?;
+        Ok(ChunkStore {
+            chunks_dir,
+            tmp_dir,
+            node_id,
+            used_bytes: AtomicU64::new(used_bytes),
+            chunk_count: AtomicU64::new(chunk_count),
+            tmp_sequence: AtomicU64::new(0),
+        })
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.chunk_count.load(Ordering::Relaxed)
+    }
+
+    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        let hex = id.to_hex();
+        self.chunks_dir.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.chunk_path(id).exists()
+    }
+
+    /// Reads a whole chunk; `None` if this node does not hold it.
+    pub fn read(&self, id: &ChunkId) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.chunk_path(id)) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Size of a held chunk, without reading it.
+    pub fn size_of(&self, id: &ChunkId) -> io::Result<Option<u64>> {
+        match fs::metadata(self.chunk_path(id)) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `data` as chunk `id` durably. The caller vouches that `data`
+    /// hashes to `id`. Returns false if the chunk was already there.
+    pub fn write(&self, id: &ChunkId, data: &[u8]) -> io::Result<bool> {
+        debug_assert_eq!(
+            ChunkId::of(data),
+            *id,
+            "caller must verify the chunk before storing it"
+        );
+        let final_path = self.chunk_path(id);
+        if final_path.exists() {
+            return Ok(false);
+        }
+        let dir = final_path.parent().expect("chunk path has a parent");
+        if !dir.exists() {
+            create_dir_durably(dir)?;
+        }
+        let sequence = self.tmp_sequence.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.tmp_dir.join(format!("{}.{sequence}", id.to_hex()));
+        let result = (|| {
+            let mut file = File::create(&tmp_path)?;
+            file.write_all(data)?;
+            file.sync_data()?;
+            fs::rename(&tmp_path, &final_path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp_path);
+        }
+        result?;
+        self.used_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.chunk_count.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+}
+
+fn load_or_create_node_id(path: &Path) -> io::Result<NodeId> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let id = text.trim();
+            if id.is_empty() || id.len() > 64 {
+                return Err(io::Error::other(format!(
+                    "{} does not hold a node id; restore it from a backup, or move the data directory aside",
+                    path.display()
+                )));
+            }
+            Ok(NodeId(id.to_string()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            write_durably(path, id.as_bytes())?;
+            Ok(NodeId(id))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn write_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    File::open(path.parent().expect("file in a directory"))?.sync_all()
+}
+
+/// Creates `dir` and its missing parents, fsyncing each parent so the new
+/// entries survive a crash.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().expect("chunk directory has a parent");
+    create_dir_durably(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => File::open(parent)?.sync_all(),
+        // Another write created it at the same moment.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// (chunk files, their total bytes) under `chunks_dir`.
+fn count_chunks(chunks_dir: &Path) -> io::Result<(u64, u64)> {
+    let (mut count, mut bytes) = (0, 0);
+    for level1 in fs::read_dir(chunks_dir)? {
+        let level1 = level1?;
+        if !level1.file_type()?.is_dir() {
+            continue;
+        }
+        for level2 in fs::read_dir(level1.path())? {
+            let level2 = level2?;
+            if !level2.file_type()?.is_dir() {
+                continue;
+            }
+            for chunk in fs::read_dir(level2.path())? {
+                let chunk = chunk?;
+                count += 1;
+                bytes += chunk.metadata()?.len();
+            }
+        }
+    }
+    Ok((count, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let data = b"hello chunk".to_vec();
+        let id = ChunkId::of(&data);
+        assert!(store.write(&id, &data).unwrap());
+        assert!(!store.write(&id, &data).unwrap(), "second write is a no-op");
+        assert_eq!(store.read(&id).unwrap().unwrap(), data);
+        let hex = id.to_hex();
+        assert!(store
+            .chunk_path(&id)
+            .ends_with(format!("{}/{}/{hex}", &hex[..2], &hex[2..4])));
+        let node = store.node_id().clone();
+        drop(store);
+        let again = ChunkStore::open(dir.path()).unwrap();
+        assert_eq!(again.node_id(), &node, "node id persists");
+        assert_eq!(
+            (again.chunk_count(), again.used_bytes()),
+            (1, data.len() as u64)
+        );
+        assert_eq!(again.read(&ChunkId::of(b"other")).unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_a_foreign_format() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("FORMAT"), "cairn-chunk-store 99").unwrap();
+        let err = ChunkStore::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("--data-dir"), "{err}");
+    }
+}

@@ -1,0 +1,416 @@
+//! The client commands. Each resolves its arguments, calls the metadata
+//! service and the chunk servers through `cairn-client`, and prints for a
+//! person (or JSON with `--json`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use cairn_client::transfer::DEFAULT_WINDOW;
+use cairn_client::{chunk_locations, download, ChunkClient, ClientError, MetaClient, Uploader};
+use cairn_proto::api::{
+    CommitRequest, EntryKind, MkdirRequest, MoveRequest, OnExists, RemoveRequest, Stat,
+};
+use cairn_proto::path::{normalize, parent_and_name};
+use cairn_proto::ErrorCode;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::AsyncWriteExt;
+
+use crate::output;
+
+#[derive(Args)]
+pub struct PutArgs {
+    /// Local file, or `-` for stdin
+    local: String,
+    /// Remote path; ending in `/` or naming a directory means "into it"
+    remote: String,
+    /// Replace an existing file
+    #[arg(long, conflicts_with = "rename")]
+    force: bool,
+    /// If the name is taken, store under a new unique name (printed)
+    #[arg(long)]
+    rename: bool,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// Remote path, or `id:<file id>`
+    remote: String,
+    /// Local file or directory, or `-` for stdout
+    local: String,
+}
+
+#[derive(Args)]
+pub struct CatArgs {
+    /// Remote path, or `id:<file id>`
+    remote: String,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Long format: kind, size, version, modification time, id
+    #[arg(short = 'l')]
+    long: bool,
+    #[arg(long)]
+    json: bool,
+    #[arg(default_value = "/")]
+    path: String,
+}
+
+#[derive(Args)]
+pub struct MkdirArgs {
+    /// Create missing parents; no error if it exists
+    #[arg(short = 'p', long)]
+    parents: bool,
+    path: String,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Remove a directory and everything in it
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    path: String,
+}
+
+#[derive(Args)]
+pub struct MoveArgs {
+    src: String,
+    /// Destination; an existing directory means "into it"
+    dst: String,
+    /// Replace an existing file at the destination
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct StatArgs {
+    /// Remote path, or `id:<file id>`
+    path: String,
+    /// Also show each chunk's target nodes and which nodes hold it
+    #[arg(long)]
+    locations: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+fn progress_bar(total_bytes: Option<u64>, verb: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total_bytes {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{msg} {bytes} {bytes_per_sec}").expect("static template"),
+        ),
+    };
+    bar.set_message(verb.to_string());
+    bar
+}
+
+/// `id:42` or a path.
+async fn resolve(meta: &MetaClient, remote: &str) -> Result<Stat, ClientError> {
+    match remote.strip_prefix("id:") {
+        Some(id) => {
+            let id = id.parse().map_err(|_| {
+                ClientError::Api(cairn_proto::ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{remote:?} is not a file id; write id:<number>, as in id:42"),
+                ))
+            })?;
+            meta.stat_id(id).await
+        }
+        None => meta.stat(remote).await,
+    }
+}
+
+pub async fn put(meta_addr: &str, args: PutArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let target = put_target(&meta, &args).await?;
+    let on_exists = match (args.force, args.rename) {
+        (true, _) => OnExists::Replace,
+        (_, true) => OnExists::Rename,
+        _ => OnExists::Fail,
+    };
+    // Refuse before uploading anything: the commit checks again, atomically.
+    if on_exists == OnExists::Fail {
+        match meta.stat(&target).await {
+            Ok(_) => bail!("{target} already exists; use --force to replace it or --rename to store under a new name"),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((parent, _)) = parent_and_name(&target)? {
+        let parent_stat = meta.stat(&parent).await.map_err(anyhow::Error::from)?;
+        if parent_stat.kind != EntryKind::Dir {
+            bail!("{parent} is a file, so {target} cannot be inside it");
+        }
+    }
+    let map = meta.map().await?;
+    let uploader = Uploader::new(ChunkClient::new(), &map, DEFAULT_WINDOW)?;
+    let summary = if args.local == "-" {
+        let bar = progress_bar(None, "put");
+        let summary = uploader.upload(tokio::io::stdin(), &|n| bar.inc(n)).await;
+        bar.finish_and_clear();
+        summary?
+    } else {
+        let file = tokio::fs::File::open(&args.local)
+            .await
+            .with_context(|| format!("cannot open local file {}", args.local))?;
+        let metadata = file.metadata().await?;
+        if metadata.is_dir() {
+            bail!(
+                "{} is a directory; put stores one file at a time",
+                args.local
+            );
+        }
+        let bar = progress_bar(Some(metadata.len()), "put");
+        let summary = uploader.upload(file, &|n| bar.inc(n)).await;
+        bar.finish_and_clear();
+        summary?
+    };
+    let committed = meta
+        .commit(&CommitRequest {
+            path: target,
+            size_bytes: summary.size_bytes,
+            chunks: summary.chunks,
+            digest: summary.digest,
+            on_exists,
+        })
+        .await?;
+    println!("{} {}", committed.id, committed.path);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a put stores its file: REMOTE, or REMOTE/NAME when REMOTE ends in
+/// `/` or names a directory.
+async fn put_target(meta: &MetaClient, args: &PutArgs) -> anyhow::Result<String> {
+    let into_dir = if args.remote.ends_with('/') {
+        true
+    } else {
+        match meta.stat(&args.remote).await {
+            Ok(stat) => stat.kind == EntryKind::Dir,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::NotFound | ErrorCode::NotADirectory)
+                ) =>
+            {
+                false
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if !into_dir {
+        return Ok(normalize(&args.remote)?);
+    }
+    if args.local == "-" {
+        bail!(
+            "{} is a directory; give the remote file a name when reading stdin, as in {}/NAME",
+            args.remote,
+            args.remote.trim_end_matches('/')
+        );
+    }
+    let name = Path::new(&args.local)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("cannot take a file name from {}", args.local))?;
+    Ok(normalize(&format!("{}/{name}", args.remote))?)
+}
+
+pub async fn get(meta_addr: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let stat = resolve(&meta, &args.remote).await?;
+    if stat.kind == EntryKind::Dir {
+        bail!(
+            "{} is a directory; get fetches one file at a time (list it with `cairn ls`)",
+            args.remote
+        );
+    }
+    let map = meta.map().await?;
+    let client = ChunkClient::new();
+    if args.local == "-" {
+        let mut stdout = tokio::io::stdout();
+        download(&client, &map, &stat, &mut stdout, DEFAULT_WINDOW, &|_| {}).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut local = PathBuf::from(&args.local);
+    if local.is_dir() {
+        let name = args
+            .remote
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && !n.starts_with("id:"));
+        local = local.join(
+            name.map(str::to_string)
+                .unwrap_or_else(|| format!("cairn-file-{}", stat.id)),
+        );
+    }
+    // Write beside the destination, rename when every chunk verified: the
+    // output name never shows a partial or unverified file.
+    let file_name = local.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let temp = local.with_file_name(format!(".{file_name}.cairn-partial-{}", std::process::id()));
+    let result = async {
+        let mut file = tokio::fs::File::create(&temp)
+            .await
+            .with_context(|| format!("cannot create {}", temp.display()))?;
+        let bar = progress_bar(Some(stat.size_bytes), "get");
+        let fetched = download(&client, &map, &stat, &mut file, DEFAULT_WINDOW, &|n| {
+            bar.inc(n)
+        })
+        .await;
+        bar.finish_and_clear();
+        fetched?;
+        file.flush().await?;
+        drop(file);
+        tokio::fs::rename(&temp, &local).await.with_context(|| {
+            format!(
+                "cannot move the fetched file into place at {}",
+                local.display()
+            )
+        })?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cat(meta_addr: &str, args: CatArgs) -> anyhow::Result<ExitCode> {
+    get(
+        meta_addr,
+        GetArgs {
+            remote: args.remote,
+            local: "-".into(),
+        },
+    )
+    .await
+}
+
+pub async fn ls(meta_addr: &str, args: LsArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let listing = meta.list(&args.path).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+    } else if args.long {
+        print!("{}", output::long_listing(&listing.entries));
+    } else {
+        for entry in &listing.entries {
+            let suffix = if entry.kind == EntryKind::Dir {
+                "/"
+            } else {
+                ""
+            };
+            println!("{}{suffix}", entry.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn mkdir(meta_addr: &str, args: MkdirArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    meta.mkdir(&MkdirRequest {
+        path: args.path,
+        parents: args.parents,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rm(meta_addr: &str, args: RmArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    meta.remove(&RemoveRequest {
+        path: args.path,
+        recursive: args.recursive,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn mv(meta_addr: &str, args: MoveArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let moved = meta
+        .rename(&MoveRequest {
+            src: args.src,
+            dst: args.dst,
+            replace: args.force,
+        })
+        .await?;
+    println!("{}", moved.path);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cp(meta_addr: &str, args: MoveArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let copied = meta
+        .copy(&MoveRequest {
+            src: args.src,
+            dst: args.dst,
+            replace: args.force,
+        })
+        .await?;
+    println!("{} {}", copied.id, copied.path);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn stat(meta_addr: &str, args: StatArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let stat = resolve(&meta, &args.path).await?;
+    let locations = if args.locations {
+        let map = meta.map().await?;
+        Some(chunk_locations(&ChunkClient::new(), &map, &stat.chunks).await?)
+    } else {
+        None
+    };
+    if args.json {
+        let mut value = serde_json::to_value(&stat)?;
+        if let Some(locations) = &locations {
+            value["locations"] = serde_json::to_value(locations)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!(
+            "{}",
+            output::stat_text(&args.path, &stat, locations.as_deref())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(meta_addr: &str, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let status = meta.status().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", output::status_text(&status));
+    }
+    if status.healthy {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if !args.json {
+            eprintln!(
+                "not enough storage nodes are up: {} up, replication needs {}",
+                status.nodes_up, status.replication
+            );
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,168 @@
+//! Text for people: listings, stat, status, times and sizes.
+
+use std::fmt::Write;
+
+use cairn_client::ChunkLocation;
+use cairn_proto::api::{DirEntry, EntryKind, Stat, StatusResponse};
+use cairn_proto::units::format_size;
+
+/// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for all u64 days we meet.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn kind(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+    }
+}
+
+pub fn long_listing(entries: &[DirEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let size = match e.kind {
+            EntryKind::File => e.size_bytes.to_string(),
+            EntryKind::Dir => "-".to_string(),
+        };
+        let suffix = if e.kind == EntryKind::Dir { "/" } else { "" };
+        let _ = writeln!(
+            out,
+            "{:<4} {:>12} v{:<4} {} {:>8}  {}{suffix}",
+            kind(e.kind),
+            size,
+            e.version,
+            format_time(e.modified_ms),
+            e.id,
+            e.name
+        );
+    }
+    out
+}
+
+pub fn stat_text(path: &str, stat: &Stat, locations: Option<&[ChunkLocation]>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "path:     {path}");
+    let _ = writeln!(out, "id:       {}", stat.id);
+    let _ = writeln!(out, "kind:     {}", kind(stat.kind));
+    match stat.kind {
+        EntryKind::File => {
+            let _ = writeln!(
+                out,
+                "size:     {} bytes ({})",
+                stat.size_bytes,
+                format_size(stat.size_bytes)
+            );
+        }
+        EntryKind::Dir => {
+            let _ = writeln!(out, "entries:  {}", stat.size_bytes);
+        }
+    }
+    let _ = writeln!(out, "mode:     {:o}", stat.mode);
+    let _ = writeln!(out, "version:  {}", stat.version);
+    let _ = writeln!(out, "created:  {}", format_time(stat.created_ms));
+    let _ = writeln!(out, "modified: {}", format_time(stat.modified_ms));
+    if let Some(digest) = stat.digest {
+        let _ = writeln!(out, "digest:   {digest}");
+        let _ = writeln!(out, "chunks:   {}", stat.chunks.len());
+    }
+    if let Some(locations) = locations {
+        for (i, loc) in locations.iter().enumerate() {
+            let _ = writeln!(out, "chunk {i}: {} ({} bytes)", loc.id, loc.length_bytes);
+            for target in &loc.targets {
+                let held = if loc.held_by.contains(target) {
+                    "holds it"
+                } else {
+                    "MISSING"
+                };
+                let _ = writeln!(out, "    target {target}: {held}");
+            }
+            for holder in loc.held_by.iter().filter(|h| !loc.targets.contains(h)) {
+                let _ = writeln!(out, "    extra copy on {holder}");
+            }
+        }
+    }
+    out
+}
+
+pub fn status_text(status: &StatusResponse) -> String {
+    let mut out = String::new();
+    let health = if status.healthy {
+        "healthy"
+    } else {
+        "DEGRADED"
+    };
+    let _ = writeln!(
+        out,
+        "cluster: {health}, map epoch {}, replication {}, chunk size {}",
+        status.epoch,
+        status.replication,
+        format_size(status.chunk_size_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "metadata: leader {}, term {}, applied index {}; {} files, {} directories",
+        status.leader.map_or("none".to_string(), |l| l.to_string()),
+        status.term,
+        status
+            .commit_index
+            .map_or("-".to_string(), |i| i.to_string()),
+        status.file_count,
+        status.dir_count
+    );
+    let _ = writeln!(
+        out,
+        "nodes: {} of {} up",
+        status.nodes_up,
+        status.nodes.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<36} {:<21} {:<10} {:<5} {:<19} {:>10} {:>10} {:>8}",
+        "ID", "ADDRESS", "ZONE", "STATE", "SINCE", "CAPACITY", "USED", "CHUNKS"
+    );
+    for n in &status.nodes {
+        let _ = writeln!(
+            out,
+            "  {:<36} {:<21} {:<10} {:<5} {:<19} {:>10} {:>10} {:>8}",
+            n.id.0,
+            n.addr,
+            n.zone,
+            n.state.as_str(),
+            format_time(n.state_changed_ms),
+            format_size(n.capacity_bytes),
+            format_size(n.used_bytes),
+            n.chunk_count
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}

@@ -1,0 +1,290 @@
+//! The server subcommands: `cairn meta`, `cairn chunk` and `cairn dev`.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_client::MetaClient;
+use cairn_proto::units::{parse_duration, parse_size};
+use clap::Args;
+use tokio::process::{Child, Command};
+
+#[derive(Args)]
+pub struct MetaArgs {
+    /// Directory for the metadata database
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to listen on
+    #[arg(long, default_value = cairn_proto::DEFAULT_META_ADDR)]
+    listen: String,
+    /// Copies of every chunk (kept in the cluster map) [default on a new cluster: 3]
+    #[arg(long)]
+    replication: Option<u32>,
+    /// Size of a chunk, as in 4MiB (kept in the cluster map) [default on a new cluster: 4MiB]
+    #[arg(long, value_parser = parse_size)]
+    chunk_size: Option<u64>,
+    /// Mark a storage node down after this long without a heartbeat
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    down_after: Duration,
+}
+
+#[derive(Args)]
+pub struct ChunkArgs {
+    /// Directory for chunks and this node's id
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to listen on (and to be reached at)
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    listen: String,
+    /// Failure zone (rack, host, room); copies of a chunk go to distinct zones when possible
+    #[arg(long, default_value = "default")]
+    zone: String,
+    /// Placement weight, as in 500GiB [default: the size of the disk]
+    #[arg(long, value_parser = parse_size)]
+    capacity: Option<u64>,
+    /// Time between heartbeats to the metadata service
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Directory for all the cluster's data; running again on it brings the data back
+    #[arg(long, default_value = "./cairn-dev")]
+    dir: PathBuf,
+    /// Number of chunk servers
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Metadata port; chunk servers take the ports after it
+    #[arg(long, default_value_t = 7700)]
+    port: u16,
+    /// Mark a storage node down after this long without a heartbeat
+    #[arg(long, default_value = "10s")]
+    down_after: String,
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
+    let config = cairn_meta::MetaConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        replication: args.replication,
+        chunk_size_bytes: args.chunk_size,
+        down_after: args.down_after,
+    };
+    cairn_meta::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
+    let config = cairn_chunk::ChunkConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        meta,
+        zone: args.zone,
+        capacity_bytes: args.capacity,
+        heartbeat_interval: args.heartbeat_interval,
+    };
+    cairn_chunk::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `cairn dev` waits for the cluster to become healthy.
+const DEV_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child gets to stop after SIGTERM before it is killed.
+const DEV_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes == 0 || args.nodes > 100 {
+        bail!("--nodes must be between 1 and 100; got {}", args.nodes);
+    }
+    if u32::from(args.port) + u32::from(args.nodes) > 65535 {
+        bail!(
+            "--port {} leaves no room for {} chunk server ports after it",
+            args.port,
+            args.nodes
+        );
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let exe = std::env::current_exe().context("cannot find the cairn executable")?;
+    let meta_addr = format!("127.0.0.1:{}", args.port);
+    let mut children: Vec<(String, Child)> = Vec::new();
+    let meta_dir = dir.join("meta");
+    children.push((
+        "meta".into(),
+        spawn_child(
+            &exe,
+            &dir,
+            "meta",
+            &[
+                "meta",
+                "--data-dir",
+                path_str(&meta_dir)?,
+                "--listen",
+                &meta_addr,
+                "--down-after",
+                &args.down_after,
+            ],
+        )?,
+    ));
+    let mut chunk_addrs = Vec::new();
+    for i in 1..=args.nodes {
+        let addr = format!("127.0.0.1:{}", args.port + i);
+        let data_dir = dir.join(format!("chunk-{i}"));
+        let name = format!("chunk-{i}");
+        let child = spawn_child(
+            &exe,
+            &dir,
+            &name,
+            &[
+                "chunk",
+                "--meta",
+                &meta_addr,
+                "--data-dir",
+                path_str(&data_dir)?,
+                "--listen",
+                &addr,
+            ],
+        )?;
+        children.push((name, child));
+        chunk_addrs.push(addr);
+    }
+
+    let client = MetaClient::new(&meta_addr);
+    let ready = tokio::select! {
+        ready = wait_healthy(&client, args.nodes as usize) => ready,
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    if let Err(e) = ready {
+        stop_children(&mut children).await;
+        return Err(e.context(format!(
+            "the local cluster did not start; see the logs in {}",
+            dir.display()
+        )));
+    }
+    println!(
+        "Cairn dev cluster is up (data in {}, logs in {}/*.log)",
+        dir.display(),
+        dir.display()
+    );
+    println!("  metadata service  {meta_addr}");
+    for (i, addr) in chunk_addrs.iter().enumerate() {
+        println!("  chunk server {}    {addr}", i + 1);
+    }
+    println!();
+    println!("Try, in another terminal:");
+    println!("  cairn --meta {meta_addr} put ./README.md /readme.md");
+    println!("  cairn --meta {meta_addr} ls -l /");
+    println!("  cairn --meta {meta_addr} status");
+    println!();
+    println!("Press Ctrl-C to stop.");
+
+    let exit = tokio::select! {
+        _ = shutdown_signal() => ExitCode::SUCCESS,
+        (name, status) = first_exit(&mut children) => {
+            eprintln!("error: {name} exited unexpectedly ({status}); stopping the cluster. See {}/{name}.log", dir.display());
+            ExitCode::FAILURE
+        }
+    };
+    stop_children(&mut children).await;
+    println!("Cairn dev cluster stopped.");
+    Ok(exit)
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("path {} is not valid UTF-8", path.display()))
+}
+
+fn spawn_child(exe: &Path, dir: &Path, name: &str, args: &[&str]) -> anyhow::Result<Child> {
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; it makes the child die with us
+    // even if we are killed with SIGKILL, so no server is left behind.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))
+}
+
+async fn wait_healthy(client: &MetaClient, nodes: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEV_START_TIMEOUT;
+    let mut last_problem = String::from("no answer yet");
+    while Instant::now() < deadline {
+        match client.status().await {
+            Ok(status) if status.nodes_up >= nodes => return Ok(()),
+            Ok(status) => last_problem = format!("{} of {nodes} chunk servers up", status.nodes_up),
+            Err(e) => last_problem = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "not healthy after {}s: {last_problem}",
+        DEV_START_TIMEOUT.as_secs()
+    )
+}
+
+/// Waits until one child exits; returns its name and status.
+async fn first_exit(children: &mut [(String, Child)]) -> (String, String) {
+    loop {
+        for (name, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (name.clone(), status.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// SIGTERM to every child (chunk servers first), then SIGKILL to stragglers.
+async fn stop_children(children: &mut [(String, Child)]) {
+    for (_, child) in children.iter().rev() {
+        if let Some(pid) = child.id() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    for (name, child) in children.iter_mut() {
+        if tokio::time::timeout(DEV_STOP_TIMEOUT, child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "{name} did not stop within {}s; killing it",
+                DEV_STOP_TIMEOUT.as_secs()
+            );
+            let _ = child.kill().await;
+        }
+    }
+}
