@@ -1,0 +1,285 @@
+//! A real Cairn cluster for end-to-end tests: `cairn meta` and `cairn chunk`
+//! processes on 127.0.0.1 with free ports and a temporary data directory.
+//! Dropping the cluster kills every process it started.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct ChunkServer {
+    pub data_dir: PathBuf,
+    pub addr: String,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub meta_addr: String,
+    meta_args: Vec<String>,
+    meta: Option<Child>,
+    pub chunks: Vec<ChunkServer>,
+}
+
+fn spawn(args: &[String], log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(CAIRN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .expect("cairn starts")
+}
+
+impl Cluster {
+    /// A metadata server and `nodes` chunk servers, waiting until all are up.
+    pub fn start(nodes: usize) -> Cluster {
+        Cluster::start_with(nodes, &[])
+    }
+
+    pub fn start_with(nodes: usize, meta_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let meta_addr = format!("127.0.0.1:{}", free_port());
+        let mut cluster = Cluster {
+            dir,
+            meta_addr,
+            meta_args: meta_args.iter().map(|s| s.to_string()).collect(),
+            meta: None,
+            chunks: Vec::new(),
+        };
+        cluster.start_meta();
+        for i in 0..nodes {
+            let data_dir = cluster.dir.path().join(format!("chunk-{i}"));
+            let addr = format!("127.0.0.1:{}", free_port());
+            cluster.chunks.push(ChunkServer {
+                data_dir,
+                addr,
+                child: None,
+            });
+            cluster.start_chunk(i);
+        }
+        cluster.wait_nodes_up(nodes);
+        cluster
+    }
+
+    pub fn start_meta(&mut self) {
+        let mut args: Vec<String> = vec![
+            "meta".into(),
+            "--data-dir".into(),
+            self.dir.path().join("meta").to_str().unwrap().into(),
+            "--listen".into(),
+            self.meta_addr.clone(),
+        ];
+        args.extend(self.meta_args.iter().cloned());
+        self.meta = Some(spawn(&args, &self.dir.path().join("meta.log")));
+    }
+
+    pub fn start_chunk(&mut self, i: usize) {
+        let server = &self.chunks[i];
+        let args: Vec<String> = vec![
+            "chunk".into(),
+            "--meta".into(),
+            self.meta_addr.clone(),
+            "--data-dir".into(),
+            server.data_dir.to_str().unwrap().into(),
+            "--listen".into(),
+            server.addr.clone(),
+            "--heartbeat-interval".into(),
+            "300ms".into(),
+        ];
+        let child = spawn(&args, &self.dir.path().join(format!("chunk-{i}.log")));
+        self.chunks[i].child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill_chunk(&mut self, i: usize) {
+        if let Some(mut child) = self.chunks[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    fn terminate(child: &mut Child) {
+        unsafe {
+            libc_kill(child.id() as i32, 15);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn stop_all(&mut self) {
+        for server in &mut self.chunks {
+            if let Some(mut child) = server.child.take() {
+                Self::terminate(&mut child);
+            }
+        }
+        if let Some(mut meta) = self.meta.take() {
+            Self::terminate(&mut meta);
+        }
+    }
+
+    pub fn start_all(&mut self) {
+        self.start_meta();
+        for i in 0..self.chunks.len() {
+            self.start_chunk(i);
+        }
+        self.wait_nodes_up(self.chunks.len());
+    }
+
+    /// Runs a client command against this cluster.
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        self.cairn_with_stdin(args, &[])
+    }
+
+    pub fn cairn_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_cairn(&self.meta_addr, args, stdin)
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a client command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(!out.status.success(), "cairn {args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let out = self.cairn(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn wait_nodes_up(&self, count: usize) {
+        self.wait_for(&format!("{count} nodes up"), |status| {
+            status["nodes_up"].as_u64() == Some(count as u64)
+        });
+    }
+
+    /// Polls `cairn status` until `check` holds (at most 30 s).
+    pub fn wait_for(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.status() {
+                if check(&status) {
+                    return status;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; logs in {}",
+                self.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node id a chunk server keeps in its data directory.
+    pub fn node_id(&self, i: usize) -> String {
+        std::fs::read_to_string(self.chunks[i].data_dir.join("node_id"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Writes `data` to a local temp file and returns its path.
+    pub fn local_file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.dir.path().join("local").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for server in &mut self.chunks {
+            if let Some(mut child) = server.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Some(mut meta) = self.meta.take() {
+            let _ = meta.kill();
+            let _ = meta.wait();
+        }
+    }
+}
+
+pub fn run_cairn(meta_addr: &str, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(CAIRN)
+        .arg("--meta")
+        .arg(meta_addr)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per seed.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
