@@ -10,6 +10,15 @@ use cairn_proto::units::{parse_duration, parse_size};
 use clap::Args;
 use tokio::process::{Child, Command};
 
+/// `println!` that ignores a closed stdout (as in `cairn dev | head`): the
+/// cluster must still stop cleanly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Args)]
 pub struct MetaArgs {
     /// Directory for the metadata database
@@ -175,22 +184,22 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         )));
     }
-    println!(
+    say!(
         "Cairn dev cluster is up (data in {}, logs in {}/*.log)",
         dir.display(),
         dir.display()
     );
-    println!("  metadata service  {meta_addr}");
+    say!("  metadata service  {meta_addr}");
     for (i, addr) in chunk_addrs.iter().enumerate() {
-        println!("  chunk server {}    {addr}", i + 1);
+        say!("  chunk server {}    {addr}", i + 1);
     }
-    println!();
-    println!("Try, in another terminal:");
-    println!("  cairn --meta {meta_addr} put ./README.md /readme.md");
-    println!("  cairn --meta {meta_addr} ls -l /");
-    println!("  cairn --meta {meta_addr} status");
-    println!();
-    println!("Press Ctrl-C to stop.");
+    say!();
+    say!("Try, in another terminal:");
+    say!("  cairn --meta {meta_addr} put ./README.md /readme.md");
+    say!("  cairn --meta {meta_addr} ls -l /");
+    say!("  cairn --meta {meta_addr} status");
+    say!();
+    say!("Press Ctrl-C to stop.");
 
     let exit = tokio::select! {
         _ = shutdown_signal() => ExitCode::SUCCESS,
@@ -200,7 +209,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     stop_children(&mut children).await;
-    println!("Cairn dev cluster stopped.");
+    say!("Cairn dev cluster stopped.");
     Ok(exit)
 }
 
