@@ -15,8 +15,19 @@ cargo build --release --quiet
 cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/run-$$
 mkdir -p "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# Make sure the ports after it are free too (cairn dev uses port+1..port+3).
+# A free port whose next three are free too (cairn dev uses port+1..port+3).
+port=$(python3 - <<'PY'
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    try:
+        for p in range(port, port + 4):
+            t = socket.socket(); t.bind(("127.0.0.1", p)); t.close()
+        print(port); break
+    except OSError:
+        pass
+PY
+)
 meta=127.0.0.1:$port
 dev_pid=
 cleanup() {
@@ -35,7 +46,7 @@ sync
 "$cairn" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
 dev_pid=$!
 for _ in $(seq 100); do "$cairn" --meta "$meta" status > /dev/null 2>&1 && break; sleep 0.2; done
-"$cairn" --meta "$meta" status > /dev/null
+"$cairn" --meta "$meta" status > /dev/null || { cat "$work/dev.out" "$work"/cluster/*.log; exit 1; }
 
 t0=$(now); cp "$work/input" "$work/copy"; t1=$(now); sync; t2=$(now)
 rm "$work/copy"; sync
@@ -57,6 +68,12 @@ seq "$small_files" | xargs -P 16 -I{} "$cairn" --meta "$meta" put "$work/small" 
 t1=$(now)
 small_rate=$(python3 -c "print(f'{$small_files/($t1-$t0):8.1f}')")
 
+# Metadata writes alone: one Raft commit each, no chunk traffic.
+t0=$(now)
+seq "$small_files" | xargs -P 16 -I{} "$cairn" --meta "$meta" mkdir /d{}
+t1=$(now)
+mkdir_rate=$(python3 -c "print(f'{$small_files/($t1-$t0):8.1f}')")
+
 echo
 echo "file size:               ${size_mib} MiB, rf 3, 3 chunk servers on this disk"
 echo "cp (page cache):         ${cp_rate} MiB/s"
@@ -64,3 +81,4 @@ echo "cp + sync:               ${cp_sync_rate} MiB/s"
 echo "cairn put:               ${put_rate} MiB/s   ($(python3 -c "print(f'{$put_rate/$cp_sync_rate:.2f}')")x cp+sync; each byte written 3 times)"
 echo "cairn get:               ${get_rate} MiB/s   ($(python3 -c "print(f'{$get_rate/$cp_rate:.2f}')")x cp)"
 echo "small puts (4 KiB, 16 clients, one process each): ${small_rate} files/s"
+echo "mkdir (16 clients, one process each):              ${mkdir_rate} ops/s"

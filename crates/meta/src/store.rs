@@ -112,8 +112,14 @@ fn read_raft_meta<T: for<'de> Deserialize<'de>>(
         .map_err(|e| e.to_string())
 }
 
-fn write_raft_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
+fn write_raft_meta<T: Serialize>(
+    db: &Database,
+    key: &str,
+    value: &T,
+    durability: Durability,
+) -> Result<(), String> {
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.set_durability(durability).map_err(|e| e.to_string())?;
     {
         let mut table = txn.open_table(RAFT_META).map_err(|e| e.to_string())?;
         table
@@ -189,7 +195,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<RaftNodeId>) -> StorageResult<()> {
         let db = self.db.clone();
         let vote = *vote;
-        blocking(move || write_raft_meta(&db, KEY_VOTE, &vote))
+        blocking(move || write_raft_meta(&db, KEY_VOTE, &vote, Durability::Immediate))
             .await
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
@@ -201,9 +207,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Read, e))
     }
 
+    /// Not fsynced: fsyncing it would double the fsyncs of every metadata
+    /// write. Losing it in a crash is safe because it only tells a restart how
+    /// far to re-apply early; committed entries are in the durable log, and
+    /// every read goes through `ensure_linearizable`, which waits until the
+    /// new leader's first entry of its term (and so every entry before it)
+    /// is applied, as openraft asks of a non-durable committed index.
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
         let db = self.db.clone();
-        blocking(move || write_raft_meta(&db, KEY_COMMITTED, &committed))
+        blocking(move || write_raft_meta(&db, KEY_COMMITTED, &committed, Durability::None))
             .await
             .map_err(write_logs_error)
     }
