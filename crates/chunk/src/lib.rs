@@ -1,12 +1,18 @@
 //! The Cairn chunk server: stores immutable, content-addressed chunks on
-//! local disk and serves them over HTTP.
+//! local disk, serves them over HTTP, and keeps them where they belong.
 //!
 //! - `store.rs`: the on-disk layout and durable writes
 //! - `server.rs`: the chunk data API (`PUT`/`GET`/`HEAD /v1/chunks/{id}`, the
-//!   batch presence call, health)
-//! - `membership.rs`: registration and heartbeats to the metadata service
+//!   batch presence call, corrupt-copy reports, health, metrics)
+//! - `node.rs`: what the tasks share (map view, counters, corrupt handling)
+//! - `membership.rs`: registration, heartbeats, map refresh
+//! - `repair.rs`, `scrub.rs`, `collect.rs`: the three background loops
 
+pub mod collect;
 pub mod membership;
+pub mod node;
+pub mod repair;
+pub mod scrub;
 pub mod server;
 pub mod store;
 
@@ -16,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cairn_client::MetaClient;
 
 pub use store::ChunkStore;
 
@@ -26,9 +33,18 @@ pub struct ChunkConfig {
     /// Metadata service address (`host:port`).
     pub meta: String,
     pub zone: String,
-    /// Placement weight; `None` means the size of the disk under `data_dir`.
+    /// Placement weight and the most bytes of chunks to hold; `None` means
+    /// the size of the disk under `data_dir` (and no limit but the disk).
     pub capacity_bytes: Option<u64>,
+    /// Free disk space to leave for everything else.
+    pub reserve_bytes: u64,
     pub heartbeat_interval: Duration,
+    pub repair: repair::RepairConfig,
+    /// Time between the starts of two scrub passes.
+    pub scrub_interval: Duration,
+    pub scrub_rate_bytes_per_second: u64,
+    /// An unreferenced chunk is deleted only after it has been here this long.
+    pub collect_grace: Duration,
 }
 
 /// Runs a chunk server until `shutdown` resolves.
@@ -37,7 +53,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = ChunkStore::open(&config.data_dir)
-        .with_context(|| format!("cannot open chunk store in {}", config.data_dir.display()))?;
+        .with_context(|| format!("cannot open chunk store in {}", config.data_dir.display()))?
+        .with_limits(store::SpaceLimits {
+            capacity_bytes: config.capacity_bytes,
+            reserve_bytes: config.reserve_bytes,
+        });
     let store = Arc::new(store);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -50,23 +70,38 @@ pub async fn run(
     let addr = listener.local_addr()?.to_string();
     let capacity_bytes = match config.capacity_bytes {
         Some(bytes) => bytes,
-        None => membership::disk_size_bytes(&config.data_dir)
+        None => store::disk_size_bytes(&config.data_dir)
             .context("cannot read the disk size; give --capacity")?,
     };
     tracing::info!(node = %store.node_id(), %addr, data_dir = %config.data_dir.display(), "chunk server ready (plain HTTP)");
+    let node = Arc::new(node::Node::new(store, MetaClient::new(&config.meta)));
     let registration = membership::Registration {
-        meta: config.meta.clone(),
         addr,
         zone: config.zone.clone(),
         capacity_bytes,
         heartbeat_interval: config.heartbeat_interval,
     };
-    let heartbeats = tokio::spawn(membership::keep_registered(store.clone(), registration));
-    let result = axum::serve(listener, server::router(store))
+    let tasks = [
+        tokio::spawn(membership::keep_registered(node.clone(), registration)),
+        tokio::spawn(repair::run(node.clone(), config.repair)),
+        tokio::spawn(scrub::run(
+            node.clone(),
+            scrub::ScrubConfig {
+                interval: config.scrub_interval,
+                rate_bytes_per_second: config.scrub_rate_bytes_per_second,
+                state_file: config.data_dir.join("scrub_started"),
+            },
+        )),
+        tokio::spawn(collect::run(node.clone(), config.collect_grace)),
+    ];
+    let app = cairn_telemetry::instrument(server::router(node));
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("chunk HTTP server failed");
-    heartbeats.abort();
+    for task in tasks {
+        task.abort();
+    }
     tracing::info!("chunk server stopped");
     result
 }

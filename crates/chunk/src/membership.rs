@@ -1,22 +1,24 @@
-//! Registration with the metadata service and heartbeats.
+//! Registration with the metadata service, heartbeats, and keeping this
+//! node's copy of the cluster map current.
 //!
 //! A node registers with its persisted id and current address (so an
-//! address change is absorbed, not a new node), then heartbeats. When the
-//! metadata service answers that it does not know the node, it registers
-//! again. Failures are retried forever with a capped backoff: a chunk server
-//! keeps serving reads while the metadata service is away.
+//! address change is absorbed, not a new node), then heartbeats with its
+//! report. Each answer carries the map epoch; a newer one is fetched and
+//! handed to the background loops. When the metadata service answers that
+//! it does not know the node, it registers again. Failures are retried
+//! forever with a capped backoff: a chunk server keeps serving reads while
+//! the metadata service is away.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_client::MetaClient;
 use cairn_proto::api::{HeartbeatRequest, RegisterRequest};
+use cairn_proto::ErrorCode;
+use cairn_telemetry::counter;
 
-use crate::store::ChunkStore;
+use crate::node::Node;
 
 pub struct Registration {
-    pub meta: String,
     pub addr: String,
     pub zone: String,
     pub capacity_bytes: u64,
@@ -25,10 +27,9 @@ pub struct Registration {
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
-pub async fn keep_registered(store: Arc<ChunkStore>, registration: Registration) {
-    let client = MetaClient::new(&registration.meta);
+pub async fn keep_registered(node: Arc<Node>, registration: Registration) {
     let request = RegisterRequest {
-        id: store.node_id().clone(),
+        id: node.store.node_id().clone(),
         addr: registration.addr.clone(),
         zone: registration.zone.clone(),
         capacity_bytes: registration.capacity_bytes,
@@ -37,14 +38,19 @@ pub async fn keep_registered(store: Arc<ChunkStore>, registration: Registration)
     let mut delay = Duration::from_millis(100);
     loop {
         if !registered {
-            match client.register(&request).await {
+            match node.meta.register(&request).await {
                 Ok(map) => {
                     tracing::info!(epoch = map.epoch, "registered with the metadata service");
+                    node.offer_map(map);
                     registered = true;
                     delay = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    tracing::warn!(meta = %registration.meta, "cannot register yet: {e}");
+                    if e.code() == Some(ErrorCode::FailedPrecondition) {
+                        tracing::error!("the metadata service refuses this node: {e}");
+                    } else {
+                        tracing::warn!(meta = %node.meta.addr(), "cannot register yet: {e}");
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
                     continue;
@@ -53,28 +59,27 @@ pub async fn keep_registered(store: Arc<ChunkStore>, registration: Registration)
         }
         tokio::time::sleep(registration.heartbeat_interval).await;
         let beat = HeartbeatRequest {
-            id: store.node_id().clone(),
-            used_bytes: store.used_bytes(),
-            chunk_count: store.chunk_count(),
+            id: node.store.node_id().clone(),
+            report: node.report(),
         };
-        match client.heartbeat(&beat).await {
-            Ok(answer) if !answer.registered => registered = false,
-            Ok(_) => {}
-            Err(e) => tracing::warn!("heartbeat failed: {e}"),
+        match node.meta.heartbeat(&beat).await {
+            Ok(answer) if !answer.registered => {
+                counter!("cairn_heartbeats_total", "result" => "unknown_node").increment(1);
+                registered = false;
+            }
+            Ok(answer) => {
+                counter!("cairn_heartbeats_total", "result" => "ok").increment(1);
+                if answer.epoch > node.epoch() {
+                    match node.meta.map().await {
+                        Ok(map) => node.offer_map(map),
+                        Err(e) => tracing::warn!("cannot fetch the new cluster map: {e}"),
+                    }
+                }
+            }
+            Err(e) => {
+                counter!("cairn_heartbeats_total", "result" => "failed").increment(1);
+                tracing::warn!("heartbeat failed: {e}");
+            }
         }
     }
-}
-
-/// Total size of the file system holding `dir`: the default placement weight.
-pub fn disk_size_bytes(dir: &Path) -> std::io::Result<u64> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let path = CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid NUL-terminated string and `stats` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(stats.f_blocks as u64 * stats.f_frsize as u64)
 }

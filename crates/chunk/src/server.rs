@@ -14,11 +14,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_proto::api::{ChunkHealth, HasChunksRequest, HasChunksResponse, MAX_HAS_CHUNKS_IDS};
-use cairn_proto::{ApiError, ChunkId, ErrorCode, MAX_CHUNK_SIZE_BYTES};
+use cairn_proto::api::{
+    ChunkHealth, HasChunksRequest, HasChunksResponse, SuspectResponse, MAX_HAS_CHUNKS_IDS,
+};
+use cairn_proto::{ApiError, ChunkId, ErrorCode, NodeState, MAX_CHUNK_SIZE_BYTES};
+use cairn_telemetry::counter;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::node::Node;
 use crate::store::ChunkStore;
 
 /// Chunk bodies held in memory at once by PUTs and GETs (each at most one
@@ -26,13 +30,15 @@ use crate::store::ChunkStore;
 const MAX_CONCURRENT_TRANSFERS: usize = 32;
 
 struct Server {
+    node: Arc<Node>,
     store: Arc<ChunkStore>,
     transfers: Semaphore,
 }
 
-pub fn router(store: Arc<ChunkStore>) -> Router {
+pub fn router(node: Arc<Node>) -> Router {
     let server = Arc::new(Server {
-        store,
+        store: node.store.clone(),
+        node,
         transfers: Semaphore::new(MAX_CONCURRENT_TRANSFERS),
     });
     Router::new()
@@ -41,6 +47,8 @@ pub fn router(store: Arc<ChunkStore>) -> Router {
             get(get_chunk).head(head_chunk).put(put_chunk),
         )
         .route("/v1/chunks/has", post(has_chunks))
+        .route("/v1/chunks/{id}/suspect", post(suspect_chunk))
+        .route("/v1/repair", post(request_repair))
         .route("/v1/health", get(health))
         .fallback(|| async {
             error(ApiError::new(
@@ -90,6 +98,12 @@ async fn put_chunk(
     if declared_len.is_some_and(|len| len > MAX_CHUNK_SIZE_BYTES) {
         return error(too_large());
     }
+    if server.node.state() == Some(NodeState::Draining) {
+        return error(ApiError::new(
+            ErrorCode::Unavailable,
+            "this node is draining and takes no new chunks; store on the next node",
+        ));
+    }
     let _permit = server
         .transfers
         .acquire()
@@ -129,9 +143,17 @@ async fn put_chunk(
         ));
     }
     let store = server.store.clone();
+    let len = data.len() as u64;
     match tokio::task::spawn_blocking(move || store.write(&id, &data)).await {
-        Ok(Ok(true)) => StatusCode::CREATED.into_response(),
+        Ok(Ok(true)) => {
+            counter!("cairn_chunk_written_bytes_total").increment(len);
+            StatusCode::CREATED.into_response()
+        }
         Ok(Ok(false)) => StatusCode::OK.into_response(),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::StorageFull => error(ApiError::new(
+            ErrorCode::NoSpace,
+            format!("this node is full: {e}"),
+        )),
         Ok(Err(e)) => internal("cannot store chunk", e),
         Err(e) => internal("chunk write task failed", e),
     }
@@ -156,11 +178,14 @@ async fn get_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) ->
         .expect("semaphore is never closed");
     let store = server.store.clone();
     match tokio::task::spawn_blocking(move || store.read(&id)).await {
-        Ok(Ok(Some(data))) => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            Bytes::from(data),
-        )
-            .into_response(),
+        Ok(Ok(Some(data))) => {
+            counter!("cairn_chunk_read_bytes_total").increment(data.len() as u64);
+            (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                Bytes::from(data),
+            )
+                .into_response()
+        }
         Ok(Ok(None)) => error(ApiError::new(
             ErrorCode::NotFound,
             format!("this node does not hold chunk {id}"),
@@ -202,14 +227,87 @@ async fn has_chunks(State(server): State<Arc<Server>>, body: Bytes) -> Response 
         ));
     }
     let store = server.store.clone();
-    let present = tokio::task::spawn_blocking(move || {
-        request.ids.iter().map(|id| store.contains(id)).collect()
+    let ids = request.ids.clone();
+    let verify = request.verify;
+    let checked = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Presence>> {
+        ids.iter()
+            .map(|id| {
+                if !verify {
+                    return Ok(if store.contains(id) {
+                        Presence::Held
+                    } else {
+                        Presence::Absent
+                    });
+                }
+                Ok(match store.verify(id)? {
+                    Some(true) => Presence::Held,
+                    Some(false) => Presence::Corrupt,
+                    None => Presence::Absent,
+                })
+            })
+            .collect()
     })
     .await;
-    match present {
-        Ok(present) => Json(HasChunksResponse { present }).into_response(),
-        Err(e) => internal("presence task failed", e),
+    let checked = match checked {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(e)) => return internal("cannot check chunks", e),
+        Err(e) => return internal("presence task failed", e),
+    };
+    for (id, presence) in request.ids.iter().zip(&checked) {
+        if *presence == Presence::Corrupt {
+            let node = server.node.clone();
+            let id = *id;
+            tokio::spawn(async move { node.handle_corrupt(id, "verify").await });
+        }
     }
+    Json(HasChunksResponse {
+        present: checked.iter().map(|p| *p == Presence::Held).collect(),
+        corrupt: if verify {
+            checked.iter().map(|p| *p == Presence::Corrupt).collect()
+        } else {
+            Vec::new()
+        },
+        epoch: server.node.epoch(),
+    })
+    .into_response()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Held,
+    Absent,
+    Corrupt,
+}
+
+/// A reader found this node's copy of a chunk corrupt. The node does not
+/// take the reader's word for it: it re-hashes its copy, and only a copy
+/// that fails is quarantined and replaced.
+async fn suspect_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return error(e),
+    };
+    let store = server.store.clone();
+    let verdict = match tokio::task::spawn_blocking(move || store.verify(&id)).await {
+        Ok(Ok(verdict)) => verdict,
+        Ok(Err(e)) => return internal("cannot check chunk", e),
+        Err(e) => return internal("check task failed", e),
+    };
+    let corrupt = verdict == Some(false);
+    if corrupt {
+        let node = server.node.clone();
+        tokio::spawn(async move { node.handle_corrupt(id, "reader").await });
+    }
+    Json(SuspectResponse {
+        held: verdict.is_some(),
+        corrupt,
+    })
+    .into_response()
+}
+
+async fn request_repair(State(server): State<Arc<Server>>) -> Response {
+    server.node.repair_wake.notify_one();
+    Json(serde_json::json!({ "repair": "requested" })).into_response()
 }
 
 async fn health(State(server): State<Arc<Server>>) -> Json<ChunkHealth> {

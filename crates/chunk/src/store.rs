@@ -11,24 +11,61 @@
 //! DIR/node_id    this node's id (UUID), made on first start
 //! DIR/chunks/    the chunks
 //! DIR/tmp/       writes in progress; emptied at start
+//! DIR/quarantine/<hex>.<unix ms>   corrupt copies moved aside, for a person
 //! ```
+//!
+//! A chunk file's modification time is when this node last received it (a
+//! PUT of a chunk already held touches it). The collect loop deletes an
+//! unreferenced chunk only if that time is older than its grace period, and
+//! the check and the delete happen under the same lock as the touch, so a
+//! chunk an upload has just (re)sent is never collected under it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_proto::{ChunkId, NodeId};
 
 const FORMAT_LINE: &str = "cairn-chunk-store 1";
 
+/// The chunk directory is split in this many shards by the first byte of
+/// the id; background loops work one shard at a time, which bounds their
+/// memory to about 1/256 of the chunk list.
+pub const SHARDS: usize = 256;
+
+/// How much this store may hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpaceLimits {
+    /// Most bytes of chunks to hold (`--capacity`); `None`: the disk decides.
+    pub capacity_bytes: Option<u64>,
+    /// Free space to leave on the disk for everything else.
+    pub reserve_bytes: u64,
+}
+
+/// One chunk file as a directory listing sees it.
+#[derive(Debug, Clone)]
+pub struct ChunkEntry {
+    pub id: ChunkId,
+    pub size_bytes: u64,
+    /// When this node last received it.
+    pub received: SystemTime,
+}
+
 pub struct ChunkStore {
+    data_dir: PathBuf,
     chunks_dir: PathBuf,
     tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
     node_id: NodeId,
+    limits: SpaceLimits,
     used_bytes: AtomicU64,
     chunk_count: AtomicU64,
     tmp_sequence: AtomicU64,
+    /// Serializes deletions with the touch of a re-sent chunk (see above).
+    removal: Mutex<()>,
 }
 
 impl ChunkStore {
@@ -51,21 +88,122 @@ impl ChunkStore {
         let node_id = load_or_create_node_id(&data_dir.join("node_id"))?;
         let chunks_dir = data_dir.join("chunks");
         let tmp_dir = data_dir.join("tmp");
+        let quarantine_dir = data_dir.join("quarantine");
         fs::create_dir_all(&chunks_dir)?;
+        fs::create_dir_all(&quarantine_dir)?;
         // Leftovers of writes cut short by a crash: never acknowledged.
         if tmp_dir.exists() {
             fs::remove_dir_all(&tmp_dir)?;
         }
         fs::create_dir_all(&tmp_dir)?;
-        let (chunk_count, used_bytes) = count_chunks(&chunks_dir)?;
+        let (mut chunk_count, mut used_bytes) = (0, 0);
+        for shard in 0..SHARDS {
+            for entry in list_dir_shard(&chunks_dir, shard)? {
+                chunk_count += 1;
+                used_bytes += entry.size_bytes;
+            }
+        }
         Ok(ChunkStore {
+            data_dir: data_dir.to_path_buf(),
             chunks_dir,
             tmp_dir,
+            quarantine_dir,
             node_id,
+            limits: SpaceLimits::default(),
             used_bytes: AtomicU64::new(used_bytes),
             chunk_count: AtomicU64::new(chunk_count),
             tmp_sequence: AtomicU64::new(0),
+            removal: Mutex::new(()),
         })
+    }
+
+    pub fn with_limits(mut self, limits: SpaceLimits) -> ChunkStore {
+        self.limits = limits;
+        self
+    }
+
+    /// Bytes this store can still take: within `--capacity` and leaving
+    /// the reserve free on the disk.
+    pub fn room_bytes(&self) -> u64 {
+        let by_capacity = self
+            .limits
+            .capacity_bytes
+            .map_or(u64::MAX, |c| c.saturating_sub(self.used_bytes()));
+        let by_disk = disk_free_bytes(&self.data_dir)
+            .map_or(0, |free| free.saturating_sub(self.limits.reserve_bytes));
+        by_capacity.min(by_disk)
+    }
+
+    /// The chunks whose id starts with byte `shard`, in no particular order.
+    pub fn list_shard(&self, shard: usize) -> io::Result<Vec<ChunkEntry>> {
+        list_dir_shard(&self.chunks_dir, shard)
+    }
+
+    /// Re-reads a held chunk and checks it against its id: `None` if this
+    /// node does not hold it, `Some(false)` if it is corrupt.
+    pub fn verify(&self, id: &ChunkId) -> io::Result<Option<bool>> {
+        Ok(self.read(id)?.map(|data| ChunkId::of(&data) == *id))
+    }
+
+    /// Deletes the local copy (its targets hold it). False if absent.
+    pub fn remove(&self, id: &ChunkId) -> io::Result<bool> {
+        let _guard = self.removal.lock().expect("removal lock");
+        self.remove_locked(id)
+    }
+
+    /// Deletes the local copy if it was received before `cutoff`: the
+    /// collect loop's delete, atomic with a PUT's touch.
+    pub fn remove_if_received_before(&self, id: &ChunkId, cutoff: SystemTime) -> io::Result<bool> {
+        let _guard = self.removal.lock().expect("removal lock");
+        match fs::metadata(self.chunk_path(id)) {
+            Ok(meta) if meta.modified()? < cutoff => self.remove_locked(id),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a corrupt copy aside to `quarantine/` for a person to look at;
+    /// the chunk then counts as absent here. False if it was not here.
+    pub fn quarantine(&self, id: &ChunkId) -> io::Result<bool> {
+        let _guard = self.removal.lock().expect("removal lock");
+        let path = self.chunk_path(id);
+        let size = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let aside = self
+            .quarantine_dir
+            .join(format!("{}.{now_ms}", id.to_hex()));
+        fs::rename(&path, &aside)?;
+        File::open(path.parent().expect("chunk path has a parent"))?.sync_all()?;
+        self.forget(size);
+        Ok(true)
+    }
+
+    fn remove_locked(&self, id: &ChunkId) -> io::Result<bool> {
+        let path = self.chunk_path(id);
+        let size = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.forget(size);
+        Ok(true)
+    }
+
+    fn forget(&self, size_bytes: u64) {
+        self.used_bytes.fetch_sub(size_bytes, Ordering::Relaxed);
+        self.chunk_count.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -108,16 +246,35 @@ impl ChunkStore {
     }
 
     /// Stores `data` as chunk `id` durably. The caller vouches that `data`
-    /// hashes to `id`. Returns false if the chunk was already there.
+    /// hashes to `id`. Returns false if the chunk was already there (its
+    /// receive time is then renewed). Fails with `StorageFull` when the
+    /// store has no room for it.
     pub fn write(&self, id: &ChunkId, data: &[u8]) -> io::Result<bool> {
         let final_path = self.chunk_path(id);
         let dir = final_path.parent().expect("chunk path has a parent");
-        if final_path.exists() {
-            // A concurrent writer may have renamed it in without yet syncing
-            // the directory: sync it before calling the copy durable. Cheap
-            // when nothing is pending.
-            File::open(dir)?.sync_all()?;
-            return Ok(false);
+        {
+            let _guard = self.removal.lock().expect("removal lock");
+            match File::open(&final_path) {
+                Ok(file) => {
+                    file.set_modified(SystemTime::now())?;
+                    // A concurrent writer may have renamed it in without yet
+                    // syncing the directory: sync it before calling the copy
+                    // durable. Cheap when nothing is pending.
+                    File::open(dir)?.sync_all()?;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if data.len() as u64 > self.room_bytes() {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "no room for a chunk of {} bytes (capacity or disk reserve reached)",
+                    data.len()
+                ),
+            ));
         }
         if !dir.exists() {
             create_dir_durably(dir)?;
@@ -222,27 +379,70 @@ fn create_dir_durably(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// (chunk files, their total bytes) under `chunks_dir`.
-fn count_chunks(chunks_dir: &Path) -> io::Result<(u64, u64)> {
-    let (mut count, mut bytes) = (0, 0);
-    for level1 in fs::read_dir(chunks_dir)? {
-        let level1 = level1?;
-        if !level1.file_type()?.is_dir() {
+/// The chunk files under `chunks_dir/<shard as 2 hex>/`. Files whose name
+/// is not a chunk id (a person's leftovers) are skipped, as are chunks
+/// deleted while the listing runs.
+fn list_dir_shard(chunks_dir: &Path, shard: usize) -> io::Result<Vec<ChunkEntry>> {
+    assert!(shard < SHARDS, "shard {shard} out of range");
+    let shard_dir = chunks_dir.join(format!("{shard:02x}"));
+    let level1 = match fs::read_dir(&shard_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for level2 in level1 {
+        let level2 = level2?;
+        if !level2.file_type()?.is_dir() {
             continue;
         }
-        for level2 in fs::read_dir(level1.path())? {
-            let level2 = level2?;
-            if !level2.file_type()?.is_dir() {
+        for chunk in fs::read_dir(level2.path())? {
+            let chunk = chunk?;
+            let Some(id) = chunk
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<ChunkId>().ok())
+            else {
                 continue;
-            }
-            for chunk in fs::read_dir(level2.path())? {
-                let chunk = chunk?;
-                count += 1;
-                bytes += chunk.metadata()?.len();
-            }
+            };
+            let meta = match chunk.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(ChunkEntry {
+                id,
+                size_bytes: meta.len(),
+                received: meta.modified()?,
+            });
         }
     }
-    Ok((count, bytes))
+    Ok(out)
+}
+
+/// Free bytes on the file system holding `dir`, for unprivileged writers.
+pub fn disk_free_bytes(dir: &Path) -> io::Result<u64> {
+    let stats = statvfs(dir)?;
+    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+/// Total size of the file system holding `dir`: the default placement weight.
+pub fn disk_size_bytes(dir: &Path) -> io::Result<u64> {
+    let stats = statvfs(dir)?;
+    Ok(stats.f_blocks as u64 * stats.f_frsize as u64)
+}
+
+fn statvfs(dir: &Path) -> io::Result<libc::statvfs> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `stats` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stats)
 }
 
 #[cfg(test)]

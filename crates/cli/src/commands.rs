@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use cairn_client::transfer::DEFAULT_WINDOW;
 use cairn_client::{chunk_locations, download, ChunkClient, ClientError, MetaClient, Uploader};
 use cairn_proto::api::{
-    CommitRequest, EntryKind, MkdirRequest, MoveRequest, OnExists, RemoveRequest, Stat,
+    CommitRequest, EntryKind, MkdirRequest, MoveRequest, NodeRequest, OnExists, RemoveNodeRequest,
+    RemoveRequest, Stat,
 };
 use cairn_proto::path::{normalize, parent_and_name};
 use cairn_proto::ErrorCode;
@@ -100,6 +101,46 @@ pub struct StatArgs {
 pub struct StatusArgs {
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+pub struct FsckArgs {
+    /// Check the files under this directory (or this one file)
+    #[arg(default_value = "/")]
+    path: String,
+    /// Ask every node to start a repair pass now
+    #[arg(long)]
+    repair: bool,
+    /// Only ask which nodes hold each chunk; do not have them re-hash their copies
+    #[arg(long)]
+    no_verify: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum NodeCommand {
+    /// Move every chunk off a node, before removing it
+    Drain(NodeArgs),
+    /// Stop draining a node: it takes data again
+    Undrain(NodeArgs),
+    /// Remove a drained node (or, with --force, a dead one) from the cluster
+    Remove(NodeRemoveArgs),
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Node id (a unique prefix will do) or its address
+    node: String,
+}
+
+#[derive(Args)]
+pub struct NodeRemoveArgs {
+    /// Node id (a unique prefix will do) or its address
+    node: String,
+    /// Remove a node that is down without a drain: its copies are given up
+    #[arg(long)]
+    force: bool,
 }
 
 fn progress_bar(total_bytes: Option<u64>, verb: &str) -> ProgressBar {
@@ -436,5 +477,102 @@ pub async fn status(meta_addr: &str, args: StatusArgs) -> anyhow::Result<ExitCod
             );
         }
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// How many files with problems `fsck` lists in text (all of them in JSON).
+const FSCK_FILES_SHOWN: usize = 50;
+
+pub async fn fsck(meta_addr: &str, args: FsckArgs) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let chunks = ChunkClient::new();
+    let report = cairn_client::fsck::fsck(&meta, &chunks, &args.path, !args.no_verify).await?;
+    let mut repair_asked = Vec::new();
+    if args.repair {
+        let map = meta.map().await?;
+        for node in map.nodes.iter().filter(|n| n.state.serves_reads()) {
+            match chunks.request_repair(&node.addr).await {
+                Ok(()) => repair_asked.push(node.addr.clone()),
+                Err(e) => eprintln!("could not ask {} to repair: {e}", node.addr),
+            }
+        }
+    }
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if args.repair {
+            value["repair_requested"] = serde_json::to_value(&repair_asked)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", output::fsck_text(&report, FSCK_FILES_SHOWN));
+        if args.repair {
+            println!(
+                "asked {} node(s) to repair now; run `cairn fsck` again to see the result",
+                repair_asked.len()
+            );
+        }
+    }
+    Ok(if report.missing > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn node(meta_addr: &str, command: NodeCommand) -> anyhow::Result<ExitCode> {
+    let meta = MetaClient::new(meta_addr);
+    let map = meta.map().await?;
+    let given = match &command {
+        NodeCommand::Drain(a) | NodeCommand::Undrain(a) => &a.node,
+        NodeCommand::Remove(a) => &a.node,
+    };
+    let id = find_node(&map, given)?;
+    match command {
+        NodeCommand::Drain(_) => {
+            meta.drain_node(&NodeRequest { id: id.clone() }).await?;
+            println!("{id} is draining; its chunks move to other nodes (watch `cairn status`), then `cairn node remove {id}`");
+        }
+        NodeCommand::Undrain(_) => {
+            meta.undrain_node(&NodeRequest { id: id.clone() }).await?;
+            println!("{id} takes data again");
+        }
+        NodeCommand::Remove(args) => {
+            meta.remove_node(&RemoveNodeRequest {
+                id: id.clone(),
+                force: args.force,
+            })
+            .await?;
+            println!("{id} removed from the cluster");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The node `given` names: its full id, a unique id prefix, or its address.
+fn find_node(map: &cairn_proto::ClusterMap, given: &str) -> anyhow::Result<cairn_proto::NodeId> {
+    let matches: Vec<&cairn_proto::NodeInfo> = map
+        .nodes
+        .iter()
+        .filter(|n| n.id.0 == given || n.addr == given)
+        .collect();
+    let matches = if matches.is_empty() && !given.is_empty() {
+        map.nodes
+            .iter()
+            .filter(|n| n.id.0.starts_with(given))
+            .collect()
+    } else {
+        matches
+    };
+    match matches.as_slice() {
+        [node] => Ok(node.id.clone()),
+        [] => bail!("no storage node has the id or address {given:?}; see `cairn status`"),
+        many => bail!(
+            "{given:?} matches {} nodes ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .map(|n| n.id.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }

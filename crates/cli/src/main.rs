@@ -52,8 +52,13 @@ enum Command {
     Cp(commands::MoveArgs),
     /// Show a file's or directory's metadata
     Stat(commands::StatArgs),
-    /// Show the cluster: map epoch, nodes, replication
+    /// Show the cluster: map epoch, nodes, replication, repair and scrub progress
     Status(commands::StatusArgs),
+    /// Check that every chunk of every file is on its nodes and intact
+    Fsck(commands::FsckArgs),
+    /// Manage storage nodes: drain, undrain, remove
+    #[command(subcommand)]
+    Node(commands::NodeCommand),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,8 @@ fn main() -> ExitCode {
             Command::Cp(args) => commands::cp(&meta, args).await,
             Command::Stat(args) => commands::stat(&meta, args).await,
             Command::Status(args) => commands::status(&meta, args).await,
+            Command::Fsck(args) => commands::fsck(&meta, args).await,
+            Command::Node(command) => commands::node(&meta, command).await,
         }
     });
     match result {

@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
+use cairn_client::fsck::FsckReport;
 use cairn_client::ChunkLocation;
-use cairn_proto::api::{DirEntry, EntryKind, Stat, StatusResponse};
+use cairn_proto::api::{DirEntry, EntryKind, NodeReport, Stat, StatusResponse};
 use cairn_proto::units::format_size;
 
 /// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -129,19 +130,41 @@ pub fn status_text(status: &StatusResponse) -> String {
     );
     let _ = writeln!(
         out,
+        "data: {} under-replicated chunks ({}), {} moved by repair",
+        status.under_replicated_chunks,
+        if status.repair_settled {
+            "every node has checked this map"
+        } else {
+            "repair passes under way"
+        },
+        format_size(status.moved_bytes_total)
+    );
+    let _ = writeln!(
+        out,
         "nodes: {} of {} up",
         status.nodes_up,
         status.nodes.len()
     );
     let _ = writeln!(
         out,
-        "  {:<36} {:<21} {:<10} {:<5} {:<19} {:>10} {:>10} {:>8}",
-        "ID", "ADDRESS", "ZONE", "STATE", "SINCE", "CAPACITY", "USED", "CHUNKS"
+        "  {:<36} {:<21} {:<10} {:<8} {:<19} {:>10} {:>10} {:>8} {:>9} {:>9} {:>7}",
+        "ID",
+        "ADDRESS",
+        "ZONE",
+        "STATE",
+        "SINCE",
+        "CAPACITY",
+        "USED",
+        "CHUNKS",
+        "REPAIR",
+        "SCRUB",
+        "CORRUPT"
     );
     for n in &status.nodes {
+        let report = n.report.clone().unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<36} {:<21} {:<10} {:<5} {:<19} {:>10} {:>10} {:>8}",
+            "  {:<36} {:<21} {:<10} {:<8} {:<19} {:>10} {:>10} {:>8} {:>9} {:>9} {:>7}",
             n.id.0,
             n.addr,
             n.zone,
@@ -149,7 +172,72 @@ pub fn status_text(status: &StatusResponse) -> String {
             format_time(n.state_changed_ms),
             format_size(n.capacity_bytes),
             format_size(n.used_bytes),
-            n.chunk_count
+            n.chunk_count,
+            repair_progress(&report, status.epoch),
+            progress(
+                report.scrub.pass_done_chunks,
+                report.scrub.pass_total_chunks,
+                report.scrub.passes_total
+            ),
+            report.scrub.corrupt_chunks_total
+        );
+    }
+    out
+}
+
+/// "done" when the last repair pass used the current map, else its progress.
+fn repair_progress(report: &NodeReport, epoch: u64) -> String {
+    let r = &report.repair;
+    if r.pass_total_chunks == 0 && r.epoch == epoch {
+        return "done".to_string();
+    }
+    progress(r.pass_done_chunks, r.pass_total_chunks, r.passes_total)
+}
+
+/// "37%" during a pass, else the number of passes finished ("3 done").
+fn progress(done: u64, total: u64, passes: u64) -> String {
+    if total == 0 {
+        return format!("{passes} done");
+    }
+    format!("{}%", (done * 100 / total).min(100))
+}
+
+pub fn fsck_text(report: &FsckReport, files_shown: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "checked {} files, {} distinct chunks",
+        report.files, report.chunks
+    );
+    let _ = writeln!(out, "  healthy           {}", report.healthy);
+    let _ = writeln!(out, "  under-replicated  {}", report.under_replicated);
+    let _ = writeln!(out, "  missing           {}", report.missing);
+    let _ = writeln!(out, "  corrupt           {}", report.corrupt);
+    for node in &report.unreachable_nodes {
+        let _ = writeln!(out, "warning: no answer from node {node}");
+    }
+    if !report.problem_files.is_empty() {
+        let _ = writeln!(out, "files with problems:");
+        for file in report.problem_files.iter().take(files_shown) {
+            let _ = writeln!(
+                out,
+                "  {} (id {}): {} missing, {} corrupt, {} under-replicated",
+                file.path, file.id, file.missing, file.corrupt, file.under_replicated
+            );
+        }
+        if report.problem_files.len() > files_shown {
+            let _ = writeln!(
+                out,
+                "  ... and {} more (see --json)",
+                report.problem_files.len() - files_shown
+            );
+        }
+    }
+    if report.missing > 0 {
+        let _ = writeln!(
+            out,
+            "DATA MISSING: no live node holds a good copy of {} chunk(s); bring back down nodes (`cairn status`)",
+            report.missing
         );
     }
     out

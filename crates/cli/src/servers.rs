@@ -36,6 +36,9 @@ pub struct MetaArgs {
     /// Mark a storage node down after this long without a heartbeat
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     down_after: Duration,
+    /// A down node must heartbeat steadily this long before it is up again (flap damping)
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    up_after: Duration,
 }
 
 #[derive(Args)]
@@ -49,12 +52,30 @@ pub struct ChunkArgs {
     /// Failure zone (rack, host, room); copies of a chunk go to distinct zones when possible
     #[arg(long, default_value = "default")]
     zone: String,
-    /// Placement weight, as in 500GiB [default: the size of the disk]
+    /// Most bytes of chunks to hold, and the placement weight, as in 500GiB [default: the size of the disk]
     #[arg(long, value_parser = parse_size)]
     capacity: Option<u64>,
+    /// Free disk space to leave for everything else; under it the node is `full`
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    reserve: u64,
     /// Time between heartbeats to the metadata service
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     heartbeat_interval: Duration,
+    /// Time between repair passes when the map does not change
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    repair_interval: Duration,
+    /// Most bytes per second the repair loop sends to other nodes, as in 100MiB
+    #[arg(long, default_value = "100MiB", value_parser = parse_size)]
+    repair_rate: u64,
+    /// Time between the starts of two full scrub passes (re-hashing every chunk)
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    scrub_interval: Duration,
+    /// Most bytes per second the scrubber reads, as in 32MiB
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    scrub_rate: u64,
+    /// Delete a chunk no file references only after it has been here this long
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    collect_grace: Duration,
 }
 
 #[derive(Args)]
@@ -71,6 +92,9 @@ pub struct DevArgs {
     /// Mark a storage node down after this long without a heartbeat
     #[arg(long, default_value = "10s")]
     down_after: String,
+    /// Free disk space each chunk server leaves for everything else
+    #[arg(long, default_value = "64MiB")]
+    reserve: String,
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -91,19 +115,45 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
         replication: args.replication,
         chunk_size_bytes: args.chunk_size,
         down_after: args.down_after,
+        up_after: args.up_after,
     };
     cairn_meta::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
+    for (flag, value) in [
+        ("--repair-rate", args.repair_rate),
+        ("--scrub-rate", args.scrub_rate),
+    ] {
+        if value == 0 {
+            bail!("{flag} must be more than 0 bytes per second");
+        }
+    }
+    for (flag, value) in [
+        ("--heartbeat-interval", args.heartbeat_interval),
+        ("--repair-interval", args.repair_interval),
+        ("--scrub-interval", args.scrub_interval),
+    ] {
+        if value.is_zero() {
+            bail!("{flag} must be longer than 0");
+        }
+    }
     let config = cairn_chunk::ChunkConfig {
         data_dir: args.data_dir,
         listen: args.listen,
         meta,
         zone: args.zone,
         capacity_bytes: args.capacity,
+        reserve_bytes: args.reserve,
         heartbeat_interval: args.heartbeat_interval,
+        repair: cairn_chunk::repair::RepairConfig {
+            interval: args.repair_interval,
+            rate_bytes_per_second: args.repair_rate,
+        },
+        scrub_interval: args.scrub_interval,
+        scrub_rate_bytes_per_second: args.scrub_rate,
+        collect_grace: args.collect_grace,
     };
     cairn_chunk::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -166,6 +216,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
                 path_str(&data_dir)?,
                 "--listen",
                 &addr,
+                "--reserve",
+                &args.reserve,
             ],
         )?;
         children.push((name, child));

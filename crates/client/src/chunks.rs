@@ -3,14 +3,38 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_proto::api::{HasChunksRequest, HasChunksResponse};
-use cairn_proto::{ApiError, ChunkId};
+use cairn_proto::api::{HasChunksRequest, HasChunksResponse, SuspectResponse};
+use cairn_proto::{ApiError, ChunkId, ErrorCode};
 
 use crate::error::ClientError;
 use crate::meta::{decode_response, describe};
 
 /// Time limit for moving one chunk (64 MiB at the most) to or from a node.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a chunk transfer to or from one node failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkError {
+    /// The node's error code; `None` when it could not be reached or did
+    /// not answer with an API error.
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ChunkError {
+    fn transport(e: &reqwest::Error) -> ChunkError {
+        ChunkError {
+            code: None,
+            message: describe(e),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct ChunkClient {
@@ -36,14 +60,14 @@ impl ChunkClient {
 
     /// Stores `data` as chunk `id` on the node at `addr`; `data` must hash to `id`.
     /// `Bytes` is reference-counted: sending one chunk to three nodes copies nothing.
-    pub async fn put(&self, addr: &str, id: &ChunkId, data: Bytes) -> Result<(), String> {
+    pub async fn put(&self, addr: &str, id: &ChunkId, data: Bytes) -> Result<(), ChunkError> {
         let response = self
             .http
             .put(format!("http://{addr}/v1/chunks/{id}"))
             .body(data)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| ChunkError::transport(&e))?;
         if response.status().is_success() {
             return Ok(());
         }
@@ -51,47 +75,105 @@ impl ChunkClient {
     }
 
     /// Fetches chunk `id` from `addr`, unverified: the caller checks the hash.
-    pub async fn get(&self, addr: &str, id: &ChunkId) -> Result<Bytes, String> {
+    pub async fn get(&self, addr: &str, id: &ChunkId) -> Result<Bytes, ChunkError> {
         let response = self
             .http
             .get(format!("http://{addr}/v1/chunks/{id}"))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| ChunkError::transport(&e))?;
         if !response.status().is_success() {
             return Err(error_text(response).await);
         }
-        response.bytes().await.map_err(|e| describe(&e))
+        response
+            .bytes()
+            .await
+            .map_err(|e| ChunkError::transport(&e))
     }
 
     /// Which of `ids` the node at `addr` holds.
     pub async fn has(&self, addr: &str, ids: &[ChunkId]) -> Result<Vec<bool>, ClientError> {
+        Ok(self.has_detailed(addr, ids, false).await?.present)
+    }
+
+    /// The whole presence answer; with `verify` the node re-hashes each
+    /// copy it holds and reports (and quarantines) corrupt ones.
+    pub async fn has_detailed(
+        &self,
+        addr: &str,
+        ids: &[ChunkId],
+        verify: bool,
+    ) -> Result<HasChunksResponse, ClientError> {
         let server = format!("chunk server at {addr}");
         let response = self
             .http
             .post(format!("http://{addr}/v1/chunks/has"))
-            .json(&HasChunksRequest { ids: ids.to_vec() })
+            .json(&HasChunksRequest {
+                ids: ids.to_vec(),
+                verify,
+            })
             .send()
             .await
             .map_err(|e| {
                 ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
             })?;
         let answer: HasChunksResponse = decode_response(response, &server).await?;
-        if answer.present.len() != ids.len() {
+        let bad_corrupt = verify && answer.corrupt.len() != ids.len();
+        if answer.present.len() != ids.len() || bad_corrupt {
             return Err(ClientError::Protocol {
                 server,
                 detail: "presence answer has the wrong length".into(),
             });
         }
-        Ok(answer.present)
+        Ok(answer)
+    }
+
+    /// Tells the node at `addr` that its copy of `id` did not match its id;
+    /// the node checks for itself and replaces a corrupt copy.
+    pub async fn report_corrupt(
+        &self,
+        addr: &str,
+        id: &ChunkId,
+    ) -> Result<SuspectResponse, ClientError> {
+        let server = format!("chunk server at {addr}");
+        let response = self
+            .http
+            .post(format!("http://{addr}/v1/chunks/{id}/suspect"))
+            .send()
+            .await
+            .map_err(|e| {
+                ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
+            })?;
+        decode_response(response, &server).await
+    }
+
+    /// Asks the node at `addr` to start a repair pass now.
+    pub async fn request_repair(&self, addr: &str) -> Result<(), ClientError> {
+        let server = format!("chunk server at {addr}");
+        let response = self
+            .http
+            .post(format!("http://{addr}/v1/repair"))
+            .send()
+            .await
+            .map_err(|e| {
+                ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
+            })?;
+        let _: serde_json::Value = decode_response(response, &server).await?;
+        Ok(())
     }
 }
 
-async fn error_text(response: reqwest::Response) -> String {
+async fn error_text(response: reqwest::Response) -> ChunkError {
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
     match serde_json::from_slice::<ApiError>(&body) {
-        Ok(e) => e.message,
-        Err(_) => format!("HTTP {status}"),
+        Ok(e) => ChunkError {
+            code: Some(e.code),
+            message: e.message,
+        },
+        Err(_) => ChunkError {
+            code: None,
+            message: format!("HTTP {status}"),
+        },
     }
 }

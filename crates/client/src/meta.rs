@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use cairn_proto::api::{
     CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse, ListResponse, MkdirRequest,
-    MoveRequest, MutationResponse, RegisterRequest, RemoveRequest, Stat, StatusResponse,
+    MoveRequest, MutationResponse, NodeRequest, ReferencedRequest, ReferencedResponse,
+    RegisterRequest, RemoveNodeRequest, RemoveRequest, Stat, StatusResponse,
 };
 use cairn_proto::{ApiError, ClusterMap, FileId};
 use serde::de::DeserializeOwned;
@@ -90,6 +91,29 @@ impl MetaClient {
         request: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ClientError> {
         self.post("/v1/nodes/heartbeat", request).await
+    }
+
+    pub async fn drain_node(&self, request: &NodeRequest) -> Result<ClusterMap, ClientError> {
+        self.post("/v1/nodes/drain", request).await
+    }
+
+    pub async fn undrain_node(&self, request: &NodeRequest) -> Result<ClusterMap, ClientError> {
+        self.post("/v1/nodes/undrain", request).await
+    }
+
+    pub async fn remove_node(
+        &self,
+        request: &RemoveNodeRequest,
+    ) -> Result<ClusterMap, ClientError> {
+        self.post("/v1/nodes/remove", request).await
+    }
+
+    /// Which of `request.ids` some file references.
+    pub async fn referenced(
+        &self,
+        request: &ReferencedRequest,
+    ) -> Result<ReferencedResponse, ClientError> {
+        self.post("/v1/chunks/referenced", request).await
     }
 
     async fn get<T: DeserializeOwned>(

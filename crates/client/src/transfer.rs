@@ -52,12 +52,12 @@ impl Uploader {
     ) -> Result<Uploader, ClientError> {
         let ring = Ring::new(map);
         let min_copies = map.min_write_copies();
-        if ring.node_count() < min_copies.max(1) {
+        if ring.writable_count() < min_copies.max(1) {
             return Err(ClientError::Api(ApiError::new(
                 ErrorCode::NotEnoughNodes,
                 format!(
-                    "only {} storage nodes are up, and a write needs at least {}; start more with `cairn chunk` and check `cairn status`",
-                    ring.node_count(),
+                    "only {} storage nodes are up and have room, and a write needs at least {}; start more with `cairn chunk` and check `cairn status`",
+                    ring.writable_count(),
                     min_copies.max(1)
                 ),
             )));
@@ -148,7 +148,8 @@ async fn read_chunk<R: AsyncRead + Unpin>(
 }
 
 /// Hashes one chunk and stores it on its targets: the first `replication`
-/// nodes of its preference list, moving down the list past nodes that fail.
+/// nodes of its write preference list (nodes that are up and not full),
+/// moving down the list past nodes that fail.
 /// Succeeds once `min_copies` nodes hold it durably.
 async fn store_chunk(
     client: ChunkClient,
@@ -163,7 +164,7 @@ async fn store_chunk(
         .map_err(|e| ClientError::Transfer(format!("hash task failed: {e}")))?;
     let length_bytes = data.len() as u32;
     let candidates: Vec<(NodeId, String)> = ring
-        .preference(&id, replication)
+        .write_preference(&id, replication)
         .into_iter()
         .map(|n| (n.id.clone(), n.addr.clone()))
         .collect();
@@ -207,7 +208,9 @@ async fn store_chunk(
 
 /// Writes the contents of the file `stat` describes to `writer`, fetching
 /// up to `window` chunks at once and verifying each before it is written.
-/// A replica that is unreachable, missing or corrupt is skipped for the next.
+/// A replica that is unreachable, missing or corrupt is skipped for the next
+/// (targets first, then other nodes, then draining ones); a corrupt one is
+/// reported to its node, which checks and replaces it.
 pub async fn download<W: AsyncWrite + Unpin>(
     client: &ChunkClient,
     map: &ClusterMap,
@@ -261,7 +264,7 @@ async fn fetch_chunk(
     chunk: ChunkRef,
 ) -> Result<Bytes, ClientError> {
     let mut failures = Vec::new();
-    for node in ring.preference(&chunk.id, replication) {
+    for node in ring.read_order(&chunk.id, replication) {
         match client.get(&node.addr, &chunk.id).await {
             Ok(data) => {
                 let checked = data.clone();
@@ -271,7 +274,10 @@ async fn fetch_chunk(
                 if actual == chunk.id && data.len() == chunk.length_bytes as usize {
                     return Ok(data);
                 }
-                tracing::warn!(chunk = %chunk.id, node = %node.id, addr = %node.addr, "corrupt replica: skipping it");
+                tracing::warn!(chunk = %chunk.id, node = %node.id, addr = %node.addr, "corrupt replica: skipping it and reporting it to its node");
+                if let Err(e) = client.report_corrupt(&node.addr, &chunk.id).await {
+                    tracing::warn!(%e, "could not report the corrupt replica");
+                }
                 failures.push(format!("{}: corrupt copy", node.addr));
             }
             Err(reason) => failures.push(format!("{}: {reason}", node.addr)),
@@ -294,7 +300,7 @@ pub struct ChunkLocation {
     pub id: ChunkId,
     pub length_bytes: u32,
     pub targets: Vec<NodeId>,
-    /// Nodes (among those up) that hold a copy.
+    /// Nodes (among those serving reads) that hold a copy.
     pub held_by: Vec<NodeId>,
 }
 
@@ -307,11 +313,7 @@ pub async fn chunk_locations(
     let ring = Ring::new(map);
     let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
     let mut held_by: Vec<Vec<NodeId>> = vec![Vec::new(); chunks.len()];
-    for node in map
-        .nodes
-        .iter()
-        .filter(|n| n.state == cairn_proto::NodeState::Up)
-    {
+    for node in map.nodes.iter().filter(|n| n.state.serves_reads()) {
         for (batch_index, batch) in ids.chunks(cairn_proto::api::MAX_HAS_CHUNKS_IDS).enumerate() {
             let Ok(present) = client.has(&node.addr, batch).await else {
                 break;

@@ -6,10 +6,9 @@
 //! applied state from redb, so a read never misses an acknowledged write.
 //!
 //! Liveness is soft state on the leader: chunk servers heartbeat it; only a
-//! change of a node's state (up <-> down) goes through the log. A server that
-//! becomes leader gives every node a fresh grace period before judging it.
+//! change of a node's state goes through the log (rules in `liveness.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,8 +26,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_proto::api::{
     CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse, ListResponse, MkdirRequest,
-    MoveRequest, MutationResponse, NodeStatus, RegisterRequest, RemoveRequest, Stat,
-    StatusResponse,
+    MoveRequest, MutationResponse, NodeReport, NodeRequest, NodeStatus, ReferencedRequest,
+    ReferencedResponse, RegisterRequest, RemoveNodeRequest, RemoveRequest, Stat, StatusResponse,
+    MAX_HAS_CHUNKS_IDS,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId, NodeId, NodeState};
 use openraft::error::{ClientWriteError, RaftError};
@@ -38,8 +38,9 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::liveness::{self, Liveness, Timing};
 use crate::network::HttpNetworkFactory;
-use crate::state::{self, Command, Output, StateError, DIRENTS, INODES, SM_META};
+use crate::state::{self, Command, Output, StateError, CHUNK_REFS, DIRENTS, INODES, SM_META};
 use crate::store::{open_database, LogStore, RaftNodeId, StateMachine};
 use crate::TypeConfig;
 
@@ -61,26 +62,15 @@ pub struct MetaConfig {
     pub chunk_size_bytes: Option<u64>,
     /// A node silent this long is marked down.
     pub down_after: Duration,
+    /// A down node must heartbeat steadily this long before it is up again.
+    pub up_after: Duration,
 }
 
 struct Meta {
     raft: Raft<TypeConfig>,
     db: Arc<Database>,
-    down_after: Duration,
+    timing: Timing,
     liveness: Mutex<Liveness>,
-}
-
-#[derive(Default)]
-struct Liveness {
-    /// When this server last became leader; `None` while it is not leader.
-    leader_since: Option<Instant>,
-    beats: HashMap<NodeId, Beat>,
-}
-
-struct Beat {
-    at: Instant,
-    used_bytes: u64,
-    chunk_count: u64,
 }
 
 /// Runs the metadata service until `shutdown` resolves.
@@ -153,14 +143,17 @@ pub async fn run(
     let meta = Arc::new(Meta {
         raft,
         db,
-        down_after: config.down_after,
+        timing: Timing {
+            down_after: config.down_after,
+            up_after: config.up_after,
+        },
         liveness: Mutex::default(),
     });
     apply_params(&meta, config.replication, config.chunk_size_bytes).await?;
     tokio::spawn(watch_liveness(meta.clone()));
 
     tracing::info!(listen = %listen_addr, data_dir = %config.data_dir.display(), "metadata service ready (plain HTTP)");
-    let app = router(meta.clone());
+    let app = cairn_telemetry::instrument(router(meta.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -194,6 +187,10 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/map", get(map))
         .route("/v1/nodes/register", post(register))
         .route("/v1/nodes/heartbeat", post(heartbeat))
+        .route("/v1/nodes/drain", post(drain_node))
+        .route("/v1/nodes/undrain", post(undrain_node))
+        .route("/v1/nodes/remove", post(remove_node))
+        .route("/v1/chunks/referenced", post(referenced))
         .route("/v1/fs/stat", get(stat))
         .route("/v1/fs/list", get(list))
         .route("/v1/fs/mkdir", post(mkdir))
@@ -286,48 +283,55 @@ fn into_api_error(error: StateError) -> ApiError {
     }
 }
 
-/// Marks nodes down when silent for `down_after`, while this server leads.
+/// While this server leads, applies the liveness rule (`liveness::judge`)
+/// to every node twice a second and proposes the state changes it asks for.
 async fn watch_liveness(meta: Arc<Meta>) {
     loop {
         tokio::time::sleep(LIVENESS_TICK).await;
-        let is_leader = {
-            let metrics = meta.raft.metrics().borrow().clone();
-            metrics.state == ServerState::Leader
-        };
+        let metrics = meta.raft.metrics().borrow().clone();
+        cairn_telemetry::gauge!("cairn_meta_raft_term").set(metrics.current_term as f64);
+        if let Some(applied) = metrics.last_applied {
+            cairn_telemetry::gauge!("cairn_meta_raft_applied_index").set(applied.index as f64);
+        }
         let leader_since = {
             let mut liveness = meta.liveness.lock().expect("liveness lock");
-            if !is_leader {
+            if metrics.state != ServerState::Leader {
                 liveness.leader_since = None;
                 continue;
             }
             *liveness.leader_since.get_or_insert_with(Instant::now)
         };
         let Ok(map) = meta.map().await else { continue };
-        let silent: Vec<NodeId> = {
+        for state in [
+            NodeState::Up,
+            NodeState::Down,
+            NodeState::Full,
+            NodeState::Draining,
+        ] {
+            let count = map.nodes.iter().filter(|n| n.state == state).count();
+            cairn_telemetry::gauge!("cairn_meta_nodes", "state" => state.as_str())
+                .set(count as f64);
+        }
+        let changes: Vec<(NodeId, NodeState, NodeState, &'static str)> = {
             let liveness = meta.liveness.lock().expect("liveness lock");
+            let now = Instant::now();
             map.nodes
                 .iter()
-                .filter(|n| n.state == NodeState::Up)
-                .filter(|n| {
-                    let last = liveness
-                        .beats
-                        .get(&n.id)
-                        .map_or(leader_since, |b| b.at.max(leader_since));
-                    last.elapsed() > meta.down_after
+                .filter_map(|n| {
+                    liveness::judge(n, liveness.beats.get(&n.id), leader_since, now, meta.timing)
+                        .map(|(to, why)| (n.id.clone(), n.state, to, why))
                 })
-                .map(|n| n.id.clone())
                 .collect()
         };
-        for id in silent {
-            tracing::warn!(node = %id, after = ?meta.down_after, "no heartbeat: marking storage node down");
-            if let Err(e) = meta
-                .propose(Command::SetNodeState {
-                    id,
-                    state: NodeState::Down,
-                })
-                .await
-            {
-                tracing::warn!(%e, "could not mark node down");
+        for (id, from, to, why) in changes {
+            tracing::warn!(node = %id, from = from.as_str(), to = to.as_str(), reason = why, "storage node changes state");
+            let command = Command::SetNodeState {
+                id,
+                state: to,
+                expect: Some(from),
+            };
+            if let Err(e) = meta.propose(command).await {
+                tracing::warn!(%e, "could not change the node's state");
             }
         }
     }
@@ -438,12 +442,30 @@ async fn status(State(meta): State<Arc<Meta>>) -> ApiResult<StatusResponse> {
                 state: n.state,
                 state_changed_ms: n.state_changed_ms,
                 capacity_bytes: n.capacity_bytes,
-                used_bytes: beat.map_or(0, |b| b.used_bytes),
-                chunk_count: beat.map_or(0, |b| b.chunk_count),
+                used_bytes: beat.map_or(0, |b| b.report.used_bytes),
+                chunk_count: beat.map_or(0, |b| b.report.chunk_count),
                 last_heartbeat_ago_ms: beat.map(|b| b.at.elapsed().as_millis() as u64),
+                report: beat.map(|b| b.report.clone()),
             }
         })
         .collect();
+    drop(liveness);
+    let serving: Vec<&NodeStatus> = nodes.iter().filter(|n| n.state.serves_reads()).collect();
+    let under_replicated_chunks = serving
+        .iter()
+        .filter_map(|n| n.report.as_ref())
+        .map(|r| r.repair.under_replicated_chunks)
+        .sum();
+    let moved_bytes_total = nodes
+        .iter()
+        .filter_map(|n| n.report.as_ref())
+        .map(|r| r.repair.pushed_bytes_total)
+        .sum();
+    let repair_settled = serving.iter().all(|n| {
+        n.report
+            .as_ref()
+            .is_some_and(|r| r.repair.epoch == map.epoch && r.repair.pass_total_chunks == 0)
+    });
     let nodes_up = map.up_count();
     Ok(Json(StatusResponse {
         epoch: map.epoch,
@@ -457,6 +479,9 @@ async fn status(State(meta): State<Arc<Meta>>) -> ApiResult<StatusResponse> {
         leader: metrics.current_leader,
         term: metrics.current_term,
         commit_index: metrics.last_applied.map(|l| l.index),
+        under_replicated_chunks,
+        moved_bytes_total,
+        repair_settled,
     }))
 }
 
@@ -470,13 +495,11 @@ async fn register(
 ) -> ApiResult<ClusterMap> {
     let id = req.id.clone();
     let output = meta.propose(Command::RegisterNode(req)).await?;
-    meta.liveness.lock().expect("liveness lock").beats.insert(
-        id.clone(),
-        Beat {
-            at: Instant::now(),
-            used_bytes: 0,
-            chunk_count: 0,
-        },
+    meta.liveness.lock().expect("liveness lock").record(
+        &id,
+        NodeReport::default(),
+        Instant::now(),
+        meta.timing,
     );
     tracing::info!(node = %id, "storage node registered");
     match output {
@@ -490,38 +513,158 @@ async fn heartbeat(
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<HeartbeatResponse> {
     let map = meta.map().await?;
-    let Some(node) = map.node(&req.id) else {
+    cairn_telemetry::counter!("cairn_meta_heartbeats_total").increment(1);
+    if map.node(&req.id).is_none() {
         return Ok(Json(HeartbeatResponse {
             epoch: map.epoch,
             registered: false,
         }));
-    };
-    let was_down = node.state == NodeState::Down;
-    meta.liveness.lock().expect("liveness lock").beats.insert(
-        req.id.clone(),
-        Beat {
-            at: Instant::now(),
-            used_bytes: req.used_bytes,
-            chunk_count: req.chunk_count,
-        },
-    );
-    let mut epoch = map.epoch;
-    if was_down {
-        tracing::info!(node = %req.id, "heartbeat from a down node: marking it up");
-        if let Output::Map(map) = meta
-            .propose(Command::SetNodeState {
-                id: req.id,
-                state: NodeState::Up,
-            })
-            .await?
-        {
-            epoch = map.epoch;
-        }
     }
+    // State changes (down -> up after damping, up <-> full) are the
+    // watcher's job: a heartbeat only records.
+    meta.liveness.lock().expect("liveness lock").record(
+        &req.id,
+        req.report,
+        Instant::now(),
+        meta.timing,
+    );
     Ok(Json(HeartbeatResponse {
-        epoch,
+        epoch: map.epoch,
         registered: true,
     }))
+}
+
+async fn drain_node(
+    State(meta): State<Arc<Meta>>,
+    ApiJson(req): ApiJson<NodeRequest>,
+) -> ApiResult<ClusterMap> {
+    let command = Command::SetNodeState {
+        id: req.id.clone(),
+        state: NodeState::Draining,
+        expect: None,
+    };
+    let map = expect_map(meta.propose(command).await?)?;
+    tracing::info!(node = %req.id, "storage node is draining");
+    Ok(Json(map))
+}
+
+async fn undrain_node(
+    State(meta): State<Arc<Meta>>,
+    ApiJson(req): ApiJson<NodeRequest>,
+) -> ApiResult<ClusterMap> {
+    let map = meta.map().await?;
+    let node = map
+        .node(&req.id)
+        .ok_or_else(|| ApiError::not_found(format!("storage node {}", req.id)))?;
+    if node.state != NodeState::Draining {
+        return Err(ApiError::new(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "storage node {} is {}, not draining",
+                req.id,
+                node.state.as_str()
+            ),
+        )
+        .into());
+    }
+    let command = Command::SetNodeState {
+        id: req.id.clone(),
+        state: NodeState::Up,
+        expect: Some(NodeState::Draining),
+    };
+    Ok(Json(expect_map(meta.propose(command).await?)?))
+}
+
+/// Removes a node for good: a draining node once it reports holding no
+/// chunk at all, or a down node with `force`.
+async fn remove_node(
+    State(meta): State<Arc<Meta>>,
+    ApiJson(req): ApiJson<RemoveNodeRequest>,
+) -> ApiResult<ClusterMap> {
+    let map = meta.map().await?;
+    let node = map
+        .node(&req.id)
+        .ok_or_else(|| ApiError::not_found(format!("storage node {}", req.id)))?;
+    let refuse = |message: String| -> ApiResult<ClusterMap> {
+        Err(ApiError::new(ErrorCode::FailedPrecondition, message).into())
+    };
+    match node.state {
+        NodeState::Draining => {
+            let liveness = meta.liveness.lock().expect("liveness lock");
+            let beat = liveness.beats.get(&req.id);
+            let fresh = beat.filter(|b| b.at.elapsed() <= meta.timing.down_after);
+            match fresh.map(|b| b.report.chunk_count) {
+                Some(0) => {}
+                Some(held) => {
+                    return refuse(format!(
+                        "storage node {} still holds {held} chunks that are not yet copied to their targets; \
+                         wait until `cairn status` shows it holding 0, then remove it",
+                        req.id
+                    ))
+                }
+                None => {
+                    return refuse(format!(
+                        "storage node {} is draining but not heartbeating, so nobody can tell whether it holds \
+                         the only copy of something; start it again to finish the drain, or, if it is gone for good, \
+                         remove it with --force once `cairn fsck` is clean",
+                        req.id
+                    ))
+                }
+            }
+        }
+        NodeState::Down if req.force => {}
+        NodeState::Down => {
+            return refuse(format!(
+                "storage node {} is down; if it is gone for good, check that `cairn fsck` reports nothing missing \
+                 and remove it with --force",
+                req.id
+            ))
+        }
+        state => {
+            return refuse(format!(
+                "storage node {} is {}; drain it first with `cairn node drain {}` and wait until it holds nothing",
+                req.id,
+                state.as_str(),
+                req.id
+            ))
+        }
+    }
+    let command = Command::RemoveNode { id: req.id.clone() };
+    let map = expect_map(meta.propose(command).await?)?;
+    meta.liveness
+        .lock()
+        .expect("liveness lock")
+        .beats
+        .remove(&req.id);
+    tracing::warn!(node = %req.id, "storage node removed from the cluster");
+    Ok(Json(map))
+}
+
+fn expect_map(output: Output) -> Result<ClusterMap, HttpError> {
+    match output {
+        Output::Map(map) => Ok(map),
+        other => Err(ApiError::internal(format!("node command answered {other:?}")).into()),
+    }
+}
+
+async fn referenced(
+    State(meta): State<Arc<Meta>>,
+    ApiJson(req): ApiJson<ReferencedRequest>,
+) -> ApiResult<ReferencedResponse> {
+    if req.ids.len() > MAX_HAS_CHUNKS_IDS {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "ask about at most {MAX_HAS_CHUNKS_IDS} chunk ids at once; got {}",
+                req.ids.len()
+            ),
+        )
+        .into());
+    }
+    let referenced = meta
+        .read(move |txn| state::referenced(&txn.open_table(CHUNK_REFS)?, &req.ids))
+        .await?;
+    Ok(Json(ReferencedResponse { referenced }))
 }
 
 #[derive(Deserialize)]

@@ -4,8 +4,12 @@
 //! Tables (every value record starts with a format byte, [`RECORD_V1`]):
 //! - `inodes`:  id -> [`Inode`] (postcard)
 //! - `dirents`: (parent id, name) -> child id
-//! - `sm_meta`: key -> bytes: next id, counters, the cluster map, and the
-//!   Raft bookkeeping (last applied log id, membership) kept by `store.rs`.
+//! - `sm_meta`: key -> bytes: next id, counters, the cluster map, the ids
+//!   of removed nodes, and the Raft bookkeeping (last applied log id,
+//!   membership) kept by `store.rs`.
+//! - `chunk_refs`: chunk id -> number of references from file records. A
+//!   chunk absent here is referenced by no file: chunk servers may collect
+//!   it after their grace period.
 //!
 //! Invariant (atomicity): a command either applies whole or changes nothing.
 //! Every command checks everything that can be refused (names, existence,
@@ -31,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 pub const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("dirents");
 pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+pub const CHUNK_REFS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunk_refs");
 
 /// Format marker of every stored record; bump it when a record's layout changes.
 pub const RECORD_V1: u8 = 1;
@@ -39,6 +44,10 @@ const KEY_NEXT_ID: &str = "next_id";
 const KEY_MAP: &str = "cluster_map";
 const KEY_FILE_COUNT: &str = "file_count";
 const KEY_DIR_COUNT: &str = "dir_count";
+/// Ids of nodes removed from the map: they may not register again.
+const KEY_REMOVED_NODES: &str = "removed_nodes";
+/// The most removed node ids remembered (oldest forgotten first).
+const MAX_REMOVED_NODES: usize = 10_000;
 
 /// Default permission bits of new files and directories (no users yet).
 const FILE_MODE: u32 = 0o644;
@@ -62,9 +71,18 @@ pub enum Command {
     Rename(MoveRequest),
     Copy(MoveRequest),
     RegisterNode(RegisterRequest),
+    /// Sets a node's state; with `expect`, only if the node is in that
+    /// state when the command applies (a no-op otherwise), so that the
+    /// liveness watcher never undoes an operator's drain that won a race.
     SetNodeState {
         id: NodeId,
         state: NodeState,
+        #[serde(default)]
+        expect: Option<NodeState>,
+    },
+    /// Removes a `draining` or `down` node from the map for good.
+    RemoveNode {
+        id: NodeId,
     },
     SetParams {
         replication: u32,
@@ -180,6 +198,7 @@ pub struct Tables<'txn> {
     pub inodes: Table<'txn, u64, &'static [u8]>,
     pub dirents: Table<'txn, (u64, &'static str), u64>,
     pub meta: Table<'txn, &'static str, &'static [u8]>,
+    pub chunk_refs: Table<'txn, [u8; 32], u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -188,6 +207,7 @@ impl<'txn> Tables<'txn> {
             inodes: txn.open_table(INODES)?,
             dirents: txn.open_table(DIRENTS)?,
             meta: txn.open_table(SM_META)?,
+            chunk_refs: txn.open_table(CHUNK_REFS)?,
         })
     }
 
@@ -222,9 +242,10 @@ impl<'txn> Tables<'txn> {
             Command::Rename(req) => self.rename(req, now).map(Output::Mutation),
             Command::Copy(req) => self.copy(req, now).map(Output::Mutation),
             Command::RegisterNode(req) => self.register_node(req, now).map(Output::Map),
-            Command::SetNodeState { id, state } => {
-                self.set_node_state(id, *state, now).map(Output::Map)
-            }
+            Command::SetNodeState { id, state, expect } => self
+                .set_node_state(id, *state, *expect, now)
+                .map(Output::Map),
+            Command::RemoveNode { id } => self.remove_node(id).map(Output::Map),
             Command::SetParams {
                 replication,
                 chunk_size_bytes,
@@ -314,8 +335,10 @@ impl<'txn> Tables<'txn> {
             }
         };
         let path = child_path(&parent_path, &name);
+        self.add_refs(&req.chunks, 1)?;
         let (id, version) = match replace {
             Some((id, old)) => {
+                self.add_refs(&old.chunks, -1)?;
                 let inode = Inode {
                     version: old.version + 1,
                     modified_ms: now,
@@ -373,6 +396,7 @@ impl<'txn> Tables<'txn> {
                 }
                 self.add_u64(KEY_DIR_COUNT, -1)?;
             } else {
+                self.add_refs(&inode.chunks, -1)?;
                 self.add_u64(KEY_FILE_COUNT, -1)?;
             }
             self.inodes.remove(id)?;
@@ -409,6 +433,7 @@ impl<'txn> Tables<'txn> {
         }
         // Only writes from here on.
         if let Some(old) = dst.replaced {
+            self.add_refs(&get_inode(&self.inodes, old)?.chunks, -1)?;
             self.inodes.remove(old)?;
             self.add_u64(KEY_FILE_COUNT, -1)?;
             self.unlink(dst.parent, &dst.name, now)?;
@@ -442,6 +467,7 @@ impl<'txn> Tables<'txn> {
             .into());
         }
         // Only writes from here on. The copy shares the chunk list: no data moves.
+        self.add_refs(&src.inode.chunks, 1)?;
         let inode = new_file(
             now,
             src.inode.size_bytes,
@@ -449,6 +475,7 @@ impl<'txn> Tables<'txn> {
             src.inode.chunks.clone(),
         );
         if let Some(old) = dst.replaced {
+            self.add_refs(&get_inode(&self.inodes, old)?.chunks, -1)?;
             self.inodes.remove(old)?;
             self.add_u64(KEY_FILE_COUNT, -1)?;
             self.unlink(dst.parent, &dst.name, now)?;
@@ -475,6 +502,17 @@ impl<'txn> Tables<'txn> {
             )
             .into());
         }
+        if removed_nodes(&self.meta)?.contains(&req.id) {
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "storage node {} was removed from the cluster and may not join again; \
+                     to reuse this machine, empty its data directory so it gets a new id",
+                    req.id
+                ),
+            )
+            .into());
+        }
         let mut map = read_map(&self.meta)?;
         let wanted = NodeInfo {
             id: req.id.clone(),
@@ -486,21 +524,19 @@ impl<'txn> Tables<'txn> {
         };
         match map.nodes.binary_search_by(|n| n.id.cmp(&req.id)) {
             Ok(i) => {
+                // A known node keeps its state: a down node must earn `up`
+                // through the liveness watcher's damping, and a drain or a
+                // full disk outlives a restart.
                 let current = &map.nodes[i];
                 let same = current.addr == wanted.addr
                     && current.zone == wanted.zone
-                    && current.capacity_bytes == wanted.capacity_bytes
-                    && current.state == NodeState::Up;
+                    && current.capacity_bytes == wanted.capacity_bytes;
                 if same {
                     return Ok(map);
                 }
-                let state_changed_ms = if current.state == NodeState::Up {
-                    current.state_changed_ms
-                } else {
-                    now
-                };
                 map.nodes[i] = NodeInfo {
-                    state_changed_ms,
+                    state: current.state,
+                    state_changed_ms: current.state_changed_ms,
                     ..wanted
                 };
             }
@@ -515,6 +551,7 @@ impl<'txn> Tables<'txn> {
         &mut self,
         id: &NodeId,
         state: NodeState,
+        expect: Option<NodeState>,
         now: u64,
     ) -> Result<ClusterMap, StateError> {
         let mut map = read_map(&self.meta)?;
@@ -522,12 +559,47 @@ impl<'txn> Tables<'txn> {
             .nodes
             .binary_search_by(|n| n.id.cmp(id))
             .map_err(|_| ApiError::not_found(format!("storage node {id}")))?;
-        if map.nodes[index].state != state {
+        let current = map.nodes[index].state;
+        if expect.is_some_and(|expected| expected != current) {
+            return Ok(map);
+        }
+        if current != state {
             map.nodes[index].state = state;
             map.nodes[index].state_changed_ms = now;
             map.epoch += 1;
             self.meta.insert(KEY_MAP, encode(&map).as_slice())?;
         }
+        Ok(map)
+    }
+
+    fn remove_node(&mut self, id: &NodeId) -> Result<ClusterMap, StateError> {
+        let mut map = read_map(&self.meta)?;
+        let index = map
+            .nodes
+            .binary_search_by(|n| n.id.cmp(id))
+            .map_err(|_| ApiError::not_found(format!("storage node {id}")))?;
+        let state = map.nodes[index].state;
+        if !matches!(state, NodeState::Draining | NodeState::Down) {
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "storage node {id} is {}; drain it first with `cairn node drain {id}`",
+                    state.as_str()
+                ),
+            )
+            .into());
+        }
+        // Only writes from here on.
+        map.nodes.remove(index);
+        map.epoch += 1;
+        self.meta.insert(KEY_MAP, encode(&map).as_slice())?;
+        let mut removed = removed_nodes(&self.meta)?;
+        removed.push(id.clone());
+        if removed.len() > MAX_REMOVED_NODES {
+            removed.remove(0);
+        }
+        self.meta
+            .insert(KEY_REMOVED_NODES, encode(&removed).as_slice())?;
         Ok(map)
     }
 
@@ -719,6 +791,23 @@ impl<'txn> Tables<'txn> {
         inode.version += 1;
         inode.modified_ms = now;
         self.inodes.insert(dir, encode(&inode).as_slice())?;
+        Ok(())
+    }
+
+    /// Adds `delta` (+1 or -1) to the reference count of each chunk in
+    /// `chunks`; a count that reaches zero is deleted.
+    fn add_refs(&mut self, chunks: &[ChunkRef], delta: i64) -> Result<(), StateError> {
+        for chunk in chunks {
+            let current = self.chunk_refs.get(chunk.id.0)?.map_or(0, |v| v.value());
+            let next = current
+                .checked_add_signed(delta)
+                .expect("chunk reference count stays non-negative");
+            if next == 0 {
+                self.chunk_refs.remove(chunk.id.0)?;
+            } else {
+                self.chunk_refs.insert(chunk.id.0, next)?;
+            }
+        }
         Ok(())
     }
 
@@ -995,6 +1084,34 @@ pub fn get_u64(
         .try_into()
         .map_err(|_| StateError::Corrupt(format!("counter {key} is not 8 bytes")))?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+/// Ids of nodes removed from the map, oldest first.
+pub fn removed_nodes(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<NodeId>, StateError> {
+    match meta.get(KEY_REMOVED_NODES)? {
+        Some(bytes) => decode(bytes.value()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Whether some file references each of `ids`.
+pub fn referenced(
+    chunk_refs: &impl ReadableTable<[u8; 32], u64>,
+    ids: &[ChunkId],
+) -> Result<Vec<bool>, StateError> {
+    ids.iter()
+        .map(|id| Ok(chunk_refs.get(id.0)?.is_some()))
+        .collect()
+}
+
+/// The reference count of `id` (0 if no file references it).
+pub fn reference_count(
+    chunk_refs: &impl ReadableTable<[u8; 32], u64>,
+    id: &ChunkId,
+) -> Result<u64, StateError> {
+    Ok(chunk_refs.get(id.0)?.map_or(0, |v| v.value()))
 }
 
 /// (files, directories) in the namespace.

@@ -28,7 +28,9 @@ use openraft::{
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{self, decode, encode, Output, StateError, Tables, DIRENTS, INODES, SM_META};
+use crate::state::{
+    self, decode, encode, Output, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, SM_META,
+};
 use crate::TypeConfig;
 
 pub type RaftNodeId = u64;
@@ -303,6 +305,7 @@ struct SnapshotBody {
     inodes: Vec<(u64, Vec<u8>)>,
     dirents: Vec<(u64, String, u64)>,
     meta: Vec<(String, Vec<u8>)>,
+    chunk_refs: Vec<([u8; 32], u64)>,
 }
 
 struct StoredSnapshot {
@@ -477,6 +480,7 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
         inodes: Vec::new(),
         dirents: Vec::new(),
         meta: Vec::new(),
+        chunk_refs: Vec::new(),
     };
     let inodes = txn.open_table(INODES).map_err(|e| e.to_string())?;
     for row in inodes.iter().map_err(|e| e.to_string())? {
@@ -493,6 +497,11 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
     for row in meta.iter().map_err(|e| e.to_string())? {
         let (k, v) = row.map_err(|e| e.to_string())?;
         body.meta.push((k.value().to_string(), v.value().to_vec()));
+    }
+    let chunk_refs = txn.open_table(CHUNK_REFS).map_err(|e| e.to_string())?;
+    for row in chunk_refs.iter().map_err(|e| e.to_string())? {
+        let (k, v) = row.map_err(|e| e.to_string())?;
+        body.chunk_refs.push((k.value(), v.value()));
     }
     drop(txn);
     let snapshot_id = match &applied {
@@ -547,6 +556,11 @@ fn install(db: &Database, stored: &StoredSnapshot) -> Result<(), String> {
             to_json(&stored.meta.last_membership).as_slice(),
         )
         .map_err(|e| e.to_string())?;
+        let mut chunk_refs = txn.open_table(CHUNK_REFS).map_err(|e| e.to_string())?;
+        chunk_refs.retain(|_, _| false).map_err(|e| e.to_string())?;
+        for (id, count) in &body.chunk_refs {
+            chunk_refs.insert(*id, *count).map_err(|e| e.to_string())?;
+        }
         let mut snapshot = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
         save_snapshot(&mut snapshot, stored)?;
     }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_meta::state::{
-    self, Command, Output, Request, StateError, Tables, DIRENTS, INODES, SM_META,
+    self, Command, Output, Request, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, SM_META,
 };
 use cairn_meta::store::open_database;
 use cairn_proto::api::{
@@ -149,6 +149,20 @@ impl Fixture {
                 );
             }
         }
+        // Every chunk's reference count is the number of times file records
+        // list it, and no chunk without references is kept.
+        let mut expected_refs: HashMap<[u8; 32], u64> = HashMap::new();
+        for inode in all.values() {
+            for chunk in &inode.chunks {
+                *expected_refs.entry(chunk.id.0).or_default() += 1;
+            }
+        }
+        let mut actual_refs: HashMap<[u8; 32], u64> = HashMap::new();
+        for row in txn.open_table(CHUNK_REFS).unwrap().iter().unwrap() {
+            let (k, v) = row.unwrap();
+            actual_refs.insert(k.value(), v.value());
+        }
+        assert_eq!(actual_refs, expected_refs, "chunk reference counts");
         let (files, dirs) = state::counts(&txn.open_table(SM_META).unwrap()).unwrap();
         assert_eq!(
             files as usize,
@@ -389,13 +403,35 @@ fn node_registration_bumps_the_epoch_only_on_change() {
     let down = Command::SetNodeState {
         id: NodeId("n1".into()),
         state: NodeState::Down,
+        expect: Some(NodeState::Up),
     };
-    let Output::Map(m4) = f.apply(down).unwrap() else {
+    let Output::Map(m4) = f.apply(down.clone()).unwrap() else {
         panic!()
     };
     assert_eq!(
         (m4.epoch, m4.nodes[0].state),
         (m3.epoch + 1, NodeState::Down)
+    );
+    // A conditional change whose expectation no longer holds is a no-op.
+    let Output::Map(same) = f.apply(down).unwrap() else {
+        panic!()
+    };
+    assert_eq!(same.epoch, m4.epoch);
+    // Registering again does not bring a down node up: damping decides.
+    let Output::Map(m5) = f
+        .apply(Command::RegisterNode(RegisterRequest {
+            addr: "127.0.0.1:3".into(),
+            id: NodeId("n1".into()),
+            zone: "z".into(),
+            capacity_bytes: 10,
+        }))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (m5.nodes[0].state, m5.nodes[0].addr.as_str()),
+        (NodeState::Down, "127.0.0.1:3")
     );
     assert_eq!(
         f.code(Command::SetParams {
@@ -451,4 +487,65 @@ proptest! {
             f.check_invariants();
         }
     }
+}
+
+#[test]
+fn only_a_draining_or_down_node_is_removed_and_it_never_rejoins() {
+    let mut f = Fixture::new();
+    let req = RegisterRequest {
+        id: NodeId("n1".into()),
+        addr: "127.0.0.1:1".into(),
+        zone: "z".into(),
+        capacity_bytes: 10,
+    };
+    f.apply(Command::RegisterNode(req.clone())).unwrap();
+    let remove = Command::RemoveNode {
+        id: NodeId("n1".into()),
+    };
+    assert_eq!(f.code(remove.clone()), ErrorCode::FailedPrecondition);
+    f.apply(Command::SetNodeState {
+        id: NodeId("n1".into()),
+        state: NodeState::Draining,
+        expect: None,
+    })
+    .unwrap();
+    // The liveness watcher's conditional change loses to the drain.
+    f.apply(Command::SetNodeState {
+        id: NodeId("n1".into()),
+        state: NodeState::Down,
+        expect: Some(NodeState::Up),
+    })
+    .unwrap();
+    let Output::Map(map) = f.apply(remove.clone()).unwrap() else {
+        panic!()
+    };
+    assert!(map.nodes.is_empty());
+    assert_eq!(f.code(remove), ErrorCode::NotFound);
+    assert_eq!(
+        f.code(Command::RegisterNode(req)),
+        ErrorCode::FailedPrecondition
+    );
+}
+
+#[test]
+fn chunk_references_follow_files() {
+    let mut f = Fixture::new();
+    f.put("/a", b"aaaabbbb", OnExists::Fail).unwrap();
+    f.apply(Command::Copy(mv("/a", "/b", false))).unwrap();
+    let a = ChunkId::of(b"aaaa");
+    let refs = |f: &Fixture, id: &ChunkId| {
+        let txn = f.db.begin_read().unwrap();
+        state::reference_count(&txn.open_table(CHUNK_REFS).unwrap(), id).unwrap()
+    };
+    assert_eq!(refs(&f, &a), 2);
+    f.put("/a", b"ccccbbbb", OnExists::Replace).unwrap();
+    assert_eq!(refs(&f, &a), 1);
+    f.apply(Command::Remove(RemoveRequest {
+        path: "/b".into(),
+        recursive: false,
+    }))
+    .unwrap();
+    assert_eq!(refs(&f, &a), 0);
+    assert_eq!(refs(&f, &ChunkId::of(b"bbbb")), 1);
+    f.check_invariants();
 }

@@ -22,12 +22,19 @@ use cairn_proto::{ChunkId, ClusterMap, NodeId, NodeInfo, NodeState};
 pub const MAX_VNODES_PER_NODE: u64 = 200;
 
 /// A ring built from one cluster map. Build once per map epoch and reuse.
+///
+/// Three sets of nodes matter (see [`NodeState`]): placement targets (`up`
+/// and `full`: on the ring), writable nodes (`up`: they take new copies),
+/// and readable nodes (targets plus `draining` nodes, which still hold
+/// chunks until they have handed them off).
 #[derive(Debug, Clone)]
 pub struct Ring {
     /// (position, index into `nodes`), sorted by position.
     points: Vec<(u64, u32)>,
-    /// The eligible nodes, sorted by id.
+    /// The placement targets, sorted by id.
     nodes: Vec<NodeInfo>,
+    /// Draining nodes, sorted by id: tried last by readers.
+    draining: Vec<NodeInfo>,
 }
 
 impl Ring {
@@ -40,6 +47,13 @@ impl Ring {
             .cloned()
             .collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut draining: Vec<NodeInfo> = map
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Draining)
+            .cloned()
+            .collect();
+        draining.sort_by(|a, b| a.id.cmp(&b.id));
         let max_capacity = nodes
             .iter()
             .map(|n| n.capacity_bytes)
@@ -55,22 +69,69 @@ impl Ring {
         // Ties between positions are broken by node index (itself ordered by
         // id), so the ring does not depend on the map's node order.
         points.sort_unstable();
-        Ring { points, nodes }
+        Ring {
+            points,
+            nodes,
+            draining,
+        }
     }
 
-    /// Number of nodes that can take data.
+    /// Number of placement targets (nodes `up` or `full`).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
-    /// Every eligible node in order of preference for `chunk`: first up to
-    /// `replication` targets spread over distinct zones where possible, then
-    /// every other node in ring order. A writer that finds a target failing
-    /// falls back along this list.
+    /// Number of nodes that accept new chunks (`up`).
+    pub fn writable_count(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.state.accepts_writes())
+            .count()
+    }
+
+    /// Every placement target in order of preference for `chunk`: first up
+    /// to `replication` targets spread over distinct zones where possible,
+    /// then every other node in ring order.
     pub fn preference(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        self.walk(chunk, replication, |_| true)
+    }
+
+    /// Like [`Ring::preference`] over the nodes that accept writes only: a
+    /// writer stores on the first `replication` and falls back along the
+    /// rest. With no `full` node this is exactly `preference`.
+    pub fn write_preference(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        self.walk(chunk, replication, |n| n.state.accepts_writes())
+    }
+
+    /// The nodes that should receive copies of `chunk`: the first
+    /// `replication` of [`Ring::write_preference`].
+    pub fn write_targets(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        let mut order = self.write_preference(chunk, replication);
+        order.truncate(replication);
+        order
+    }
+
+    /// Where a reader looks for `chunk`, in order: [`Ring::preference`],
+    /// then the draining nodes.
+    pub fn read_order(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        let mut order = self.preference(chunk, replication);
+        order.extend(self.draining.iter());
+        order
+    }
+
+    /// The walk behind every order: clockwise from the chunk's position over
+    /// the nodes `include` accepts, zone-spread for the first `replication`.
+    fn walk(
+        &self,
+        chunk: &ChunkId,
+        replication: usize,
+        include: impl Fn(&NodeInfo) -> bool,
+    ) -> Vec<&NodeInfo> {
         if self.points.is_empty() {
             return Vec::new();
         }
+        let included: Vec<bool> = self.nodes.iter().map(&include).collect();
+        let wanted = included.iter().filter(|&&i| i).count();
         let start = self
             .points
             .partition_point(|(pos, _)| *pos < chunk_position(chunk));
@@ -80,7 +141,7 @@ impl Ring {
         let mut others: Vec<u32> = Vec::new();
         for step in 0..self.points.len() {
             let (_, index) = self.points[(start + step) % self.points.len()];
-            if std::mem::replace(&mut seen[index as usize], true) {
+            if !included[index as usize] || std::mem::replace(&mut seen[index as usize], true) {
                 continue;
             }
             let zone = self.nodes[index as usize].zone.as_str();
@@ -89,7 +150,7 @@ impl Ring {
             } else {
                 others.push(index);
             }
-            if zone_spread.len() + others.len() == self.nodes.len() {
+            if zone_spread.len() + others.len() == wanted {
                 break;
             }
         }
@@ -120,7 +181,7 @@ pub fn targets(chunk: &ChunkId, map: &ClusterMap) -> Vec<NodeId> {
 }
 
 fn is_eligible(node: &NodeInfo) -> bool {
-    node.state == NodeState::Up
+    node.state.is_placement_target()
 }
 
 fn vnode_count(capacity_bytes: u64, max_capacity_bytes: u64) -> u64 {

@@ -189,3 +189,55 @@ fn losing_a_node_moves_only_its_chunks() {
         }
     }
 }
+
+fn state_of(code: u32) -> NodeState {
+    match code % 4 {
+        0 => NodeState::Up,
+        1 => NodeState::Down,
+        2 => NodeState::Full,
+        _ => NodeState::Draining,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Full nodes stay targets but never receive writes; draining nodes are
+    /// never targets but readers still find them; without full nodes the
+    /// write targets are exactly the targets.
+    #[test]
+    fn node_states_steer_writes_and_reads(
+        count in 1usize..16, zones in 1usize..4, rf in 1u32..5, states in any::<u64>(), seed in any::<u64>()
+    ) {
+        let mut map = uniform_map(count, zones, rf);
+        for (i, n) in map.nodes.iter_mut().enumerate() {
+            n.state = state_of((states >> (2 * i)) as u32);
+        }
+        let ring = Ring::new(&map);
+        let rf = rf as usize;
+        let writable = map.nodes.iter().filter(|n| n.state == NodeState::Up).count();
+        let has_full = map.nodes.iter().any(|n| n.state == NodeState::Full);
+        prop_assert_eq!(ring.writable_count(), writable);
+        for i in 0..30 {
+            let c = chunk(seed.wrapping_add(i));
+            let write_targets: Vec<NodeId> =
+                ring.write_targets(&c, rf).into_iter().map(|n| n.id.clone()).collect();
+            prop_assert_eq!(write_targets.len(), writable.min(rf));
+            for id in &write_targets {
+                prop_assert_eq!(map.node(id).unwrap().state, NodeState::Up);
+            }
+            if !has_full {
+                prop_assert_eq!(&write_targets, &ids(&ring, &c, rf));
+            }
+            for n in ring.targets(&c, rf) {
+                prop_assert!(n.state.is_placement_target());
+            }
+            let readers: Vec<NodeId> =
+                ring.read_order(&c, rf).into_iter().map(|n| n.id.clone()).collect();
+            let serving = map.nodes.iter().filter(|n| n.state.serves_reads()).count();
+            prop_assert_eq!(readers.len(), serving);
+            let distinct: HashSet<_> = readers.iter().collect();
+            prop_assert_eq!(distinct.len(), readers.len());
+        }
+    }
+}

@@ -124,8 +124,58 @@ pub struct RegisterRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatRequest {
     pub id: NodeId,
+    #[serde(flatten)]
+    pub report: NodeReport,
+}
+
+/// What a chunk server reports with each heartbeat: space, and the progress
+/// of its background loops. Counters ending in `_total` count since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeReport {
     pub used_bytes: u64,
     pub chunk_count: u64,
+    /// Bytes it can still take, within its `--capacity` and disk reserve.
+    pub available_bytes: u64,
+    /// It refuses new chunks for lack of space (the map then says `full`).
+    pub full: bool,
+    pub repair: RepairReport,
+    pub scrub: ScrubReport,
+    /// Unreferenced chunks deleted by the collect loop.
+    pub collected_chunks_total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RepairReport {
+    /// Map epoch of the last finished pass; 0 before the first.
+    pub epoch: u64,
+    pub passes_total: u64,
+    /// Progress of the pass under way (both 0 between passes).
+    pub pass_done_chunks: u64,
+    pub pass_total_chunks: u64,
+    /// After the last finished pass: chunks this node answers for (it is
+    /// their first holder) that have fewer copies on their targets than the
+    /// replication factor asks.
+    pub under_replicated_chunks: u64,
+    pub pushed_chunks_total: u64,
+    pub pushed_bytes_total: u64,
+    /// Local copies deleted because every target holds the chunk.
+    pub handed_off_chunks_total: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScrubReport {
+    pub passes_total: u64,
+    pub pass_done_chunks: u64,
+    pub pass_total_chunks: u64,
+    pub checked_chunks_total: u64,
+    /// Corrupt copies found (by the scrubber or a reader's report) and
+    /// moved to quarantine.
+    pub corrupt_chunks_total: u64,
+    /// Quarantined chunks fetched again from a good replica.
+    pub replaced_chunks_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +200,9 @@ pub struct NodeStatus {
     /// Milliseconds since its last heartbeat reached this metadata server;
     /// `None` if none has since this server started leading.
     pub last_heartbeat_ago_ms: Option<u64>,
+    /// The node's last heartbeat report, if one reached this server.
+    #[serde(default)]
+    pub report: Option<NodeReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +220,16 @@ pub struct StatusResponse {
     pub leader: Option<u64>,
     pub term: u64,
     pub commit_index: Option<u64>,
+    /// Sum of the nodes' reported under-replicated chunks.
+    #[serde(default)]
+    pub under_replicated_chunks: u64,
+    /// Bytes the repair loops have pushed between nodes (since each started).
+    #[serde(default)]
+    pub moved_bytes_total: u64,
+    /// Every node that serves data has finished a repair pass at the
+    /// current map epoch: the numbers above describe this map.
+    #[serde(default)]
+    pub repair_settled: bool,
 }
 
 /// Body of the map call; also what a registration returns.
@@ -176,12 +239,61 @@ pub type MapResponse = ClusterMap;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HasChunksRequest {
     pub ids: Vec<ChunkId>,
+    /// Re-hash every held copy asked about (reads them all from disk); a
+    /// corrupt one is quarantined and answered as absent and corrupt.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HasChunksResponse {
     /// `present[i]` answers for `ids[i]`.
     pub present: Vec<bool>,
+    /// With `verify`: `corrupt[i]` says the copy of `ids[i]` was corrupt.
+    /// Empty without `verify`.
+    #[serde(default)]
+    pub corrupt: Vec<bool>,
+    /// The cluster map epoch the answering node works from (0: none yet).
+    /// A node hands a chunk off only when its targets share its epoch.
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// A chunk server's answer to a reader's report of a corrupt copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspectResponse {
+    /// It held a copy when the report came.
+    pub held: bool,
+    /// Its own check found the copy corrupt (now quarantined, being replaced).
+    pub corrupt: bool,
+}
+
+/// Metadata service: "which of these chunk ids does some file reference?"
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferencedRequest {
+    pub ids: Vec<ChunkId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferencedResponse {
+    /// `referenced[i]` answers for `ids[i]`.
+    pub referenced: Vec<bool>,
+}
+
+/// Body of `nodes/drain` and `nodes/undrain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRequest {
+    pub id: NodeId,
+}
+
+/// Body of `nodes/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveNodeRequest {
+    pub id: NodeId,
+    /// Remove a node that is down without waiting for a drain (its copies
+    /// are lost; repair has already re-created them from the others).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// The most ids one presence call may ask about.

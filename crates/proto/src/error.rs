@@ -23,6 +23,11 @@ pub enum ErrorCode {
     NotEnoughNodes,
     /// This metadata server is not the leader; `leader` in the body says who is.
     NotLeader,
+    /// The operation cannot be done in the object's current state (removing
+    /// a node that still holds data); the message says what to do first.
+    FailedPrecondition,
+    /// A chunk server has no room for the chunk; writers go to another node.
+    NoSpace,
     Unavailable,
     Internal,
 }
@@ -31,7 +36,10 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::NotFound => 404,
-            ErrorCode::AlreadyExists | ErrorCode::DirectoryNotEmpty => 409,
+            ErrorCode::AlreadyExists
+            | ErrorCode::DirectoryNotEmpty
+            | ErrorCode::FailedPrecondition => 409,
+            ErrorCode::NoSpace => 507,
             ErrorCode::NotADirectory
             | ErrorCode::IsADirectory
             | ErrorCode::InvalidName

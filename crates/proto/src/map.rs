@@ -13,6 +13,12 @@ pub enum NodeState {
     Up,
     /// Silent for longer than the down-after period: skipped by placement.
     Down,
+    /// Its disk is (nearly) full: still a placement target and serving
+    /// reads, but writers and repair go to the next node instead.
+    Full,
+    /// Being emptied before removal (`cairn node drain`): not a target;
+    /// serves reads until its chunks have been handed off.
+    Draining,
 }
 
 impl NodeState {
@@ -20,7 +26,24 @@ impl NodeState {
         match self {
             NodeState::Up => "up",
             NodeState::Down => "down",
+            NodeState::Full => "full",
+            NodeState::Draining => "draining",
         }
+    }
+
+    /// Chunks are placed on it (it is on the ring).
+    pub fn is_placement_target(self) -> bool {
+        matches!(self, NodeState::Up | NodeState::Full)
+    }
+
+    /// It accepts new chunks.
+    pub fn accepts_writes(self) -> bool {
+        self == NodeState::Up
+    }
+
+    /// Readers may ask it for chunks.
+    pub fn serves_reads(self) -> bool {
+        matches!(self, NodeState::Up | NodeState::Full | NodeState::Draining)
     }
 }
 
@@ -54,10 +77,11 @@ impl ClusterMap {
             .map(|i| &self.nodes[i])
     }
 
+    /// Nodes that accept writes.
     pub fn up_count(&self) -> usize {
         self.nodes
             .iter()
-            .filter(|n| n.state == NodeState::Up)
+            .filter(|n| n.state.accepts_writes())
             .count()
     }
 

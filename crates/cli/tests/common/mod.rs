@@ -23,6 +23,8 @@ pub fn free_port() -> u16 {
 pub struct ChunkServer {
     pub data_dir: PathBuf,
     pub addr: String,
+    /// Flags for this server, over the cluster's defaults.
+    pub args: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -32,7 +34,17 @@ pub struct Cluster {
     meta_args: Vec<String>,
     meta: Option<Child>,
     pub chunks: Vec<ChunkServer>,
+    /// Flags every chunk server gets (a server's own `args` win).
+    chunk_args: Vec<(String, String)>,
 }
+
+/// Chunk server flags of every test cluster: fast heartbeats and repair
+/// passes, and a small disk reserve so a nearly full CI disk still works.
+const CHUNK_DEFAULTS: &[(&str, &str)] = &[
+    ("--heartbeat-interval", "300ms"),
+    ("--reserve", "16MiB"),
+    ("--repair-interval", "2s"),
+];
 
 fn spawn(args: &[String], log: &Path) -> Child {
     let log_file = std::fs::OpenOptions::new()
@@ -56,6 +68,11 @@ impl Cluster {
     }
 
     pub fn start_with(nodes: usize, meta_args: &[&str]) -> Cluster {
+        Cluster::start_full(nodes, meta_args, &[])
+    }
+
+    /// As `start_with`, and `chunk_args` (flag, value) for every chunk server.
+    pub fn start_full(nodes: usize, meta_args: &[&str], chunk_args: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let meta_addr = format!("127.0.0.1:{}", free_port());
         let mut cluster = Cluster {
@@ -64,20 +81,34 @@ impl Cluster {
             meta_args: meta_args.iter().map(|s| s.to_string()).collect(),
             meta: None,
             chunks: Vec::new(),
+            chunk_args: chunk_args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cluster.start_meta();
-        for i in 0..nodes {
-            let data_dir = cluster.dir.path().join(format!("chunk-{i}"));
-            let addr = format!("127.0.0.1:{}", free_port());
-            cluster.chunks.push(ChunkServer {
-                data_dir,
-                addr,
-                child: None,
-            });
-            cluster.start_chunk(i);
+        for _ in 0..nodes {
+            cluster.add_chunk(&[]);
         }
         cluster.wait_nodes_up(nodes);
         cluster
+    }
+
+    /// Starts one more chunk server with its own flags; returns its index.
+    /// Does not wait for it to be up.
+    pub fn add_chunk(&mut self, args: &[(&str, &str)]) -> usize {
+        let i = self.chunks.len();
+        self.chunks.push(ChunkServer {
+            data_dir: self.dir.path().join(format!("chunk-{i}")),
+            addr: format!("127.0.0.1:{}", free_port()),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        });
+        self.start_chunk(i);
+        i
     }
 
     pub fn start_meta(&mut self) {
@@ -94,7 +125,7 @@ impl Cluster {
 
     pub fn start_chunk(&mut self, i: usize) {
         let server = &self.chunks[i];
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "chunk".into(),
             "--meta".into(),
             self.meta_addr.clone(),
@@ -102,11 +133,29 @@ impl Cluster {
             server.data_dir.to_str().unwrap().into(),
             "--listen".into(),
             server.addr.clone(),
-            "--heartbeat-interval".into(),
-            "300ms".into(),
         ];
+        // Later layers win: defaults, then the cluster's, then the server's.
+        let mut flags: Vec<(String, String)> = CHUNK_DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (flag, value) in self.chunk_args.iter().chain(&server.args) {
+            flags.retain(|(f, _)| f != flag);
+            flags.push((flag.clone(), value.clone()));
+        }
+        for (flag, value) in flags {
+            args.push(flag);
+            args.push(value);
+        }
         let child = spawn(&args, &self.dir.path().join(format!("chunk-{i}.log")));
         self.chunks[i].child = Some(child);
+    }
+
+    /// Stops a chunk server with SIGTERM.
+    pub fn stop_chunk(&mut self, i: usize) {
+        if let Some(mut child) = self.chunks[i].child.take() {
+            Self::terminate(&mut child);
+        }
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
@@ -196,7 +245,17 @@ impl Cluster {
 
     /// Polls `cairn status` until `check` holds (at most 30 s).
     pub fn wait_for(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(Duration::from_secs(30), what, check)
+    }
+
+    /// Polls `cairn status` until `check` holds, at most `limit`.
+    pub fn wait_for_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.status() {
                 if check(&status) {
