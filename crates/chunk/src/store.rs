@@ -66,6 +66,10 @@ pub struct ChunkStore {
     tmp_sequence: AtomicU64,
     /// Serializes deletions with the touch of a re-sent chunk (see above).
     removal: Mutex<()>,
+    /// Bytes of writes admitted but not yet counted in `used_bytes`: the
+    /// room check and this reservation happen under one lock, so
+    /// concurrent writes cannot together overshoot the capacity.
+    pending_bytes: Mutex<u64>,
 }
 
 impl ChunkStore {
@@ -114,6 +118,7 @@ impl ChunkStore {
             chunk_count: AtomicU64::new(chunk_count),
             tmp_sequence: AtomicU64::new(0),
             removal: Mutex::new(()),
+            pending_bytes: Mutex::new(0),
         })
     }
 
@@ -125,13 +130,32 @@ impl ChunkStore {
     /// Bytes this store can still take: within `--capacity` and leaving
     /// the reserve free on the disk.
     pub fn room_bytes(&self) -> u64 {
+        let pending = *self.pending_bytes.lock().expect("pending lock");
+        self.room_besides(pending)
+    }
+
+    fn room_besides(&self, pending_bytes: u64) -> u64 {
         let by_capacity = self
             .limits
             .capacity_bytes
             .map_or(u64::MAX, |c| c.saturating_sub(self.used_bytes()));
         let by_disk = disk_free_bytes(&self.data_dir)
             .map_or(0, |free| free.saturating_sub(self.limits.reserve_bytes));
-        by_capacity.min(by_disk)
+        by_capacity.min(by_disk).saturating_sub(pending_bytes)
+    }
+
+    /// Admits a write of `len` bytes if there is room, reserving it until
+    /// the returned guard is dropped.
+    fn reserve(&self, len: u64) -> io::Result<Reservation<'_>> {
+        let mut pending = self.pending_bytes.lock().expect("pending lock");
+        if len > self.room_besides(*pending) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("no room for a chunk of {len} bytes (capacity or disk reserve reached)"),
+            ));
+        }
+        *pending += len;
+        Ok(Reservation { store: self, len })
     }
 
     /// The chunks whose id starts with byte `shard`, in no particular order.
@@ -267,15 +291,7 @@ impl ChunkStore {
                 Err(e) => return Err(e),
             }
         }
-        if data.len() as u64 > self.room_bytes() {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                format!(
-                    "no room for a chunk of {} bytes (capacity or disk reserve reached)",
-                    data.len()
-                ),
-            ));
-        }
+        let _reservation = self.reserve(data.len() as u64)?;
         if !dir.exists() {
             create_dir_durably(dir)?;
         }
@@ -300,6 +316,21 @@ impl ChunkStore {
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.chunk_count.fetch_add(1, Ordering::Relaxed);
         Ok(true)
+    }
+}
+
+/// Space admitted for one write; released when the write is over (by then
+/// a stored chunk is counted in `used_bytes`).
+struct Reservation<'a> {
+    store: &'a ChunkStore,
+    len: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.store.pending_bytes.lock().expect("pending lock");
+        assert!(*pending >= self.len, "pending bytes underflow");
+        *pending -= self.len;
     }
 }
 
@@ -499,6 +530,81 @@ mod tests {
             "no temporary file left"
         );
         assert_eq!(store.read(&id).unwrap().unwrap(), data);
+    }
+
+    #[test]
+    fn capacity_is_never_overshot_by_concurrent_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path())
+            .unwrap()
+            .with_limits(SpaceLimits {
+                capacity_bytes: Some(10_000),
+                reserve_bytes: 0,
+            });
+        let stored: usize = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..16u32)
+                .map(|i| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        let data = vec![i as u8; 3_000];
+                        match store.write(&ChunkId::of(&data), &data) {
+                            Ok(_) => 1,
+                            Err(e) => {
+                                assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+                                0
+                            }
+                        }
+                    })
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(stored, 3, "three chunks of 3000 bytes fit in 10000");
+        assert_eq!(store.used_bytes(), 9_000);
+        assert_eq!(store.room_bytes(), 1_000);
+    }
+
+    #[test]
+    fn removal_quarantine_and_collect_keep_the_counters_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let chunks: Vec<(ChunkId, Vec<u8>)> = (0..3u8)
+            .map(|i| {
+                let data = vec![i; 100 + usize::from(i)];
+                (ChunkId::of(&data), data)
+            })
+            .collect();
+        for (id, data) in &chunks {
+            store.write(id, data).unwrap();
+        }
+        let listed: usize = (0..SHARDS)
+            .map(|s| store.list_shard(s).unwrap().len())
+            .sum();
+        assert_eq!(listed, 3);
+        assert!(store.remove(&chunks[0].0).unwrap());
+        assert!(!store.remove(&chunks[0].0).unwrap(), "already gone");
+        assert!(store.quarantine(&chunks[1].0).unwrap());
+        assert!(!store.contains(&chunks[1].0));
+        assert_eq!(
+            fs::read_dir(dir.path().join("quarantine")).unwrap().count(),
+            1
+        );
+        // A chunk received after the cutoff is not collected; a re-sent
+        // chunk's receive time is renewed.
+        let long_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let (id, data) = &chunks[2];
+        assert!(!store.remove_if_received_before(id, long_ago).unwrap());
+        File::open(store.chunk_path(id))
+            .unwrap()
+            .set_modified(long_ago - std::time::Duration::from_secs(1))
+            .unwrap();
+        assert!(!store.write(id, data).unwrap(), "already held: touched");
+        assert!(!store.remove_if_received_before(id, long_ago).unwrap());
+        assert!(store
+            .remove_if_received_before(id, SystemTime::now() + std::time::Duration::from_secs(1))
+            .unwrap());
+        assert_eq!((store.chunk_count(), store.used_bytes()), (0, 0));
+        assert_eq!(store.verify(id).unwrap(), None);
     }
 
     #[test]

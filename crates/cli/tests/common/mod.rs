@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub const MIB: usize = 1 << 20;
+
 pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
 pub fn free_port() -> u16 {
@@ -341,4 +343,75 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+// ---- helpers shared by the end-to-end test files ----
+
+pub fn put_bytes(cluster: &Cluster, data: &[u8], remote: &str) -> u64 {
+    let out = cluster.cairn_with_stdin(&["put", "-", remote], data);
+    assert!(
+        out.status.success(),
+        "put {remote}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+pub fn get_bytes(cluster: &Cluster, remote: &str) -> Vec<u8> {
+    let out = cluster.cairn(&["cat", remote]);
+    assert!(
+        out.status.success(),
+        "cat {remote}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Chunk ids of a file, from `stat --json`.
+pub fn chunk_ids(cluster: &Cluster, remote: &str) -> Vec<String> {
+    let stat = cluster.json(&["stat", "--json", remote]);
+    stat["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// (targets, holders) of every chunk of a file.
+pub fn locations(cluster: &Cluster, remote: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let stat = cluster.json(&["stat", "--json", "--locations", remote]);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    stat["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (strings(&l["targets"]), strings(&l["held_by"])))
+        .collect()
+}
+
+/// The chunk file of `id` on chunk server `node`.
+pub fn chunk_file(cluster: &Cluster, node: usize, id: &str) -> std::path::PathBuf {
+    cluster.chunks[node]
+        .data_dir
+        .join("chunks")
+        .join(&id[..2])
+        .join(&id[2..4])
+        .join(id)
+}
+
+/// Overwrites a chunk file with bytes of the same length, as bit rot would.
+pub fn rot(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    for b in bytes.iter_mut().step_by(997) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, bytes).unwrap();
 }
