@@ -5,10 +5,12 @@
 //! in batches of [`BATCH_CHUNKS`]. For a batch it asks each peer that is a
 //! write target of some chunk in it, in one call, which of those it holds;
 //! then, for each chunk:
-//! - push: every write target lacking it gets a copy from here (paced by
-//!   the rate limiter; at most [`PUSHES_IN_FLIGHT`] at once). A peer that
-//!   refuses the bytes as not matching the id means the local copy is
-//!   corrupt: it goes to quarantine instead.
+//! - push: every write target lacking it gets a copy (paced by the rate
+//!   limiter; at most [`PUSHES_IN_FLIGHT`] at once) from one holder only:
+//!   the first, in read order, of the holders this node knows of (itself
+//!   and the write targets that answered), so three holders do not all
+//!   send the same bytes. A peer that refuses the bytes as not matching
+//!   the id means the local copy is corrupt: it goes to quarantine instead.
 //! - hand off: if this node is neither a target nor a write target, and
 //!   `replication` write targets hold the chunk, and every peer asked works
 //!   from the same map epoch as this node, the local copy is deleted. The
@@ -149,6 +151,9 @@ struct Plan {
 /// One chunk's placement and what the peers said about it.
 struct ChunkPlan {
     id: ChunkId,
+    /// When this node received it (ms since the Unix epoch), handed on
+    /// with pushes so the copy ages as the original does.
+    received_ms: u64,
     /// Write targets other than this node: (id, addr).
     peers: Vec<(NodeId, String)>,
     /// This node is a target or a write target.
@@ -179,6 +184,10 @@ async fn repair_batch(
                     .any(|n| n.id == plan.me);
             ChunkPlan {
                 id: entry.id,
+                received_ms: entry
+                    .received
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
                 peers: write_targets
                     .iter()
                     .filter(|n| n.id != plan.me)
@@ -261,7 +270,14 @@ async fn repair_chunk(
         .filter(|(peer, _)| !chunk.holders.contains(peer))
         .cloned()
         .collect();
-    if !missing.is_empty() {
+    // Whether this node comes first among the holders it knows of; the
+    // first holder pushes and counts the chunk, the others leave it.
+    let first_holder = chunk
+        .read_order
+        .iter()
+        .find(|n| **n == plan.me || chunk.holders.contains(*n))
+        .is_none_or(|n| *n == plan.me);
+    if !missing.is_empty() && first_holder {
         let store = node.store.clone();
         let id = chunk.id;
         let data = match tokio::task::spawn_blocking(move || store.read(&id)).await {
@@ -278,7 +294,11 @@ async fn repair_chunk(
         };
         for (peer, addr) in missing {
             limiter.take(data.len() as u64).await;
-            match node.peers.put(&addr, &chunk.id, data.clone()).await {
+            let pushed = node
+                .peers
+                .put_received(&addr, &chunk.id, data.clone(), Some(chunk.received_ms))
+                .await;
+            match pushed {
                 Ok(()) => {
                     chunk.holders.insert(peer);
                     let stats = &node.stats;
@@ -322,10 +342,6 @@ async fn repair_chunk(
     if on_targets >= plan.replication {
         return false;
     }
-    // Under-replicated: count it if no known holder comes before this node.
-    let first_holder = chunk
-        .read_order
-        .iter()
-        .find(|n| **n == plan.me || chunk.holders.contains(*n));
-    first_holder.is_none_or(|n| *n == plan.me)
+    // Under-replicated: counted by the first holder only.
+    first_holder
 }

@@ -142,9 +142,14 @@ async fn put_chunk(
             format!("chunk body hashes to {actual}, not to the id {id} it was sent under; nothing was stored"),
         ));
     }
+    let received = headers
+        .get(cairn_proto::api::RECEIVED_MS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
     let store = server.store.clone();
     let len = data.len() as u64;
-    match tokio::task::spawn_blocking(move || store.write(&id, &data)).await {
+    match tokio::task::spawn_blocking(move || store.write_received(&id, &data, received)).await {
         Ok(Ok(true)) => {
             counter!("cairn_chunk_written_bytes_total").increment(len);
             StatusCode::CREATED.into_response()

@@ -274,13 +274,26 @@ impl ChunkStore {
     /// receive time is then renewed). Fails with `StorageFull` when the
     /// store has no room for it.
     pub fn write(&self, id: &ChunkId, data: &[u8]) -> io::Result<bool> {
+        self.write_received(id, data, None)
+    }
+
+    /// `write`, keeping `received` (when another node first got the chunk)
+    /// as its receive time: a new copy gets it, a held copy is left as is.
+    pub fn write_received(
+        &self,
+        id: &ChunkId,
+        data: &[u8],
+        received: Option<SystemTime>,
+    ) -> io::Result<bool> {
         let final_path = self.chunk_path(id);
         let dir = final_path.parent().expect("chunk path has a parent");
         {
             let _guard = self.removal.lock().expect("removal lock");
             match File::open(&final_path) {
                 Ok(file) => {
-                    file.set_modified(SystemTime::now())?;
+                    if received.is_none() {
+                        file.set_modified(SystemTime::now())?;
+                    }
                     // A concurrent writer may have renamed it in without yet
                     // syncing the directory: sync it before calling the copy
                     // durable. Cheap when nothing is pending.
@@ -300,6 +313,9 @@ impl ChunkStore {
         let result = (|| -> io::Result<bool> {
             let mut file = File::create(&tmp_path)?;
             file.write_all(data)?;
+            if let Some(received) = received {
+                file.set_modified(received.min(SystemTime::now()))?;
+            }
             file.sync_data()?;
             let placed = rename_no_replace(&tmp_path, &final_path)?;
             File::open(dir)?.sync_all()?;

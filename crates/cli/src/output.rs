@@ -188,7 +188,7 @@ pub fn status_text(status: &StatusResponse) -> String {
 /// "done" when the last repair pass used the current map, else its progress.
 fn repair_progress(report: &NodeReport, epoch: u64) -> String {
     let r = &report.repair;
-    if r.pass_total_chunks == 0 && r.epoch == epoch {
+    if r.epoch == epoch && r.pass_total_chunks == 0 {
         return "done".to_string();
     }
     progress(r.pass_done_chunks, r.pass_total_chunks, r.passes_total)

@@ -382,11 +382,12 @@ fn new_nodes_take_their_share_while_files_stay_readable() {
                 }
             });
         }
+        // Stops the readers even if a wait below panics, so the scope ends.
+        let _stop_readers = StopOnDrop(&stop);
         cluster.add_chunk(&[]);
         cluster.add_chunk(&[]);
         cluster.wait_nodes_up(5);
         wait_healed(&cluster, "rebalancing onto the new nodes");
-        stop.store(true, Ordering::Relaxed);
     });
     wait_fsck_clean(&cluster);
     // Old copies are handed off once every node agrees on the new map.
@@ -584,6 +585,14 @@ fn servers_expose_prometheus_metrics() {
         "cairn_chunk_written_bytes_total",
     ] {
         assert!(chunk.contains(name), "chunk metrics lack {name}:\n{chunk}");
+    }
+}
+
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -61,10 +61,26 @@ impl ChunkClient {
     /// Stores `data` as chunk `id` on the node at `addr`; `data` must hash to `id`.
     /// `Bytes` is reference-counted: sending one chunk to three nodes copies nothing.
     pub async fn put(&self, addr: &str, id: &ChunkId, data: Bytes) -> Result<(), ChunkError> {
-        let response = self
+        self.put_received(addr, id, data, None).await
+    }
+
+    /// A `put` that hands on when the chunk was first received (repair's
+    /// pushes; see [`cairn_proto::api::RECEIVED_MS_HEADER`]).
+    pub async fn put_received(
+        &self,
+        addr: &str,
+        id: &ChunkId,
+        data: Bytes,
+        received_ms: Option<u64>,
+    ) -> Result<(), ChunkError> {
+        let mut request = self
             .http
             .put(format!("http://{addr}/v1/chunks/{id}"))
-            .body(data)
+            .body(data);
+        if let Some(ms) = received_ms {
+            request = request.header(cairn_proto::api::RECEIVED_MS_HEADER, ms.to_string());
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| ChunkError::transport(&e))?;

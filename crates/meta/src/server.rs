@@ -461,10 +461,13 @@ async fn status(State(meta): State<Arc<Meta>>) -> ApiResult<StatusResponse> {
         .filter_map(|n| n.report.as_ref())
         .map(|r| r.repair.pushed_bytes_total)
         .sum();
+    // A pass may be under way on some node at any moment (they run every
+    // repair interval); what matters is that each has finished one with
+    // the current map.
     let repair_settled = serving.iter().all(|n| {
         n.report
             .as_ref()
-            .is_some_and(|r| r.repair.epoch == map.epoch && r.repair.pass_total_chunks == 0)
+            .is_some_and(|r| r.repair.epoch == map.epoch)
     });
     let nodes_up = map.up_count();
     Ok(Json(StatusResponse {

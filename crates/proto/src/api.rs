@@ -296,6 +296,12 @@ pub struct RemoveNodeRequest {
     pub force: bool,
 }
 
+/// Header of a chunk PUT made by repair: when the chunk first reached the
+/// sending node (ms since the Unix epoch). The receiver keeps that time, so
+/// a chunk no file references ages toward collection wherever it is copied
+/// and cannot bounce between nodes forever with a fresh time.
+pub const RECEIVED_MS_HEADER: &str = "x-cairn-received-ms";
+
 /// The most ids one presence call may ask about.
 pub const MAX_HAS_CHUNKS_IDS: usize = 4096;
 

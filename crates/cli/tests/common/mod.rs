@@ -292,6 +292,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // CAIRN_TEST_KEEP=1 keeps a failed test's data and logs.
+        if std::thread::panicking() && std::env::var_os("CAIRN_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("kept the cluster's files in {}", kept.display());
+        }
         for server in &mut self.chunks {
             if let Some(mut child) = server.child.take() {
                 let _ = child.kill();
