@@ -74,7 +74,7 @@ victim_id=$(cat "$victim_dir/node_id")
 victim_bytes=$(du -sb "$victim_dir/chunks" | cut -f1)
 moved_before=$(status_field 's["moved_bytes_total"]')
 t_kill=$(now)
-kill -9 "${pids[1]}"
+{ kill -9 "${pids[1]}"; wait "${pids[1]}"; } 2>/dev/null || true
 wait_until "[n['state'] for n in s['nodes'] if n['id'] == '$victim_id'] == ['down']"
 t_down=$(now)
 wait_until 's["repair_settled"] and s["under_replicated_chunks"] == 0'

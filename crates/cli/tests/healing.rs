@@ -135,16 +135,23 @@ fn mixed_files(count: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn killed_node_is_re_replicated_to_full_strength() {
-    let mut cluster = Cluster::start_full(
+/// Four chunk servers (64 KiB chunks, down after 2 s, repair every 1 s)
+/// holding `count` mixed files, fully placed.
+fn four_loaded_nodes(count: usize, seed: u64) -> (Cluster, Vec<(String, Vec<u8>)>) {
+    let cluster = Cluster::start_full(
         4,
         &["--chunk-size", "64KiB", "--down-after", "2s"],
         &[("--repair-interval", "1s")],
     );
-    let files = mixed_files(200, 1);
+    let files = mixed_files(count, seed);
     put_all(&cluster, &files, 8);
     wait_healed(&cluster, "initial placement");
+    (cluster, files)
+}
+
+#[test]
+fn killed_node_is_re_replicated_to_full_strength() {
+    let (mut cluster, files) = four_loaded_nodes(200, 1);
     let victim = cluster.node_id(0);
     let killed_at = Instant::now();
     cluster.kill_chunk(0);
@@ -513,14 +520,7 @@ fn restart_on_a_new_address_moves_no_data() {
 
 #[test]
 fn drained_node_empties_then_is_removed_for_good() {
-    let mut cluster = Cluster::start_full(
-        4,
-        &["--chunk-size", "64KiB", "--down-after", "2s"],
-        &[("--repair-interval", "1s")],
-    );
-    let files = mixed_files(30, 3000);
-    put_all(&cluster, &files, 4);
-    wait_healed(&cluster, "initial placement");
+    let (mut cluster, files) = four_loaded_nodes(30, 3000);
     let id = cluster.node_id(2);
     let err = cluster.fails(&["node", "remove", &id]);
     assert!(err.contains("drain it first"), "{err}");
