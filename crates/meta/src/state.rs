@@ -46,6 +46,8 @@ const KEY_FILE_COUNT: &str = "file_count";
 const KEY_DIR_COUNT: &str = "dir_count";
 /// Ids of nodes removed from the map: they may not register again.
 const KEY_REMOVED_NODES: &str = "removed_nodes";
+/// Present once `chunk_refs` holds every file's references.
+const KEY_REFS_INDEXED: &str = "chunk_refs_indexed";
 /// The most removed node ids remembered (oldest forgotten first).
 const MAX_REMOVED_NODES: usize = 10_000;
 
@@ -215,7 +217,7 @@ impl<'txn> Tables<'txn> {
     /// Every member does the same, so the states stay identical.
     pub fn ensure_initialized(&mut self) -> Result<(), StateError> {
         if self.inodes.get(ROOT_ID)?.is_some() {
-            return Ok(());
+            return self.ensure_chunk_refs();
         }
         self.inodes
             .insert(ROOT_ID, encode(&Inode::new_dir(0)).as_slice())?;
@@ -229,6 +231,32 @@ impl<'txn> Tables<'txn> {
             nodes: Vec::new(),
         };
         self.meta.insert(KEY_MAP, encode(&map).as_slice())?;
+        self.meta.insert(KEY_REFS_INDEXED, [1u8].as_slice())?;
+        Ok(())
+    }
+
+    /// Builds `chunk_refs` from the file records in a database made before
+    /// the table existed. Without it every chunk would look unreferenced
+    /// and be collected. The index is derived from the state alone, so
+    /// every member that runs this gets the same table.
+    fn ensure_chunk_refs(&mut self) -> Result<(), StateError> {
+        if self.meta.get(KEY_REFS_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        let mut files = Vec::new();
+        for row in self.inodes.iter()? {
+            let (_, value) = row?;
+            let inode: Inode = decode(value.value())?;
+            if !inode.chunks.is_empty() {
+                files.push(inode.chunks);
+            }
+        }
+        self.chunk_refs.retain(|_, _| false)?;
+        for chunks in &files {
+            self.add_refs(chunks, 1)?;
+        }
+        self.meta.insert(KEY_REFS_INDEXED, [1u8].as_slice())?;
+        tracing::info!(files = files.len(), "built the chunk reference index");
         Ok(())
     }
 

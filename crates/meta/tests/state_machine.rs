@@ -549,3 +549,29 @@ fn chunk_references_follow_files() {
     assert_eq!(refs(&f, &ChunkId::of(b"bbbb")), 1);
     f.check_invariants();
 }
+
+#[test]
+fn a_database_from_before_chunk_references_gets_them_built() {
+    let mut f = Fixture::new();
+    f.put("/a", b"aaaabbbbcc", OnExists::Fail).unwrap();
+    f.put("/b", b"aaaadddd", OnExists::Fail).unwrap();
+    // Make it look like a database written before the index existed.
+    let txn = f.db.begin_write().unwrap();
+    {
+        let mut refs = txn.open_table(CHUNK_REFS).unwrap();
+        refs.retain(|_, _| false).unwrap();
+        let mut meta = txn.open_table(SM_META).unwrap();
+        meta.remove("chunk_refs_indexed").unwrap();
+    }
+    txn.commit().unwrap();
+    let txn = f.db.begin_write().unwrap();
+    Tables::open(&txn).unwrap().ensure_initialized().unwrap();
+    txn.commit().unwrap();
+    f.check_invariants();
+    let txn = f.db.begin_read().unwrap();
+    let refs = txn.open_table(CHUNK_REFS).unwrap();
+    assert_eq!(
+        state::reference_count(&refs, &ChunkId::of(b"aaaa")).unwrap(),
+        2
+    );
+}
