@@ -25,7 +25,13 @@ pub struct Node {
     pub repair_wake: Notify,
     /// Reported `full` (with hysteresis: see [`Node::report`]).
     full: AtomicBool,
+    /// Replacements of corrupt copies under way: each holds a chunk in
+    /// memory, and reports of corruption may come in bursts.
+    recoveries: tokio::sync::Semaphore,
 }
+
+/// Corrupt copies being fetched again at once.
+const MAX_RECOVERIES: usize = 4;
 
 /// Counters behind the heartbeat report; `_total` ones only grow.
 #[derive(Default)]
@@ -61,6 +67,7 @@ impl Node {
             stats: Stats::default(),
             repair_wake: Notify::new(),
             full: AtomicBool::new(false),
+            recoveries: tokio::sync::Semaphore::new(MAX_RECOVERIES),
         }
     }
 
@@ -210,6 +217,11 @@ impl Node {
 
     /// Fetches `id` from a peer, checks it and stores it.
     async fn fetch_good_copy(&self, id: &ChunkId) -> Result<(), String> {
+        let _permit = self
+            .recoveries
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         let map = self.map().ok_or("no cluster map yet")?;
         let ring = Ring::new(&map);
         let me = self.store.node_id();

@@ -5,12 +5,15 @@
 //! in batches of [`BATCH_CHUNKS`]. For a batch it asks each peer that is a
 //! write target of some chunk in it, in one call, which of those it holds;
 //! then, for each chunk:
+//! - who answers for it: the first write target that holds it (every
+//!   write target asks the others, so they agree); a holder outside the
+//!   write targets only if none of them holds it. Only that node pushes
+//!   and counts the chunk, so three holders do not all send the same bytes
+//!   and the nodes' counts can be summed.
 //! - push: every write target lacking it gets a copy (paced by the rate
-//!   limiter; at most [`PUSHES_IN_FLIGHT`] at once) from one holder only:
-//!   the first, in read order, of the holders this node knows of (itself
-//!   and the write targets that answered), so three holders do not all
-//!   send the same bytes. A peer that refuses the bytes as not matching
-//!   the id means the local copy is corrupt: it goes to quarantine instead.
+//!   limiter; at most [`PUSHES_IN_FLIGHT`] at once). A peer that refuses
+//!   the bytes as not matching the id means the local copy is corrupt: it
+//!   goes to quarantine instead.
 //! - hand off: if this node is neither a target nor a write target, and
 //!   `replication` write targets hold the chunk, and every peer asked works
 //!   from the same map epoch as this node, the local copy is deleted. The
@@ -18,8 +21,7 @@
 //!   their copy on the strength of the other's. A node the map says is down
 //!   never hands off: it is about to be judged and may be a target again.
 //! - count: a chunk with fewer than `replication` copies on its write
-//!   targets is under-replicated; it is counted by its first holder in read
-//!   order only, so the nodes' counts can be summed.
+//!   targets is under-replicated.
 //!
 //! A pass starts when the map epoch changes, when asked (`POST /v1/repair`),
 //! or every `interval`; a new epoch during a pass cuts it short and a fresh
@@ -154,15 +156,32 @@ struct ChunkPlan {
     /// When this node received it (ms since the Unix epoch), handed on
     /// with pushes so the copy ages as the original does.
     received_ms: u64,
-    /// Write targets other than this node: (id, addr).
-    peers: Vec<(NodeId, String)>,
+    /// The write targets in order, this node included if it is one:
+    /// (id, addr).
+    write_targets: Vec<(NodeId, String)>,
     /// This node is a target or a write target.
     mine: bool,
+    /// Write targets other than this node that hold the chunk.
     holders: HashSet<NodeId>,
     /// Every peer asked answered, from this node's map epoch.
     peers_agree: bool,
-    /// Read order, to decide who counts it when under-replicated.
-    read_order: Vec<NodeId>,
+}
+
+impl ChunkPlan {
+    /// Write targets other than `me`.
+    fn peers<'a>(&'a self, me: &'a NodeId) -> impl Iterator<Item = &'a (NodeId, String)> {
+        self.write_targets.iter().filter(move |(id, _)| id != me)
+    }
+
+    /// Whether `me` answers for this chunk: it is the first holder in
+    /// write-target order, or, holding it outside the write targets, no
+    /// write target does. The one that answers pushes and counts it.
+    fn answered_by(&self, me: &NodeId) -> bool {
+        self.write_targets
+            .iter()
+            .find(|(id, _)| id == me || self.holders.contains(id))
+            .is_none_or(|(id, _)| id == me)
+    }
 }
 
 async fn repair_batch(
@@ -175,8 +194,13 @@ async fn repair_batch(
     let mut chunks: Vec<ChunkPlan> = batch
         .iter()
         .map(|entry| {
-            let write_targets = plan.ring.write_targets(&entry.id, rf);
-            let mine = write_targets.iter().any(|n| n.id == plan.me)
+            let write_targets: Vec<(NodeId, String)> = plan
+                .ring
+                .write_targets(&entry.id, rf)
+                .into_iter()
+                .map(|n| (n.id.clone(), n.addr.clone()))
+                .collect();
+            let mine = write_targets.iter().any(|(id, _)| *id == plan.me)
                 || plan
                     .ring
                     .targets(&entry.id, rf)
@@ -188,20 +212,10 @@ async fn repair_batch(
                     .received
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64),
-                peers: write_targets
-                    .iter()
-                    .filter(|n| n.id != plan.me)
-                    .map(|n| (n.id.clone(), n.addr.clone()))
-                    .collect(),
+                write_targets,
                 mine,
                 holders: HashSet::new(),
                 peers_agree: true,
-                read_order: plan
-                    .ring
-                    .read_order(&entry.id, rf)
-                    .into_iter()
-                    .map(|n| n.id.clone())
-                    .collect(),
             }
         })
         .collect();
@@ -220,7 +234,7 @@ async fn repair_batch(
 async fn ask_peers(node: &Node, plan: &Plan, chunks: &mut [ChunkPlan]) {
     let mut asks: HashMap<NodeId, (String, Vec<usize>)> = HashMap::new();
     for (index, chunk) in chunks.iter().enumerate() {
-        for (peer, addr) in &chunk.peers {
+        for (peer, addr) in chunk.peers(&plan.me) {
             asks.entry(peer.clone())
                 .or_insert_with(|| (addr.clone(), Vec::new()))
                 .1
@@ -265,19 +279,12 @@ async fn repair_chunk(
     mut chunk: ChunkPlan,
 ) -> bool {
     let missing: Vec<(NodeId, String)> = chunk
-        .peers
-        .iter()
+        .peers(&plan.me)
         .filter(|(peer, _)| !chunk.holders.contains(peer))
         .cloned()
         .collect();
-    // Whether this node comes first among the holders it knows of; the
-    // first holder pushes and counts the chunk, the others leave it.
-    let first_holder = chunk
-        .read_order
-        .iter()
-        .find(|n| **n == plan.me || chunk.holders.contains(*n))
-        .is_none_or(|n| *n == plan.me);
-    if !missing.is_empty() && first_holder {
+    let answers_for_it = chunk.answered_by(&plan.me);
+    if !missing.is_empty() && answers_for_it {
         let store = node.store.clone();
         let id = chunk.id;
         let data = match tokio::task::spawn_blocking(move || store.read(&id)).await {
@@ -342,6 +349,6 @@ async fn repair_chunk(
     if on_targets >= plan.replication {
         return false;
     }
-    // Under-replicated: counted by the first holder only.
-    first_holder
+    // Under-replicated: counted by the node that answers for it only.
+    answers_for_it
 }

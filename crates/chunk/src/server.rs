@@ -104,11 +104,7 @@ async fn put_chunk(
             "this node is draining and takes no new chunks; store on the next node",
         ));
     }
-    let _permit = server
-        .transfers
-        .acquire()
-        .await
-        .expect("semaphore is never closed");
+    let _permit = acquire(&server.transfers).await;
     let mut data = Vec::with_capacity(declared_len.unwrap_or(0) as usize);
     let mut hasher = blake3::Hasher::new();
     let mut frames = body.into_data_stream();
@@ -164,6 +160,13 @@ async fn put_chunk(
     }
 }
 
+async fn acquire(transfers: &Semaphore) -> tokio::sync::SemaphorePermit<'_> {
+    transfers
+        .acquire()
+        .await
+        .expect("semaphore is never closed")
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         ErrorCode::TooLarge,
@@ -176,11 +179,7 @@ async fn get_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) ->
         Ok(id) => id,
         Err(e) => return error(e),
     };
-    let _permit = server
-        .transfers
-        .acquire()
-        .await
-        .expect("semaphore is never closed");
+    let _permit = acquire(&server.transfers).await;
     let store = server.store.clone();
     match tokio::task::spawn_blocking(move || store.read(&id)).await {
         Ok(Ok(Some(data))) => {
@@ -231,6 +230,12 @@ async fn has_chunks(State(server): State<Arc<Server>>, body: Bytes) -> Response 
             ),
         ));
     }
+    // Verifying reads every copy asked about, one at a time: count it as
+    // one transfer, so memory stays bounded however many calls arrive.
+    let _permit = match request.verify {
+        true => Some(acquire(&server.transfers).await),
+        false => None,
+    };
     let store = server.store.clone();
     let ids = request.ids.clone();
     let verify = request.verify;
@@ -258,12 +263,22 @@ async fn has_chunks(State(server): State<Arc<Server>>, body: Bytes) -> Response 
         Ok(Err(e)) => return internal("cannot check chunks", e),
         Err(e) => return internal("presence task failed", e),
     };
-    for (id, presence) in request.ids.iter().zip(&checked) {
-        if *presence == Presence::Corrupt {
-            let node = server.node.clone();
-            let id = *id;
-            tokio::spawn(async move { node.handle_corrupt(id, "verify").await });
-        }
+    let corrupt: Vec<ChunkId> = request
+        .ids
+        .iter()
+        .zip(&checked)
+        .filter(|(_, presence)| **presence == Presence::Corrupt)
+        .map(|(id, _)| *id)
+        .collect();
+    if !corrupt.is_empty() {
+        // One task replaces them one after the other: at most one chunk
+        // fetched at a time, however many were corrupt.
+        let node = server.node.clone();
+        tokio::spawn(async move {
+            for id in corrupt {
+                node.handle_corrupt(id, "verify").await;
+            }
+        });
     }
     Json(HasChunksResponse {
         present: checked.iter().map(|p| *p == Presence::Held).collect(),
@@ -292,6 +307,7 @@ async fn suspect_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>
         Ok(id) => id,
         Err(e) => return error(e),
     };
+    let _permit = acquire(&server.transfers).await;
     let store = server.store.clone();
     let verdict = match tokio::task::spawn_blocking(move || store.verify(&id)).await {
         Ok(Ok(verdict)) => verdict,

@@ -31,6 +31,10 @@ use cairn_proto::{ChunkId, NodeId};
 
 const FORMAT_LINE: &str = "cairn-chunk-store 1";
 
+/// Corrupt copies kept in `quarantine/`; the oldest go beyond this (a disk
+/// that rots fast must not fill up with evidence).
+pub const MAX_QUARANTINED: usize = 1024;
+
 /// The chunk directory is split in this many shards by the first byte of
 /// the id; background loops work one shard at a time, which bounds their
 /// memory to about 1/256 of the chunk list.
@@ -206,7 +210,27 @@ impl ChunkStore {
         fs::rename(&path, &aside)?;
         File::open(path.parent().expect("chunk path has a parent"))?.sync_all()?;
         self.forget(size);
+        self.trim_quarantine()?;
         Ok(true)
+    }
+
+    /// Deletes the oldest quarantined copies beyond [`MAX_QUARANTINED`].
+    fn trim_quarantine(&self) -> io::Result<()> {
+        let mut kept: Vec<(u128, PathBuf)> = fs::read_dir(&self.quarantine_dir)?
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let ms = path.extension()?.to_str()?.parse().ok()?;
+                Some((ms, path))
+            })
+            .collect();
+        if kept.len() <= MAX_QUARANTINED {
+            return Ok(());
+        }
+        kept.sort();
+        for (_, path) in &kept[..kept.len() - MAX_QUARANTINED] {
+            fs::remove_file(path)?;
+        }
+        Ok(())
     }
 
     fn remove_locked(&self, id: &ChunkId) -> io::Result<bool> {
@@ -287,22 +311,27 @@ impl ChunkStore {
     ) -> io::Result<bool> {
         let final_path = self.chunk_path(id);
         let dir = final_path.parent().expect("chunk path has a parent");
-        {
+        let held = {
+            // Only the touch needs the lock (see the module comment); the
+            // directory sync below must not hold up every other PUT.
             let _guard = self.removal.lock().expect("removal lock");
             match File::open(&final_path) {
                 Ok(file) => {
                     if received.is_none() {
                         file.set_modified(SystemTime::now())?;
                     }
-                    // A concurrent writer may have renamed it in without yet
-                    // syncing the directory: sync it before calling the copy
-                    // durable. Cheap when nothing is pending.
-                    File::open(dir)?.sync_all()?;
-                    return Ok(false);
+                    true
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(e),
             }
+        };
+        if held {
+            // A concurrent writer may have renamed it in without yet syncing
+            // the directory: sync it before calling the copy durable. Cheap
+            // when nothing is pending.
+            File::open(dir)?.sync_all()?;
+            return Ok(false);
         }
         let _reservation = self.reserve(data.len() as u64)?;
         if !dir.exists() {
@@ -621,6 +650,30 @@ mod tests {
             .unwrap());
         assert_eq!((store.chunk_count(), store.used_bytes()), (0, 0));
         assert_eq!(store.verify(id).unwrap(), None);
+    }
+
+    #[test]
+    fn quarantine_keeps_only_the_newest_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let quarantine = dir.path().join("quarantine");
+        for ms in 0..MAX_QUARANTINED + 5 {
+            fs::write(quarantine.join(format!("old.{ms}")), b"x").unwrap();
+        }
+        let data = b"rotten".to_vec();
+        let id = ChunkId::of(&data);
+        store.write(&id, &data).unwrap();
+        assert!(store.quarantine(&id).unwrap());
+        let names: Vec<String> = fs::read_dir(&quarantine)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), MAX_QUARANTINED);
+        assert!(
+            names.iter().any(|n| n.starts_with(&id.to_hex())),
+            "the newest stays"
+        );
+        assert!(!names.contains(&"old.0".to_string()), "the oldest goes");
     }
 
     #[test]

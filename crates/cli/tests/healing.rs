@@ -14,35 +14,31 @@ use serde_json::Value;
 /// The longest any test waits for the cluster to heal.
 const HEAL_LIMIT: Duration = Duration::from_secs(90);
 
-/// Puts `files` concurrently from `threads` threads.
-fn put_all(cluster: &Cluster, files: &[(String, Vec<u8>)], threads: usize) {
+/// Runs `each` on every file, from `threads` threads at once.
+fn in_parallel(files: &[(String, Vec<u8>)], threads: usize, each: impl Fn(&str, &[u8]) + Sync) {
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, data)) = files.get(i) else {
-                    return;
-                };
-                put_bytes(cluster, data, path);
+            scope.spawn(|| {
+                while let Some((path, data)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    each(path, data);
+                }
             });
         }
     });
 }
 
+/// Puts `files` concurrently from `threads` threads.
+fn put_all(cluster: &Cluster, files: &[(String, Vec<u8>)], threads: usize) {
+    in_parallel(files, threads, |path, data| {
+        put_bytes(cluster, data, path);
+    });
+}
+
 /// Reads every file back (concurrently) and compares it byte for byte.
 fn check_all(cluster: &Cluster, files: &[(String, Vec<u8>)], threads: usize) {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, data)) = files.get(i) else {
-                    return;
-                };
-                assert!(get_bytes(cluster, path) == *data, "{path} changed");
-            });
-        }
+    in_parallel(files, threads, |path, data| {
+        assert!(get_bytes(cluster, path) == data, "{path} changed");
     });
 }
 
@@ -626,4 +622,35 @@ fn metric_value(page: &str, series: &str) -> f64 {
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+#[test]
+fn fsck_fails_when_every_copy_of_a_chunk_is_bad_and_node_commands_explain_refusals() {
+    // A long repair interval and scrub interval: nothing heals before fsck looks.
+    let cluster = Cluster::start_full(
+        3,
+        &["--chunk-size", "64KiB"],
+        &[("--repair-interval", "10m")],
+    );
+    let data = random_bytes(200_000, 77);
+    put_bytes(&cluster, &data, "/doomed");
+    let id = chunk_ids(&cluster, "/doomed")[1].clone();
+    for node in 0..3 {
+        rot(&chunk_file(&cluster, node, &id));
+    }
+    // Presence alone does not see rot; verification does, and exits 1.
+    let quick = cluster.json(&["fsck", "--no-verify", "--json"]);
+    assert_eq!(quick["missing"], 0);
+    let out = cluster.cairn(&["fsck"]);
+    assert!(!out.status.success(), "fsck must fail when data is missing");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("missing           1"), "{text}");
+    assert!(text.contains("/doomed"), "names the file: {text}");
+    assert!(text.contains("DATA MISSING"), "{text}");
+
+    let up = cluster.node_id(0);
+    let err = cluster.fails(&["node", "undrain", &up]);
+    assert!(err.contains("not draining"), "{err}");
+    let err = cluster.fails(&["node", "drain", "no-such-node"]);
+    assert!(err.contains("cairn status"), "{err}");
 }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn_placement::Ring;
-use cairn_proto::api::{EntryKind, MAX_HAS_CHUNKS_IDS};
+use cairn_proto::api::EntryKind;
 use cairn_proto::{ChunkId, FileId, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -81,36 +81,13 @@ pub async fn fsck(
             });
         }
     }
-    let mut good: Vec<HashSet<NodeId>> = vec![HashSet::new(); ids.len()];
-    let mut bad: Vec<bool> = vec![false; ids.len()];
+    let survey = crate::survey(chunks, &map, &ids, verify).await;
     let mut report = FsckReport {
         files: files.len() as u64,
         chunks: ids.len() as u64,
+        unreachable_nodes: survey.unreachable,
         ..FsckReport::default()
     };
-    for node in map.nodes.iter().filter(|n| n.state.serves_reads()) {
-        for (batch_number, batch) in ids.chunks(MAX_HAS_CHUNKS_IDS).enumerate() {
-            let offset = batch_number * MAX_HAS_CHUNKS_IDS;
-            match chunks.has_detailed(&node.addr, batch, verify).await {
-                Ok(answer) => {
-                    for (i, present) in answer.present.iter().enumerate() {
-                        if *present {
-                            good[offset + i].insert(node.id.clone());
-                        }
-                    }
-                    for (i, corrupt) in answer.corrupt.iter().enumerate() {
-                        bad[offset + i] |= *corrupt;
-                    }
-                }
-                Err(e) => {
-                    report
-                        .unreachable_nodes
-                        .push(format!("{} ({}): {e}", node.id, node.addr));
-                    break;
-                }
-            }
-        }
-    }
     let classes: Vec<Class> = ids
         .iter()
         .enumerate()
@@ -121,10 +98,11 @@ pub async fn fsck(
                 .chain(ring.write_targets(id, rf))
                 .map(|n| &n.id)
                 .collect();
-            let on_targets = good[i].iter().filter(|n| targets.contains(n)).count();
-            if good[i].is_empty() {
+            let held_by = &survey.held_by[i];
+            let on_targets = held_by.iter().filter(|n| targets.contains(n)).count();
+            if held_by.is_empty() {
                 Class::Missing
-            } else if bad[i] {
+            } else if survey.corrupt[i] {
                 Class::Corrupt
             } else if on_targets < rf {
                 Class::UnderReplicated

@@ -18,4 +18,6 @@ pub mod transfer;
 pub use chunks::{ChunkClient, ChunkError};
 pub use error::ClientError;
 pub use meta::MetaClient;
-pub use transfer::{chunk_locations, download, ChunkLocation, UploadSummary, Uploader};
+pub use transfer::{
+    chunk_locations, download, survey, ChunkLocation, Survey, UploadSummary, Uploader,
+};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use cairn_placement::Ring;
-use cairn_proto::api::Stat;
+use cairn_proto::api::{Stat, MAX_HAS_CHUNKS_IDS};
 use cairn_proto::{
     file_digest, ApiError, ChunkId, ChunkRef, ClusterMap, ErrorCode, NodeId, MAX_CHUNKS_PER_FILE,
 };
@@ -304,7 +304,7 @@ pub struct ChunkLocation {
     pub held_by: Vec<NodeId>,
 }
 
-/// Asks every node that is up which of `chunks` it holds.
+/// Asks every node that serves reads which of `chunks` it holds.
 pub async fn chunk_locations(
     client: &ChunkClient,
     map: &ClusterMap,
@@ -312,23 +312,10 @@ pub async fn chunk_locations(
 ) -> Result<Vec<ChunkLocation>, ClientError> {
     let ring = Ring::new(map);
     let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
-    let mut held_by: Vec<Vec<NodeId>> = vec![Vec::new(); chunks.len()];
-    for node in map.nodes.iter().filter(|n| n.state.serves_reads()) {
-        for (batch_index, batch) in ids.chunks(cairn_proto::api::MAX_HAS_CHUNKS_IDS).enumerate() {
-            let Ok(present) = client.has(&node.addr, batch).await else {
-                break;
-            };
-            for (i, here) in present.into_iter().enumerate() {
-                if here {
-                    held_by[batch_index * cairn_proto::api::MAX_HAS_CHUNKS_IDS + i]
-                        .push(node.id.clone());
-                }
-            }
-        }
-    }
+    let survey = survey(client, map, &ids, false).await;
     Ok(chunks
         .iter()
-        .zip(held_by)
+        .zip(survey.held_by)
         .map(|(chunk, held_by)| ChunkLocation {
             id: chunk.id,
             length_bytes: chunk.length_bytes,
@@ -340,4 +327,54 @@ pub async fn chunk_locations(
             held_by,
         })
         .collect())
+}
+
+/// What the nodes that serve reads say about a list of chunks.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// `held_by[i]`: the nodes holding a (good, with `verify`) copy of `ids[i]`.
+    pub held_by: Vec<Vec<NodeId>>,
+    /// `corrupt[i]`: some node found its copy of `ids[i]` corrupt (`verify`).
+    pub corrupt: Vec<bool>,
+    /// Nodes that did not answer, with the reason.
+    pub unreachable: Vec<String>,
+}
+
+/// Asks every node that serves reads, in batches, which of `ids` it holds;
+/// with `verify` each node re-hashes its copies first.
+pub async fn survey(
+    client: &ChunkClient,
+    map: &ClusterMap,
+    ids: &[ChunkId],
+    verify: bool,
+) -> Survey {
+    let mut survey = Survey {
+        held_by: vec![Vec::new(); ids.len()],
+        corrupt: vec![false; ids.len()],
+        unreachable: Vec::new(),
+    };
+    for node in map.nodes.iter().filter(|n| n.state.serves_reads()) {
+        for (batch_number, batch) in ids.chunks(MAX_HAS_CHUNKS_IDS).enumerate() {
+            let offset = batch_number * MAX_HAS_CHUNKS_IDS;
+            match client.has_detailed(&node.addr, batch, verify).await {
+                Ok(answer) => {
+                    for (i, present) in answer.present.iter().enumerate() {
+                        if *present {
+                            survey.held_by[offset + i].push(node.id.clone());
+                        }
+                    }
+                    for (i, corrupt) in answer.corrupt.iter().enumerate() {
+                        survey.corrupt[offset + i] |= *corrupt;
+                    }
+                }
+                Err(e) => {
+                    survey
+                        .unreachable
+                        .push(format!("{} ({}): {e}", node.id, node.addr));
+                    break;
+                }
+            }
+        }
+    }
+    survey
 }

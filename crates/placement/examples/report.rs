@@ -39,5 +39,22 @@ fn main() {
             1.0 / (n as f64 + 1.0),
             max / mean
         );
+        // Lookup cost: the early-stopping targets walk against the full
+        // preference walk it replaced, measured in the same run.
+        let started = std::time::Instant::now();
+        let mut sink = 0usize;
+        for i in 0..CHUNKS {
+            sink += ra.targets(&chunk(i), 3).len();
+        }
+        let targets_ns = started.elapsed().as_nanos() as f64 / CHUNKS as f64;
+        let started = std::time::Instant::now();
+        for i in 0..CHUNKS {
+            sink += ra.preference(&chunk(i), 3).len();
+        }
+        let full_ns = started.elapsed().as_nanos() as f64 / CHUNKS as f64;
+        println!(
+            "        targets lookup {targets_ns:.0} ns; full preference walk {full_ns:.0} ns ({:.1}x) [{sink}]",
+            full_ns / targets_ns
+        );
     }
 }

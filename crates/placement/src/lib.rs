@@ -35,6 +35,10 @@ pub struct Ring {
     nodes: Vec<NodeInfo>,
     /// Draining nodes, sorted by id: tried last by readers.
     draining: Vec<NodeInfo>,
+    /// Distinct zones among `nodes`, and among those that take writes.
+    zone_count: usize,
+    writable_zone_count: usize,
+    writable_count: usize,
 }
 
 impl Ring {
@@ -69,10 +73,25 @@ impl Ring {
         // Ties between positions are broken by node index (itself ordered by
         // id), so the ring does not depend on the map's node order.
         points.sort_unstable();
+        let zone_count = nodes
+            .iter()
+            .map(|n| n.zone.as_str())
+            .collect::<HashSet<_>>()
+            .len();
+        let writable: Vec<&NodeInfo> = nodes.iter().filter(|n| n.state.accepts_writes()).collect();
+        let writable_zone_count = writable
+            .iter()
+            .map(|n| n.zone.as_str())
+            .collect::<HashSet<_>>()
+            .len();
+        let writable_count = writable.len();
         Ring {
             points,
             nodes,
             draining,
+            zone_count,
+            writable_zone_count,
+            writable_count,
         }
     }
 
@@ -83,32 +102,27 @@ impl Ring {
 
     /// Number of nodes that accept new chunks (`up`).
     pub fn writable_count(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter(|n| n.state.accepts_writes())
-            .count()
+        self.writable_count
     }
 
     /// Every placement target in order of preference for `chunk`: first up
     /// to `replication` targets spread over distinct zones where possible,
     /// then every other node in ring order.
     pub fn preference(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
-        self.walk(chunk, replication, |_| true)
+        self.walk(chunk, replication, Among::Targets, usize::MAX)
     }
 
     /// Like [`Ring::preference`] over the nodes that accept writes only: a
     /// writer stores on the first `replication` and falls back along the
     /// rest. With no `full` node this is exactly `preference`.
     pub fn write_preference(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
-        self.walk(chunk, replication, |n| n.state.accepts_writes())
+        self.walk(chunk, replication, Among::Writable, usize::MAX)
     }
 
     /// The nodes that should receive copies of `chunk`: the first
     /// `replication` of [`Ring::write_preference`].
     pub fn write_targets(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
-        let mut order = self.write_preference(chunk, replication);
-        order.truncate(replication);
-        order
+        self.walk(chunk, replication, Among::Writable, replication)
     }
 
     /// Where a reader looks for `chunk`, in order: [`Ring::preference`],
@@ -119,19 +133,37 @@ impl Ring {
         order
     }
 
+    /// The `replication` targets of `chunk` (fewer if fewer nodes are up),
+    /// distinct, spread over zones where possible, primary first.
+    pub fn targets(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
+        self.walk(chunk, replication, Among::Targets, replication)
+    }
+
     /// The walk behind every order: clockwise from the chunk's position over
-    /// the nodes `include` accepts, zone-spread for the first `replication`.
+    /// the nodes in `among`, zone-spread for the first `replication`, and
+    /// returning the first `limit` of (zone-spread nodes, then the others in
+    /// ring order).
+    ///
+    /// It stops as soon as no later node can change that prefix: once
+    /// `limit` nodes are found and either the zone-spread list is full or
+    /// every zone is used. So `targets` costs a few steps, not a walk of
+    /// the whole ring (200 points a node), which matters to loops that
+    /// place every chunk of a node.
     fn walk(
         &self,
         chunk: &ChunkId,
         replication: usize,
-        include: impl Fn(&NodeInfo) -> bool,
+        among: Among,
+        limit: usize,
     ) -> Vec<&NodeInfo> {
-        if self.points.is_empty() {
+        let (wanted, zone_count) = match among {
+            Among::Targets => (self.nodes.len(), self.zone_count),
+            Among::Writable => (self.writable_count, self.writable_zone_count),
+        };
+        let limit = limit.min(wanted);
+        if limit == 0 {
             return Vec::new();
         }
-        let included: Vec<bool> = self.nodes.iter().map(&include).collect();
-        let wanted = included.iter().filter(|&&i| i).count();
         let start = self
             .points
             .partition_point(|(pos, _)| *pos < chunk_position(chunk));
@@ -141,32 +173,44 @@ impl Ring {
         let mut others: Vec<u32> = Vec::new();
         for step in 0..self.points.len() {
             let (_, index) = self.points[(start + step) % self.points.len()];
-            if !included[index as usize] || std::mem::replace(&mut seen[index as usize], true) {
+            let node = &self.nodes[index as usize];
+            if !among.includes(node) || std::mem::replace(&mut seen[index as usize], true) {
                 continue;
             }
-            let zone = self.nodes[index as usize].zone.as_str();
-            if zone_spread.len() < replication && zones.insert(zone) {
+            if zone_spread.len() < replication && zones.insert(node.zone.as_str()) {
                 zone_spread.push(index);
             } else {
                 others.push(index);
             }
-            if zone_spread.len() + others.len() == wanted {
+            let spread_settled = zone_spread.len() == replication || zones.len() == zone_count;
+            if zone_spread.len() + others.len() >= limit && spread_settled {
                 break;
             }
         }
         zone_spread
             .into_iter()
             .chain(others)
+            .take(limit)
             .map(|index| &self.nodes[index as usize])
             .collect()
     }
+}
 
-    /// The `replication` targets of `chunk` (fewer if fewer nodes are up),
-    /// distinct, spread over zones where possible, primary first.
-    pub fn targets(&self, chunk: &ChunkId, replication: usize) -> Vec<&NodeInfo> {
-        let mut order = self.preference(chunk, replication);
-        order.truncate(replication);
-        order
+/// Which nodes a walk considers.
+#[derive(Debug, Clone, Copy)]
+enum Among {
+    /// Every placement target (`up` and `full`).
+    Targets,
+    /// The nodes that take writes (`up`).
+    Writable,
+}
+
+impl Among {
+    fn includes(self, node: &NodeInfo) -> bool {
+        match self {
+            Among::Targets => true,
+            Among::Writable => node.state.accepts_writes(),
+        }
     }
 }
 

@@ -241,3 +241,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The targets walk stops early; it must give exactly the head of the
+    /// full preference order, for every mix of zones and states.
+    #[test]
+    fn targets_are_the_head_of_the_preference_order(
+        count in 1usize..24, zones in 1usize..6, rf in 1u32..6, states in any::<u64>(), seed in any::<u64>()
+    ) {
+        let mut map = uniform_map(count, zones, rf);
+        for (i, n) in map.nodes.iter_mut().enumerate() {
+            n.state = state_of((states >> (2 * (i % 32))) as u32);
+        }
+        let ring = Ring::new(&map);
+        let rf = rf as usize;
+        for i in 0..40 {
+            let c = chunk(seed.wrapping_add(i));
+            let head = |order: Vec<&cairn_proto::NodeInfo>| -> Vec<NodeId> {
+                order.into_iter().take(rf).map(|n| n.id.clone()).collect()
+            };
+            prop_assert_eq!(ids(&ring, &c, rf), head(ring.preference(&c, rf)));
+            let write_targets: Vec<NodeId> =
+                ring.write_targets(&c, rf).into_iter().map(|n| n.id.clone()).collect();
+            prop_assert_eq!(write_targets, head(ring.write_preference(&c, rf)));
+        }
+    }
+}
