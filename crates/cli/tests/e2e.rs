@@ -401,16 +401,26 @@ fn corrupt_replicas_are_skipped_and_never_returned() {
     cluster.ok(&["get", "/f", back.to_str().unwrap()]);
     assert!(std::fs::read(&back).unwrap() == data);
 
+    // The reader reported the bad copies; their nodes replace them from the
+    // good one. Wait for that (bounded) so no replacement lands later.
+    let good = |node: usize| {
+        std::fs::read(chunk_file(&cluster, node, &ids[1]))
+            .map(|b| blake3::hash(&b).to_hex().to_string() == ids[1])
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(0..3).all(good) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reported copies were not replaced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     // One chunk corrupt everywhere: get fails, names the chunk, and leaves
     // neither the output file nor a partial one.
     for node in 0..3 {
-        let path = chunk_file(&cluster, node, &ids[1]);
-        if std::fs::read(&path)
-            .map(|b| blake3::hash(&b).to_hex().to_string() == ids[1])
-            .unwrap_or(false)
-        {
-            rot(&path);
-        }
+        rot(&chunk_file(&cluster, node, &ids[1]));
     }
     let out_dir = cluster.dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
