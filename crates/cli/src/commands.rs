@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 use cairn_client::transfer::DEFAULT_WINDOW;
 use cairn_client::{chunk_locations, download, ChunkClient, ClientError, MetaClient, Uploader};
 use cairn_proto::api::{
-    CommitRequest, EntryKind, MkdirRequest, MoveRequest, NodeRequest, OnExists, RemoveNodeRequest,
-    RemoveRequest, Stat,
+    AddMemberRequest, CommitRequest, EntryKind, MkdirRequest, MoveRequest, NodeRequest, OnExists,
+    RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, Stat,
 };
 use cairn_proto::path::{normalize, parent_and_name};
 use cairn_proto::ErrorCode;
@@ -143,6 +143,45 @@ pub struct NodeRemoveArgs {
     force: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum MetaAdminCommand {
+    /// List the metadata group's members, the leader, and each member's lag
+    Members(MetaAdminJson),
+    /// Add a metadata member as a voter: start it first (empty --data-dir,
+    /// its own --id, --peers of the group), then run this; it catches up,
+    /// then votes
+    AddVoter(AddMemberArgs),
+    /// Add a metadata member that copies the log but does not vote
+    AddLearner(AddMemberArgs),
+    /// Remove a metadata member (voter or learner) from the group
+    Remove(RemoveMemberArgs),
+    /// Snapshot the metadata state now and purge the log it covers
+    Snapshot,
+}
+
+#[derive(Args)]
+pub struct MetaAdminJson {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct AddMemberArgs {
+    /// The new member's --id
+    #[arg(long)]
+    id: u64,
+    /// Address the other members reach it at (its --listen)
+    #[arg(long)]
+    addr: String,
+}
+
+#[derive(Args)]
+pub struct RemoveMemberArgs {
+    /// The member's --id
+    #[arg(long)]
+    id: u64,
+}
+
 fn progress_bar(total_bytes: Option<u64>, verb: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -179,9 +218,8 @@ async fn resolve(meta: &MetaClient, remote: &str) -> Result<Stat, ClientError> {
     }
 }
 
-pub async fn put(meta_addr: &str, args: PutArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
-    let target = put_target(&meta, &args).await?;
+pub async fn put(meta: &MetaClient, args: PutArgs) -> anyhow::Result<ExitCode> {
+    let target = put_target(meta, &args).await?;
     let on_exists = match (args.force, args.rename) {
         (true, _) => OnExists::Replace,
         (_, true) => OnExists::Rename,
@@ -297,9 +335,8 @@ async fn put_target(meta: &MetaClient, args: &PutArgs) -> anyhow::Result<PutTarg
     })
 }
 
-pub async fn get(meta_addr: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
-    let stat = resolve(&meta, &args.remote).await?;
+pub async fn get(meta: &MetaClient, args: GetArgs) -> anyhow::Result<ExitCode> {
+    let stat = resolve(meta, &args.remote).await?;
     if stat.kind == EntryKind::Dir {
         bail!(
             "{} is a directory; get fetches one file at a time (list it with `cairn ls`)",
@@ -358,9 +395,9 @@ pub async fn get(meta_addr: &str, args: GetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cat(meta_addr: &str, args: CatArgs) -> anyhow::Result<ExitCode> {
+pub async fn cat(meta: &MetaClient, args: CatArgs) -> anyhow::Result<ExitCode> {
     get(
-        meta_addr,
+        meta,
         GetArgs {
             remote: args.remote,
             local: "-".into(),
@@ -369,8 +406,7 @@ pub async fn cat(meta_addr: &str, args: CatArgs) -> anyhow::Result<ExitCode> {
     .await
 }
 
-pub async fn ls(meta_addr: &str, args: LsArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn ls(meta: &MetaClient, args: LsArgs) -> anyhow::Result<ExitCode> {
     let listing = meta.list(&args.path).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
@@ -389,8 +425,7 @@ pub async fn ls(meta_addr: &str, args: LsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn mkdir(meta_addr: &str, args: MkdirArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn mkdir(meta: &MetaClient, args: MkdirArgs) -> anyhow::Result<ExitCode> {
     meta.mkdir(&MkdirRequest {
         path: args.path,
         parents: args.parents,
@@ -399,8 +434,7 @@ pub async fn mkdir(meta_addr: &str, args: MkdirArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn rm(meta_addr: &str, args: RmArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn rm(meta: &MetaClient, args: RmArgs) -> anyhow::Result<ExitCode> {
     meta.remove(&RemoveRequest {
         path: args.path,
         recursive: args.recursive,
@@ -409,8 +443,7 @@ pub async fn rm(meta_addr: &str, args: RmArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn mv(meta_addr: &str, args: MoveArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn mv(meta: &MetaClient, args: MoveArgs) -> anyhow::Result<ExitCode> {
     let moved = meta
         .rename(&MoveRequest {
             src: args.src,
@@ -422,8 +455,7 @@ pub async fn mv(meta_addr: &str, args: MoveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cp(meta_addr: &str, args: MoveArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn cp(meta: &MetaClient, args: MoveArgs) -> anyhow::Result<ExitCode> {
     let copied = meta
         .copy(&MoveRequest {
             src: args.src,
@@ -435,9 +467,8 @@ pub async fn cp(meta_addr: &str, args: MoveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn stat(meta_addr: &str, args: StatArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
-    let stat = resolve(&meta, &args.path).await?;
+pub async fn stat(meta: &MetaClient, args: StatArgs) -> anyhow::Result<ExitCode> {
+    let stat = resolve(meta, &args.path).await?;
     let locations = if args.locations {
         let map = meta.map().await?;
         Some(chunk_locations(&ChunkClient::new(), &map, &stat.chunks).await?)
@@ -459,8 +490,7 @@ pub async fn stat(meta_addr: &str, args: StatArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn status(meta_addr: &str, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn status(meta: &MetaClient, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = meta.status().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -483,10 +513,9 @@ pub async fn status(meta_addr: &str, args: StatusArgs) -> anyhow::Result<ExitCod
 /// How many files with problems `fsck` lists in text (all of them in JSON).
 const FSCK_FILES_SHOWN: usize = 50;
 
-pub async fn fsck(meta_addr: &str, args: FsckArgs) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn fsck(meta: &MetaClient, args: FsckArgs) -> anyhow::Result<ExitCode> {
     let chunks = ChunkClient::new();
-    let report = cairn_client::fsck::fsck(&meta, &chunks, &args.path, !args.no_verify).await?;
+    let report = cairn_client::fsck::fsck(meta, &chunks, &args.path, !args.no_verify).await?;
     let mut repair_asked = Vec::new();
     if args.repair {
         let map = meta.map().await?;
@@ -519,8 +548,7 @@ pub async fn fsck(meta_addr: &str, args: FsckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn node(meta_addr: &str, command: NodeCommand) -> anyhow::Result<ExitCode> {
-    let meta = MetaClient::new(meta_addr);
+pub async fn node(meta: &MetaClient, command: NodeCommand) -> anyhow::Result<ExitCode> {
     let map = meta.map().await?;
     let given = match &command {
         NodeCommand::Drain(a) | NodeCommand::Undrain(a) => &a.node,
@@ -575,4 +603,61 @@ fn find_node(map: &cairn_proto::ClusterMap, given: &str) -> anyhow::Result<cairn
                 .join(", ")
         ),
     }
+}
+
+pub async fn meta_admin(meta: &MetaClient, command: MetaAdminCommand) -> anyhow::Result<ExitCode> {
+    let members = match command {
+        MetaAdminCommand::Members(args) => {
+            let status = meta.status().await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&status.members)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "leader {}, term {}, applied index {}",
+                status.leader.map_or("none".to_string(), |l| l.to_string()),
+                status.term,
+                status
+                    .commit_index
+                    .map_or("-".to_string(), |i| i.to_string())
+            );
+            status.members
+        }
+        MetaAdminCommand::AddVoter(args) | MetaAdminCommand::AddLearner(args) if args.id == 0 => {
+            bail!("--id must be 1 or more")
+        }
+        MetaAdminCommand::AddVoter(args) => {
+            let request = AddMemberRequest {
+                id: args.id,
+                addr: args.addr,
+                learner: false,
+            };
+            meta.add_member(&request).await?.members
+        }
+        MetaAdminCommand::AddLearner(args) => {
+            let request = AddMemberRequest {
+                id: args.id,
+                addr: args.addr,
+                learner: true,
+            };
+            meta.add_member(&request).await?.members
+        }
+        MetaAdminCommand::Remove(args) => {
+            meta.remove_member(&RemoveMemberRequest { id: args.id })
+                .await?
+                .members
+        }
+        MetaAdminCommand::Snapshot => {
+            let answer = meta.snapshot().await?;
+            let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+            println!(
+                "snapshot at log index {}; log purged up to {}",
+                show(answer.snapshot_index),
+                show(answer.purged_index)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print!("{}", output::members_text(&members));
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,9 +19,18 @@ use clap::{Parser, Subcommand};
     about = "Cairn: replicated file storage across many machines"
 )]
 struct Cli {
-    /// Metadata service address (host:port) [default: 127.0.0.1:7700]
+    /// Metadata service address (host:port), or the members of a metadata
+    /// group separated by commas [default: 127.0.0.1:7700]
     #[arg(long, global = true, env = "CAIRN_META")]
     meta: Option<String>,
+    /// Let any metadata member answer reads from its own state, which may
+    /// lag the leader's by a moment (works while no leader is elected)
+    #[arg(long, global = true)]
+    stale_ok: bool,
+    /// How long a command keeps retrying while the metadata group elects a
+    /// leader or a member is unreachable, as in 30s
+    #[arg(long, global = true, default_value = "30s", value_parser = cairn_proto::units::parse_duration)]
+    failover_timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,7 +41,7 @@ enum Command {
     Meta(servers::MetaArgs),
     /// Run a chunk server
     Chunk(servers::ChunkArgs),
-    /// Run a local cluster: one metadata server and N chunk servers
+    /// Run a local cluster: 1 or 3 metadata members and N chunk servers
     Dev(servers::DevArgs),
     /// Store a local file (or stdin, `-`) in Cairn
     Put(commands::PutArgs),
@@ -59,6 +68,9 @@ enum Command {
     /// Manage storage nodes: drain, undrain, remove
     #[command(subcommand)]
     Node(commands::NodeCommand),
+    /// Manage the metadata group: members, add-voter, add-learner, remove, snapshot
+    #[command(subcommand, name = "meta-admin")]
+    MetaAdmin(commands::MetaAdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -72,26 +84,37 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    let meta = cli
+    let meta_addrs = cli
         .meta
         .unwrap_or_else(|| cairn_proto::DEFAULT_META_ADDR.to_string());
+    let meta = &cairn_client::MetaClient::new(&meta_addrs)
+        .with_stale_ok(cli.stale_ok)
+        .with_failover_timeout(cli.failover_timeout);
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Meta(args) => servers::meta(args).await,
-            Command::Chunk(args) => servers::chunk(args, meta).await,
-            Command::Dev(args) => servers::dev(args).await,
-            Command::Put(args) => commands::put(&meta, args).await,
-            Command::Get(args) => commands::get(&meta, args).await,
-            Command::Cat(args) => commands::cat(&meta, args).await,
-            Command::Ls(args) => commands::ls(&meta, args).await,
-            Command::Mkdir(args) => commands::mkdir(&meta, args).await,
-            Command::Rm(args) => commands::rm(&meta, args).await,
-            Command::Mv(args) => commands::mv(&meta, args).await,
-            Command::Cp(args) => commands::cp(&meta, args).await,
-            Command::Stat(args) => commands::stat(&meta, args).await,
-            Command::Status(args) => commands::status(&meta, args).await,
-            Command::Fsck(args) => commands::fsck(&meta, args).await,
-            Command::Node(command) => commands::node(&meta, command).await,
+            Command::Chunk(args) => servers::chunk(args, meta_addrs).await,
+            Command::Dev(mut args) => {
+                // For `dev`, `--meta N` is how many metadata members to run
+                // (an address, as from CAIRN_META, means the default).
+                if let Ok(count) = meta_addrs.parse() {
+                    args.meta = count;
+                }
+                servers::dev(args).await
+            }
+            Command::Put(args) => commands::put(meta, args).await,
+            Command::Get(args) => commands::get(meta, args).await,
+            Command::Cat(args) => commands::cat(meta, args).await,
+            Command::Ls(args) => commands::ls(meta, args).await,
+            Command::Mkdir(args) => commands::mkdir(meta, args).await,
+            Command::Rm(args) => commands::rm(meta, args).await,
+            Command::Mv(args) => commands::mv(meta, args).await,
+            Command::Cp(args) => commands::cp(meta, args).await,
+            Command::Stat(args) => commands::stat(meta, args).await,
+            Command::Status(args) => commands::status(meta, args).await,
+            Command::Fsck(args) => commands::fsck(meta, args).await,
+            Command::Node(command) => commands::node(meta, command).await,
+            Command::MetaAdmin(command) => commands::meta_admin(meta, command).await,
         }
     });
     match result {

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use cairn_client::fsck::FsckReport;
 use cairn_client::ChunkLocation;
-use cairn_proto::api::{DirEntry, EntryKind, NodeReport, Stat, StatusResponse};
+use cairn_proto::api::{DirEntry, EntryKind, MemberStatus, NodeReport, Stat, StatusResponse};
 use cairn_proto::units::format_size;
 
 /// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -128,6 +128,9 @@ pub fn status_text(status: &StatusResponse) -> String {
         status.file_count,
         status.dir_count
     );
+    if !status.members.is_empty() {
+        out.push_str(&members_text(&status.members));
+    }
     let _ = writeln!(
         out,
         "data: {} under-replicated chunks ({}), {} moved by repair",
@@ -180,6 +183,35 @@ pub fn status_text(status: &StatusResponse) -> String {
                 report.scrub.passes_total
             ),
             report.scrub.corrupt_chunks_total
+        );
+    }
+    out
+}
+
+/// The metadata group's members: role, and how far each is behind the
+/// leader's log (known only when the leader answered).
+pub fn members_text(members: &[MemberStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<6} {:<21} {:<8} {:>9} {:>7}",
+        "MEMBER", "ADDRESS", "ROLE", "MATCHED", "LAG"
+    );
+    for m in members {
+        let role = match (m.leader, m.voter) {
+            (true, _) => "leader",
+            (false, true) => "voter",
+            (false, false) => "learner",
+        };
+        let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "  {:<6} {:<21} {:<8} {:>9} {:>7}",
+            m.id,
+            m.addr,
+            role,
+            show(m.matched_index),
+            show(m.lag)
         );
     }
     out

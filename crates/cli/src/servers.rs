@@ -27,6 +27,21 @@ pub struct MetaArgs {
     /// Address to listen on
     #[arg(long, default_value = cairn_proto::DEFAULT_META_ADDR)]
     listen: String,
+    /// This member's id in the metadata group (1 up; never reused)
+    #[arg(long, default_value_t = 1)]
+    id: u64,
+    /// Every member of the metadata group to form, this one included, as
+    /// 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT [default: a group of this one]
+    #[arg(long)]
+    peers: Option<String>,
+    /// Start empty and wait to be added to a running group with
+    /// `cairn meta-admin add-voter` (never form a group of its own)
+    #[arg(long)]
+    join: bool,
+    /// Snapshot the metadata state, and drop the log before it, every this
+    /// many log entries
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_logs: u64,
     /// Copies of every chunk (kept in the cluster map) [default on a new cluster: 3]
     #[arg(long)]
     replication: Option<u32>,
@@ -86,7 +101,13 @@ pub struct DevArgs {
     /// Number of chunk servers
     #[arg(long, default_value_t = 3)]
     nodes: u16,
-    /// Metadata port; chunk servers take the ports after it
+    /// Number of metadata members, given as `cairn dev --meta N` (the
+    /// global --meta flag): 1, or 3 or 5 for a group that survives the loss
+    /// of 1 or 2 of them
+    #[arg(skip = 1u16)]
+    pub meta: u16,
+    /// First metadata port; further members and then chunk servers take
+    /// the ports after it
     #[arg(long, default_value_t = 7700)]
     port: u16,
     /// Mark a storage node down after this long without a heartbeat
@@ -109,9 +130,17 @@ async fn shutdown_signal() {
 }
 
 pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
+    let peers = match &args.peers {
+        Some(text) => cairn_meta::group::parse_peers(text).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
     let config = cairn_meta::MetaConfig {
         data_dir: args.data_dir,
         listen: args.listen,
+        id: args.id,
+        peers,
+        join: args.join,
+        snapshot_logs: args.snapshot_logs,
         replication: args.replication,
         chunk_size_bytes: args.chunk_size,
         down_after: args.down_after,
@@ -168,10 +197,17 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     if args.nodes == 0 || args.nodes > 100 {
         bail!("--nodes must be between 1 and 100; got {}", args.nodes);
     }
-    if u32::from(args.port) + u32::from(args.nodes) > 65535 {
+    if ![1, 3, 5].contains(&args.meta) {
         bail!(
-            "--port {} leaves no room for {} chunk server ports after it",
+            "--meta must be 1, 3 or 5 metadata members; got {}",
+            args.meta
+        );
+    }
+    if u32::from(args.port) + u32::from(args.meta) + u32::from(args.nodes) > 65535 {
+        bail!(
+            "--port {} leaves no room for {} metadata and {} chunk server ports after it",
             args.port,
+            args.meta,
             args.nodes
         );
     }
@@ -179,29 +215,46 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let exe = std::env::current_exe().context("cannot find the cairn executable")?;
-    let meta_addr = format!("127.0.0.1:{}", args.port);
+    let meta_addrs: Vec<String> = (0..args.meta)
+        .map(|i| format!("127.0.0.1:{}", args.port + i))
+        .collect();
+    let meta_list = meta_addrs.join(",");
+    let peers = meta_addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut children: Vec<(String, Child)> = Vec::new();
-    let meta_dir = dir.join("meta");
-    children.push((
-        "meta".into(),
-        spawn_child(
-            &exe,
-            &dir,
+    for (i, addr) in meta_addrs.iter().enumerate() {
+        // One member keeps the directory name of earlier versions.
+        let name = if args.meta == 1 {
+            "meta".to_string()
+        } else {
+            format!("meta-{}", i + 1)
+        };
+        let data_dir = dir.join(&name);
+        let id = (i + 1).to_string();
+        let mut meta_args = vec![
             "meta",
-            &[
-                "meta",
-                "--data-dir",
-                path_str(&meta_dir)?,
-                "--listen",
-                &meta_addr,
-                "--down-after",
-                &args.down_after,
-            ],
-        )?,
-    ));
+            "--data-dir",
+            path_str(&data_dir)?,
+            "--listen",
+            addr,
+            "--id",
+            &id,
+            "--down-after",
+            &args.down_after,
+        ];
+        if args.meta > 1 {
+            meta_args.extend(["--peers", &peers]);
+        }
+        let child = spawn_child(&exe, &dir, &name, &meta_args)?;
+        children.push((name, child));
+    }
     let mut chunk_addrs = Vec::new();
     for i in 1..=args.nodes {
-        let addr = format!("127.0.0.1:{}", args.port + i);
+        let addr = format!("127.0.0.1:{}", args.port + args.meta - 1 + i);
         let data_dir = dir.join(format!("chunk-{i}"));
         let name = format!("chunk-{i}");
         let child = spawn_child(
@@ -211,7 +264,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             &[
                 "chunk",
                 "--meta",
-                &meta_addr,
+                &meta_list,
                 "--data-dir",
                 path_str(&data_dir)?,
                 "--listen",
@@ -224,9 +277,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         chunk_addrs.push(addr);
     }
 
-    let client = MetaClient::new(&meta_addr);
+    let client = MetaClient::new(&meta_list);
     let ready = tokio::select! {
         ready = wait_healthy(&client, args.nodes as usize) => ready,
+        (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
+            "{name} exited while starting ({status}); see {}/{name}.log",
+            dir.display()
+        )),
         _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
     };
     if let Err(e) = ready {
@@ -241,23 +298,41 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         dir.display(),
         dir.display()
     );
-    say!("  metadata service  {meta_addr}");
+    for (i, addr) in meta_addrs.iter().enumerate() {
+        if args.meta == 1 {
+            say!("  metadata service  {addr}");
+        } else {
+            say!("  metadata member {} {addr}", i + 1);
+        }
+    }
     for (i, addr) in chunk_addrs.iter().enumerate() {
         say!("  chunk server {}    {addr}", i + 1);
     }
     say!();
     say!("Try, in another terminal:");
-    say!("  cairn --meta {meta_addr} put ./README.md /readme.md");
-    say!("  cairn --meta {meta_addr} ls -l /");
-    say!("  cairn --meta {meta_addr} status");
+    say!("  cairn --meta {meta_list} put ./README.md /readme.md");
+    say!("  cairn --meta {meta_list} ls -l /");
+    say!("  cairn --meta {meta_list} status");
     say!();
     say!("Press Ctrl-C to stop.");
 
-    let exit = tokio::select! {
-        _ = shutdown_signal() => ExitCode::SUCCESS,
-        (name, status) = first_exit(&mut children) => {
-            eprintln!("error: {name} exited unexpectedly ({status}); stopping the cluster. See {}/{name}.log", dir.display());
-            ExitCode::FAILURE
+    // A process that dies is reported and the rest keep running: the
+    // cluster is built to survive it, and trying that is part of dev use.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let exit = loop {
+        tokio::select! {
+            _ = &mut shutdown => break ExitCode::SUCCESS,
+            (name, status) = first_exit(&mut children) => {
+                eprintln!(
+                    "warning: {name} exited ({status}); the rest of the cluster keeps running. See {}/{name}.log",
+                    dir.display()
+                );
+                children.retain(|(n, _)| n != &name);
+                if children.is_empty() {
+                    break ExitCode::FAILURE;
+                }
+            }
         }
     };
     stop_children(&mut children).await;

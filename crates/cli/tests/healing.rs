@@ -594,22 +594,6 @@ impl Drop for StopOnDrop<'_> {
 
 // ---- small HTTP helpers ----
 
-fn http_request(addr: &str, method: &str, path: &str) -> (u16, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, response[head_end + 4..].to_vec())
-}
-
 fn http_get(addr: &str, path: &str) -> String {
     let (code, body) = http_request(addr, "GET", path);
     assert_eq!(code, 200, "GET {path} on {addr}");

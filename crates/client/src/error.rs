@@ -7,7 +7,8 @@ pub enum ClientError {
     Api(ApiError),
     #[error(
         "cannot reach the metadata service at {addr} ({reason}); start a local cluster with `cairn dev`, \
-         or point at yours with --meta ADDR or the CAIRN_META variable"
+         or point at yours with --meta ADDR[,ADDR...] or the CAIRN_META variable; a metadata group \
+         answers only while a majority of its members run and reach each other"
     )]
     MetaUnreachable { addr: String, reason: String },
     /// A chunk could not be stored or fetched well enough; says which and why.

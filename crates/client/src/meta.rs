@@ -1,45 +1,111 @@
-//! Calls to the metadata service's HTTP/JSON API.
+//! Calls to the metadata service's HTTP/JSON API, with failover across the
+//! members of a metadata group.
+//!
+//! A client knows a list of member addresses and sends each call to the
+//! member it believes leads. It follows a member's redirect (or its
+//! `leader` hint) to the leader, moves on to the next member when one
+//! cannot be reached, and backs off while no leader is elected, until
+//! the failover timeout ([`FAILOVER_TIMEOUT`] unless set) has passed. Every call may be retried: reads are
+//! idempotent, and every write carries a request id (the same on every
+//! retry), with which the state machine applies it once.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cairn_proto::api::{
-    CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse, ListResponse, MkdirRequest,
-    MoveRequest, MutationResponse, NodeRequest, ReferencedRequest, ReferencedResponse,
-    RegisterRequest, RemoveNodeRequest, RemoveRequest, Stat, StatusResponse,
+    AddMemberRequest, CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse,
+    ListResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
+    ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest, RemoveNodeRequest,
+    RemoveRequest, SnapshotResponse, Stat, StatusResponse, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
-use cairn_proto::{ApiError, ClusterMap, FileId};
+use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ClientError;
 
-/// Time limit of one metadata call: generous, as a commit waits for an fsync
-/// and a listing of a large directory takes a while.
-const META_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time limit of one attempt of a metadata call. A write waits for a
+/// majority's fsync; a member that stops answering (paused, cut off) is
+/// given up on after this and the next one is tried.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time limit of one attempt of a membership change or snapshot, which
+/// waits for a new member to catch up.
+const ADMIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(150);
+/// How long one call keeps trying across members and leader changes. An
+/// election takes 1-2 s; this covers several failed ones.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between attempts while no leader is known: doubles up to the max.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Redirects followed at once before pausing between them.
+const MAX_FREE_HOPS: u32 = 4;
+/// The most member addresses a client takes.
+const MAX_MEMBERS: usize = 16;
 
 #[derive(Clone)]
 pub struct MetaClient {
     http: reqwest::Client,
-    addr: String,
+    /// The member addresses given (`--meta a,b,c`), `host:port`.
+    members: Arc<[String]>,
+    /// Where the next call goes: the last leader seen (a hint may name a
+    /// member not in `members`, as after a membership change).
+    target: Arc<Mutex<String>>,
+    stale_ok: bool,
+    failover_timeout: Duration,
 }
 
 impl MetaClient {
-    /// `addr` is `host:port` (an `http://` prefix is accepted).
-    pub fn new(addr: &str) -> MetaClient {
-        let addr = addr
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+    /// `addrs` is one `host:port` or a comma-separated list of the members
+    /// of the metadata group (an `http://` prefix is accepted).
+    pub fn new(addrs: &str) -> MetaClient {
+        let mut members: Vec<String> = addrs
+            .split(',')
+            .map(|a| a.trim().trim_start_matches("http://").trim_end_matches('/'))
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        members.dedup();
+        members.truncate(MAX_MEMBERS);
+        if members.is_empty() {
+            members.push(cairn_proto::DEFAULT_META_ADDR.to_string());
+        }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(META_TIMEOUT)
+            .connect_timeout(Duration::from_secs(2))
+            // Redirects to the leader are followed here, so that the
+            // client learns where the leader is.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client builds with static settings");
-        MetaClient { http, addr }
+        MetaClient {
+            http,
+            target: Arc::new(Mutex::new(members[0].clone())),
+            members: members.into(),
+            stale_ok: false,
+            failover_timeout: FAILOVER_TIMEOUT,
+        }
     }
 
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// How long one call keeps trying members before it gives up.
+    pub fn with_failover_timeout(mut self, timeout: Duration) -> MetaClient {
+        self.failover_timeout = timeout;
+        self
+    }
+
+    /// Reads may be answered by any member from its own state, which may
+    /// lag the leader's (`--stale-ok`). Writes still go to the leader.
+    pub fn with_stale_ok(mut self, stale_ok: bool) -> MetaClient {
+        self.stale_ok = stale_ok;
+        self
+    }
+
+    /// The member calls go to now (the last leader seen).
+    pub fn addr(&self) -> String {
+        self.target.lock().expect("meta target lock").clone()
+    }
+
+    /// Every member address this client was given.
+    pub fn members(&self) -> &[String] {
+        &self.members
     }
 
     pub async fn status(&self) -> Result<StatusResponse, ClientError> {
@@ -116,16 +182,45 @@ impl MetaClient {
         self.post("/v1/chunks/referenced", request).await
     }
 
+    /// Adds a metadata member (it catches up, then votes).
+    pub async fn add_member(
+        &self,
+        request: &AddMemberRequest,
+    ) -> Result<MembersResponse, ClientError> {
+        let call = Call::post("/v1/meta/members/add", request, ADMIN_ATTEMPT_TIMEOUT);
+        self.call(call).await
+    }
+
+    pub async fn remove_member(
+        &self,
+        request: &RemoveMemberRequest,
+    ) -> Result<MembersResponse, ClientError> {
+        let call = Call::post("/v1/meta/members/remove", request, ADMIN_ATTEMPT_TIMEOUT);
+        self.call(call).await
+    }
+
+    /// Snapshots the leader's state and purges the log it covers.
+    pub async fn snapshot(&self) -> Result<SnapshotResponse, ClientError> {
+        let call = Call::post("/v1/meta/snapshot", &(), ADMIN_ATTEMPT_TIMEOUT);
+        self.call(call).await
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         route: &str,
         query: &[(&str, &str)],
     ) -> Result<T, ClientError> {
-        let request = self
-            .http
-            .get(format!("http://{}{route}", self.addr))
-            .query(query);
-        self.send(request).await
+        let query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.call(Call {
+            route: route.to_string(),
+            query,
+            body: None,
+            attempt_timeout: ATTEMPT_TIMEOUT,
+        })
+        .await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -133,27 +228,178 @@ impl MetaClient {
         route: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let request = self
-            .http
-            .post(format!("http://{}{route}", self.addr))
-            .json(body);
-        self.send(request).await
+        self.call(Call::post(route, body, ATTEMPT_TIMEOUT)).await
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, ClientError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::MetaUnreachable {
-                addr: self.addr.clone(),
-                reason: describe(&e),
-            })?;
-        let server = format!("metadata service at {}", self.addr);
-        decode_response(response, &server).await
+    /// Makes one logical call: attempts on members until one answers for
+    /// the leader or the failover timeout passes (see the module comment).
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, ClientError> {
+        // One id for every attempt of this call: the state machine applies
+        // it once however many attempts reach a leader.
+        let request_id = call
+            .body
+            .is_some()
+            .then(|| format!("{:032x}", uuid::Uuid::new_v4().as_u128()));
+        let deadline = Instant::now() + self.failover_timeout;
+        let mut backoff = BACKOFF_MIN;
+        let mut tried: Vec<(String, String)> = Vec::new();
+        let mut hops = 0;
+        loop {
+            let target = self.addr();
+            let outcome = self.attempt(&call, &target, request_id.as_deref()).await;
+            let problem = match outcome {
+                Attempt::Done(status, body) => {
+                    let server = format!("metadata service at {target}");
+                    return decode_body(status, &body, &server);
+                }
+                // Members whose views of the leader disagree (an election
+                // just ended) may send the call around: a few hops at once,
+                // then with pauses.
+                Attempt::Redirect(leader) if leader != target => {
+                    self.set_target(leader.clone());
+                    hops += 1;
+                    if hops <= MAX_FREE_HOPS {
+                        continue;
+                    }
+                    format!("redirected to {leader}")
+                }
+                // A member that names itself as leader but is not (yet).
+                Attempt::Redirect(_) => "redirected to itself".to_string(),
+                Attempt::NoLeader(message) => {
+                    self.rotate(&target);
+                    message
+                }
+                Attempt::Unreachable(reason) => {
+                    self.rotate(&target);
+                    reason
+                }
+            };
+            tried.retain(|(addr, _)| addr != &target);
+            tried.push((target, problem));
+            if Instant::now() + backoff >= deadline {
+                return Err(self.gave_up(tried));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
     }
+
+    async fn attempt(&self, call: &Call, target: &str, request_id: Option<&str>) -> Attempt {
+        let url = format!("http://{target}{}", call.route);
+        let mut request = match &call.body {
+            Some(body) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone()),
+            None => self.http.get(url).query(&call.query),
+        };
+        request = request.timeout(call.attempt_timeout);
+        if let Some(id) = request_id {
+            request = request.header(REQUEST_ID_HEADER, id);
+        }
+        if self.stale_ok {
+            request = request.header(STALE_OK_HEADER, "1");
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Attempt::Unreachable(describe(&e)),
+        };
+        let status = response.status();
+        if status == reqwest::StatusCode::TEMPORARY_REDIRECT {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(authority_of);
+            return match location {
+                Some(leader) => Attempt::Redirect(leader),
+                None => Attempt::NoLeader("redirect without a location".into()),
+            };
+        }
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => return Attempt::Unreachable(describe(&e)),
+        };
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            // Not leading, or leading without a majority: try elsewhere.
+            // Any other 503 is an answer.
+            if let Ok(e) = serde_json::from_slice::<ApiError>(&body) {
+                if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable) {
+                    return match e.leader {
+                        Some(leader) => Attempt::Redirect(leader),
+                        None => Attempt::NoLeader(e.message),
+                    };
+                }
+            }
+        }
+        Attempt::Done(status, body)
+    }
+
+    fn set_target(&self, addr: String) {
+        *self.target.lock().expect("meta target lock") = addr;
+    }
+
+    /// After `failed`, the next call goes to the member after it.
+    fn rotate(&self, failed: &str) {
+        let next = match self.members.iter().position(|m| m == failed) {
+            Some(i) => self.members[(i + 1) % self.members.len()].clone(),
+            None => self.members[0].clone(),
+        };
+        let mut target = self.target.lock().expect("meta target lock");
+        if *target == failed {
+            *target = next;
+        }
+    }
+
+    fn gave_up(&self, tried: Vec<(String, String)>) -> ClientError {
+        let reason = tried
+            .iter()
+            .map(|(addr, problem)| format!("{addr}: {problem}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ClientError::MetaUnreachable {
+            addr: self.members.join(","),
+            reason,
+        }
+    }
+}
+
+/// One logical call, replayable on any member.
+struct Call {
+    route: String,
+    query: Vec<(String, String)>,
+    /// JSON body of a POST; `None` for a GET.
+    body: Option<Vec<u8>>,
+    attempt_timeout: Duration,
+}
+
+impl Call {
+    fn post<B: Serialize>(route: &str, body: &B, attempt_timeout: Duration) -> Call {
+        Call {
+            route: route.to_string(),
+            query: Vec::new(),
+            body: Some(serde_json::to_vec(body).expect("request bodies serialize to JSON")),
+            attempt_timeout,
+        }
+    }
+}
+
+enum Attempt {
+    /// A member answered for the leader (or for itself on a stale read).
+    Done(reqwest::StatusCode, bytes::Bytes),
+    /// Go to the leader at this address.
+    Redirect(String),
+    /// The member knows no leader, or cannot reach a majority.
+    NoLeader(String),
+    Unreachable(String),
+}
+
+/// `host:port` of an `http://host:port/...` URL.
+fn authority_of(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    (!authority.is_empty()).then(|| authority.to_string())
 }
 
 /// Turns a response into the expected body, or into the server's `ApiError`.
@@ -166,13 +412,22 @@ pub(crate) async fn decode_response<T: DeserializeOwned>(
         server: server.to_string(),
         detail: format!("reading the answer failed: {}", describe(&e)),
     })?;
+    decode_body(status, &body, server)
+}
+
+/// Turns a status and body into the expected value, or the server's `ApiError`.
+fn decode_body<T: DeserializeOwned>(
+    status: reqwest::StatusCode,
+    body: &[u8],
+    server: &str,
+) -> Result<T, ClientError> {
     if status.is_success() {
-        return serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+        return serde_json::from_slice(body).map_err(|e| ClientError::Protocol {
             server: server.to_string(),
             detail: e.to_string(),
         });
     }
-    match serde_json::from_slice::<ApiError>(&body) {
+    match serde_json::from_slice::<ApiError>(body) {
         Ok(e) => Err(ClientError::Api(e)),
         Err(_) => Err(ClientError::Protocol {
             server: server.to_string(),

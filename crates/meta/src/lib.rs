@@ -5,9 +5,11 @@
 //! - `state.rs`: the state machine's tables and commands (pure logic on redb)
 //! - `store.rs`: openraft's log and state-machine storage traits on redb
 //! - `network.rs`: Raft messages between members over HTTP
+//! - `group.rs`: the metadata group: formation, membership changes, snapshots
 //! - `liveness.rs`: heartbeat bookkeeping and the up/down/full rule
 //! - `server.rs`: the HTTP/JSON API, the liveness watcher and status
 
+pub mod group;
 pub mod liveness;
 pub mod network;
 pub mod server;

@@ -1,9 +1,13 @@
 //! The metadata HTTP/JSON API (routes in `docs/api.md`), node liveness, and
 //! the process's start-up and shutdown.
 //!
-//! Writes are Raft proposals: acknowledged only once committed and applied.
-//! Reads first confirm leadership (`ensure_linearizable`), then read the
-//! applied state from redb, so a read never misses an acknowledged write.
+//! Writes are Raft proposals: acknowledged only once committed (by a
+//! majority) and applied. Reads first confirm leadership
+//! (`ensure_linearizable`), then read the applied state from redb, so a
+//! read never misses an acknowledged write. A member that does not lead
+//! answers calls that need the leader with a 307 redirect to it (or 503
+//! while no leader is elected), except reads sent with `x-cairn-stale-ok`,
+//! which it answers from its own applied state.
 //!
 //! Liveness is soft state on the leader: chunk servers heartbeat it; only a
 //! change of a node's state goes through the log (rules in `liveness.rs`).
@@ -20,24 +24,27 @@ use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request as HttpRequest, State,
 };
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_proto::api::{
-    CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse, ListResponse, MkdirRequest,
-    MoveRequest, MutationResponse, NodeReport, NodeRequest, NodeStatus, ReferencedRequest,
-    ReferencedResponse, RegisterRequest, RemoveNodeRequest, RemoveRequest, Stat, StatusResponse,
-    MAX_HAS_CHUNKS_IDS,
+    AddMemberRequest, CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse,
+    ListResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeReport,
+    NodeRequest, NodeStatus, ReferencedRequest, ReferencedResponse, RegisterRequest,
+    RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse,
+    MAX_HAS_CHUNKS_IDS, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId, NodeId, NodeState};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use openraft::{BasicNode, Raft, ServerState};
+use openraft::{Raft, ServerState};
 use redb::{Database, ReadTransaction, ReadableDatabase};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::group::{self, Hello};
 use crate::liveness::{self, Liveness, Timing};
 use crate::network::HttpNetworkFactory;
 use crate::state::{self, Command, Output, StateError, CHUNK_REFS, DIRENTS, INODES, SM_META};
@@ -47,15 +54,35 @@ use crate::TypeConfig;
 /// The largest request body: a commit of a file with the most chunks
 /// allowed (2^18 ids of ~100 JSON bytes each) fits with room to spare.
 const MAX_BODY_BYTES: usize = 48 << 20;
+/// The largest Raft message: a batch of up to `MAX_PAYLOAD_ENTRIES` log
+/// entries, or one snapshot piece (bytes as a JSON array: ~4x its size).
+const MAX_RAFT_BODY_BYTES: usize = 256 << 20;
+const MAX_PAYLOAD_ENTRIES: u64 = 64;
+const SNAPSHOT_PIECE_BYTES: u64 = 4 << 20;
 /// How often the leader looks for silent nodes.
 const LIVENESS_TICK: Duration = Duration::from_millis(500);
-/// Raft id of the single member (issue "metadata HA" makes this a flag).
-const MEMBER_ID: RaftNodeId = 1;
+/// How long a write may wait to be committed. A leader cut off from the
+/// majority cannot commit; the client then retries elsewhere with the
+/// same request id, so a write that commits later still applies once.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a read may wait for a majority to confirm this member leads.
+const CONFIRM_LEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
     pub data_dir: PathBuf,
     pub listen: String,
+    /// This member's Raft id (`--id`, 1 up).
+    pub id: RaftNodeId,
+    /// Every member of a group being formed, this one included (`--peers`).
+    /// Empty: a one-member group reached at `listen`.
+    pub peers: BTreeMap<RaftNodeId, String>,
+    /// Never form a group: wait to be added to an existing one
+    /// (`cairn meta-admin add-voter`). For a new member of a running group.
+    pub join: bool,
+    /// Build a snapshot (and purge the log before it) every this many
+    /// applied entries.
+    pub snapshot_logs: u64,
     /// Set the cluster's replication factor (kept in the map); `None` keeps
     /// what the map has (3 on a new cluster).
     pub replication: Option<u32>,
@@ -67,6 +94,7 @@ pub struct MetaConfig {
 }
 
 struct Meta {
+    id: RaftNodeId,
     raft: Raft<TypeConfig>,
     db: Arc<Database>,
     timing: Timing,
@@ -78,6 +106,19 @@ pub async fn run(
     config: MetaConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if config.id == 0 {
+        anyhow::bail!("--id must be 1 or more");
+    }
+    if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
+        anyhow::bail!(
+            "--peers must list this member too (--id {}), as in {}=HOST:PORT",
+            config.id,
+            config.id
+        );
+    }
+    if config.snapshot_logs == 0 {
+        anyhow::bail!("--snapshot-logs must be 1 or more");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -106,8 +147,10 @@ pub async fn run(
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
+        snapshot_max_chunk_size: SNAPSHOT_PIECE_BYTES,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.snapshot_logs.min(1_000),
         ..Default::default()
     };
     let raft_config = Arc::new(
@@ -116,7 +159,7 @@ pub async fn run(
             .context("invalid raft configuration")?,
     );
     let raft = Raft::new(
-        MEMBER_ID,
+        config.id,
         raft_config,
         HttpNetworkFactory::new(),
         LogStore::new(db.clone()),
@@ -124,23 +167,14 @@ pub async fn run(
     )
     .await
     .context("cannot start the raft node")?;
-    if !raft.is_initialized().await? {
-        let members = BTreeMap::from([(
-            MEMBER_ID,
-            BasicNode {
-                addr: listen_addr.clone(),
-            },
-        )]);
-        raft.initialize(members)
-            .await
-            .context("cannot initialize the metadata group")?;
-    }
-    raft.wait(Some(Duration::from_secs(30)))
-        .current_leader(MEMBER_ID, "this member leads the one-member group")
-        .await
-        .context("this metadata server did not become leader within 30s")?;
+    let peers = if config.peers.is_empty() {
+        BTreeMap::from([(config.id, listen_addr.clone())])
+    } else {
+        config.peers.clone()
+    };
 
     let meta = Arc::new(Meta {
+        id: config.id,
         raft,
         db,
         timing: Timing {
@@ -149,10 +183,44 @@ pub async fn run(
         },
         liveness: Mutex::default(),
     });
-    apply_params(&meta, config.replication, config.chunk_size_bytes).await?;
+    // Serve first: the other members must reach this one to form the group.
+    if config.join {
+        if !meta.raft.is_initialized().await? {
+            tracing::info!(
+                member = config.id,
+                "waiting to be added to a metadata group (cairn meta-admin add-voter --id {} --addr {listen_addr})",
+                config.id
+            );
+        }
+    } else if peers.len() == 1 {
+        // A group of one forms at once; it applies the flags before it
+        // serves, so that its first clients see them.
+        group::form(meta.raft.clone(), config.id, peers.clone()).await;
+        meta.raft
+            .wait(Some(Duration::from_secs(30)))
+            .current_leader(config.id, "this member leads its group of one")
+            .await
+            .context("this metadata server did not become leader within 30s")?;
+        set_params(&meta, config.replication, config.chunk_size_bytes)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    } else {
+        tokio::spawn(group::form(meta.raft.clone(), config.id, peers.clone()));
+    }
+    tokio::spawn(apply_params(
+        meta.clone(),
+        config.replication,
+        config.chunk_size_bytes,
+    ));
     tokio::spawn(watch_liveness(meta.clone()));
 
-    tracing::info!(listen = %listen_addr, data_dir = %config.data_dir.display(), "metadata service ready (plain HTTP)");
+    tracing::info!(
+        listen = %listen_addr,
+        member = config.id,
+        members = peers.len(),
+        data_dir = %config.data_dir.display(),
+        "metadata service serving (plain HTTP)"
+    );
     let app = cairn_telemetry::instrument(router(meta.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -163,26 +231,71 @@ pub async fn run(
     Ok(())
 }
 
-async fn apply_params(
+/// Makes the map's replication and chunk size what the flags ask, once
+/// this member leads (any member given the same flags does the same, so
+/// whichever leads applies them). Stops once they are set, or once the
+/// map, as this member has applied it, already says so.
+async fn apply_params(meta: Arc<Meta>, replication: Option<u32>, chunk_size_bytes: Option<u64>) {
+    if replication.is_none() && chunk_size_bytes.is_none() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if meta.raft.metrics().borrow().current_leader == Some(meta.id) {
+            match set_params(&meta, replication, chunk_size_bytes).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(%e, "cannot set the cluster parameters from the flags");
+                    if e.code == ErrorCode::InvalidArgument {
+                        return;
+                    }
+                }
+            }
+        } else if let Ok(map) = meta
+            .read_local(|txn| state::read_map(&txn.open_table(SM_META)?))
+            .await
+        {
+            let set = replication.is_none_or(|r| r == map.replication)
+                && chunk_size_bytes.is_none_or(|c| c == map.chunk_size_bytes);
+            if set {
+                return;
+            }
+        }
+    }
+}
+
+/// Proposes the flags' replication and chunk size if the map differs.
+async fn set_params(
     meta: &Meta,
     replication: Option<u32>,
     chunk_size_bytes: Option<u64>,
-) -> anyhow::Result<()> {
+) -> Result<(), ApiError> {
     if replication.is_none() && chunk_size_bytes.is_none() {
         return Ok(());
     }
-    let map = meta.map().await.map_err(anyhow::Error::msg)?;
+    let map = meta.map(Consistency::Linearizable).await?;
+    let wanted = (
+        replication.unwrap_or(map.replication),
+        chunk_size_bytes.unwrap_or(map.chunk_size_bytes),
+    );
+    if wanted == (map.replication, map.chunk_size_bytes) {
+        return Ok(());
+    }
     let command = Command::SetParams {
-        replication: replication.unwrap_or(map.replication),
-        chunk_size_bytes: chunk_size_bytes.unwrap_or(map.chunk_size_bytes),
+        replication: wanted.0,
+        chunk_size_bytes: wanted.1,
     };
-    meta.propose(command).await.map_err(anyhow::Error::msg)?;
+    meta.propose(command, None).await?;
+    tracing::info!(
+        replication = wanted.0,
+        chunk_size_bytes = wanted.1,
+        "cluster parameters set"
+    );
     Ok(())
 }
 
 fn router(meta: Arc<Meta>) -> Router {
     Router::new()
-        .route("/v1/health", get(health))
         .route("/v1/status", get(status))
         .route("/v1/map", get(map))
         .route("/v1/nodes/register", post(register))
@@ -198,9 +311,9 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/fs/remove", post(remove))
         .route("/v1/fs/rename", post(rename))
         .route("/v1/fs/copy", post(copy))
-        .route("/v1/raft/append", post(raft_append))
-        .route("/v1/raft/vote", post(raft_vote))
-        .route("/v1/raft/snapshot", post(raft_snapshot))
+        .route("/v1/meta/members/add", post(add_member))
+        .route("/v1/meta/members/remove", post(remove_member))
+        .route("/v1/meta/snapshot", post(snapshot))
         .fallback(|| async {
             HttpError(ApiError::new(
                 ErrorCode::NotFound,
@@ -208,7 +321,75 @@ fn router(meta: Arc<Meta>) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            meta.clone(),
+            route_to_leader,
+        ))
+        // Served by every member, leader or not.
+        .merge(
+            Router::new()
+                .route("/v1/health", get(health))
+                .route("/v1/meta/hello", get(hello))
+                .route("/v1/raft/append", post(raft_append))
+                .route("/v1/raft/vote", post(raft_vote))
+                .route("/v1/raft/snapshot", post(raft_snapshot))
+                .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES)),
+        )
         .with_state(meta)
+}
+
+/// Sends every call that needs the leader to it: a 307 redirect when this
+/// member knows the leader (before the call, or when the call found out
+/// that leadership moved), a 503 `not_leader` while none is elected.
+/// Reads marked stale-ok are served here.
+async fn route_to_leader(
+    State(meta): State<Arc<Meta>>,
+    request: HttpRequest,
+    next: Next,
+) -> HttpResponse {
+    if request.method() == Method::GET && request.headers().contains_key(STALE_OK_HEADER) {
+        return next.run(request).await;
+    }
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let (leader, leader_addr) = {
+        let metrics = meta.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader;
+        (
+            leader,
+            leader.and_then(|id| group::member_addr(&metrics, id)),
+        )
+    };
+    if leader != Some(meta.id) {
+        return redirect_to_leader(leader_addr, &path_and_query);
+    }
+    let response = next.run(request).await;
+    match response.extensions().get::<LeaderHint>() {
+        Some(LeaderHint(addr)) => redirect_to_leader(addr.clone(), &path_and_query),
+        None => response,
+    }
+}
+
+/// Marks a `not_leader` error response with the leader's address, for
+/// [`route_to_leader`] to turn into a redirect.
+#[derive(Clone)]
+struct LeaderHint(Option<String>);
+
+fn redirect_to_leader(leader_addr: Option<String>, path_and_query: &str) -> HttpResponse {
+    let error = ApiError::not_leader(leader_addr.clone());
+    let Some(addr) = leader_addr else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(error)).into_response();
+    };
+    let location = format!("http://{addr}{path_and_query}");
+    let mut response = (StatusCode::TEMPORARY_REDIRECT, Json(error)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 fn now_ms() -> u64 {
@@ -219,44 +400,98 @@ fn now_ms() -> u64 {
 }
 
 impl Meta {
-    /// Proposes a command and waits until it is committed and applied.
-    async fn propose(&self, command: Command) -> Result<Output, ApiError> {
+    /// Proposes a command and waits until it is committed by a majority
+    /// and applied. `request_id` makes a retried proposal apply once.
+    async fn propose(
+        &self,
+        command: Command,
+        request_id: Option<u128>,
+    ) -> Result<Output, ApiError> {
         let request = state::Request {
             now_ms: now_ms(),
+            request_id,
             command,
         };
-        match self.raft.client_write(request).await {
-            Ok(response) => response.data,
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(ApiError::new(
-                    ErrorCode::NotLeader,
-                    format!(
-                        "this metadata server is not the leader; the leader is {}",
-                        forward
-                            .leader_node
-                            .map(|n| n.addr)
-                            .unwrap_or_else(|| "not known yet; retry shortly".into())
-                    ),
-                ))
+        let write = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(request));
+        match write.await {
+            Ok(Ok(response)) => response.data,
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Err(ApiError::not_leader(forward.leader_node.map(|n| n.addr)))
             }
-            Err(e) => Err(ApiError::new(
+            Ok(Err(e)) => Err(ApiError::new(
                 ErrorCode::Unavailable,
-                format!("metadata service cannot commit: {e}"),
+                format!("the metadata service cannot commit: {e}"),
+            )),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the write was not committed within {}s: this member cannot reach a majority of the \
+                     metadata members. It may still commit; retrying it with the same request id applies it once",
+                    PROPOSE_TIMEOUT.as_secs()
+                ),
             )),
         }
     }
 
-    /// Runs `read` on the applied state after confirming leadership.
+    /// Runs `read` on the applied state after confirming leadership, or
+    /// at once on a stale-ok read.
     async fn read<T: Send + 'static>(
+        &self,
+        consistency: Consistency,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if consistency == Consistency::Linearizable {
+            self.confirm_leader().await?;
+        }
+        self.read_local(read).await
+    }
+
+    /// Waits until a majority confirms this member leads and everything
+    /// committed before the read is applied here.
+    ///
+    /// openraft's check waits for the leader's commit index, which may be
+    /// behind after a restart: the commit index is not fsynced, and a
+    /// member that led before a crash resumes leading the same term without
+    /// a new entry. So the read also waits until every entry in this
+    /// leader's log is applied: that log holds every committed entry.
+    async fn confirm_leader(&self) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + CONFIRM_LEADER_TIMEOUT;
+        let confirm = async {
+            self.raft.ensure_linearizable().await?;
+            let last_log_index = self.raft.metrics().borrow().last_log_index;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let applied = self
+                .raft
+                .wait(Some(remaining))
+                .applied_index_at_least(last_log_index, "this leader's log is applied")
+                .await;
+            Ok(applied.is_ok())
+        };
+        match tokio::time::timeout_at(deadline, confirm).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) | Err(_) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "a majority of the metadata members did not confirm this leader, or its log did not \
+                     apply, within {}s; is a majority running and reachable? (stale reads: --stale-ok)",
+                    CONFIRM_LEADER_TIMEOUT.as_secs()
+                ),
+            )),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                Err(ApiError::not_leader(forward.leader_node.map(|n| n.addr)))
+            }
+            Ok(Err(e)) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("this metadata member cannot serve a consistent read: {e}"),
+            )),
+        }
+    }
+
+    /// Runs `read` on this member's applied state, as it is.
+    async fn read_local<T: Send + 'static>(
         &self,
         read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.raft.ensure_linearizable().await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::NotLeader,
-                format!("this metadata server cannot serve a consistent read: {e}"),
-            )
-        })?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(StateError::from)?;
@@ -267,9 +502,11 @@ impl Meta {
         .map_err(into_api_error)
     }
 
-    async fn map(&self) -> Result<ClusterMap, ApiError> {
-        self.read(|txn| state::read_map(&txn.open_table(SM_META)?))
-            .await
+    async fn map(&self, consistency: Consistency) -> Result<ClusterMap, ApiError> {
+        self.read(consistency, |txn| {
+            state::read_map(&txn.open_table(SM_META)?)
+        })
+        .await
     }
 }
 
@@ -301,7 +538,9 @@ async fn watch_liveness(meta: Arc<Meta>) {
             }
             *liveness.leader_since.get_or_insert_with(Instant::now)
         };
-        let Ok(map) = meta.map().await else { continue };
+        let Ok(map) = meta.map(Consistency::Linearizable).await else {
+            continue;
+        };
         for state in [
             NodeState::Up,
             NodeState::Down,
@@ -330,7 +569,7 @@ async fn watch_liveness(meta: Arc<Meta>) {
                 state: to,
                 expect: Some(from),
             };
-            if let Err(e) = meta.propose(command).await {
+            if let Err(e) = meta.propose(command, None).await {
                 tracing::warn!(%e, "could not change the node's state");
             }
         }
@@ -346,7 +585,12 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> HttpResponse {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0)).into_response()
+        let hint = (self.0.code == ErrorCode::NotLeader).then(|| LeaderHint(self.0.leader.clone()));
+        let mut response = (status, Json(self.0)).into_response();
+        if let Some(hint) = hint {
+            response.extensions_mut().insert(hint);
+        }
+        response
     }
 }
 
@@ -402,28 +646,112 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     )
 }
 
+/// How a read is served: confirmed with a majority, or from this
+/// member's applied state as it is (the `x-cairn-stale-ok` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Consistency {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(if parts.headers.contains_key(STALE_OK_HEADER) {
+            Consistency::Stale
+        } else {
+            Consistency::Linearizable
+        })
+    }
+}
+
+/// The client's id for this operation (`x-cairn-request-id`, 32 hex
+/// digits), if it sent one.
+struct RequestId(Option<u128>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(REQUEST_ID_HEADER) else {
+            return Ok(RequestId(None));
+        };
+        let parsed = value
+            .to_str()
+            .ok()
+            .filter(|text| text.len() == 32)
+            .and_then(|text| u128::from_str_radix(text, 16).ok());
+        match parsed {
+            Some(id) => Ok(RequestId(Some(id))),
+            None => Err(HttpError(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("header {REQUEST_ID_HEADER} must be 32 hex digits"),
+            ))),
+        }
+    }
+}
+
 // ---- handlers ----
 
+/// Every member answers; the fields say what it is doing.
 #[derive(Serialize)]
 struct Health {
     ok: bool,
+    id: RaftNodeId,
     role: &'static str,
+    term: u64,
+    leader: Option<RaftNodeId>,
+    leader_addr: Option<String>,
+    applied_index: Option<u64>,
+    /// Last log index in this member's snapshot, and up to where its log
+    /// is purged (a member that caught up from a snapshot has both).
+    snapshot_index: Option<u64>,
+    purged_index: Option<u64>,
 }
 
 async fn health(State(meta): State<Arc<Meta>>) -> Json<Health> {
-    let role = match meta.raft.metrics().borrow().state {
+    let metrics = meta.raft.metrics().borrow().clone();
+    let role = match metrics.state {
         ServerState::Leader => "leader",
         ServerState::Follower => "follower",
         ServerState::Candidate => "candidate",
         ServerState::Learner => "learner",
         ServerState::Shutdown => "shutdown",
     };
-    Json(Health { ok: true, role })
+    Json(Health {
+        ok: true,
+        id: meta.id,
+        role,
+        term: metrics.current_term,
+        leader: metrics.current_leader,
+        leader_addr: metrics
+            .current_leader
+            .and_then(|id| group::member_addr(&metrics, id)),
+        applied_index: metrics.last_applied.map(|l| l.index),
+        snapshot_index: metrics.snapshot.map(|l| l.index),
+        purged_index: metrics.purged.map(|l| l.index),
+    })
 }
 
-async fn status(State(meta): State<Arc<Meta>>) -> ApiResult<StatusResponse> {
+async fn hello(State(meta): State<Arc<Meta>>) -> ApiResult<Hello> {
+    let initialized = meta
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("raft stopped: {e}")))?;
+    Ok(Json(Hello {
+        id: meta.id,
+        initialized,
+    }))
+}
+
+async fn status(
+    State(meta): State<Arc<Meta>>,
+    consistency: Consistency,
+) -> ApiResult<StatusResponse> {
     let (map, (file_count, dir_count)) = meta
-        .read(|txn| {
+        .read(consistency, |txn| {
             let table = txn.open_table(SM_META)?;
             Ok((state::read_map(&table)?, state::counts(&table)?))
         })
@@ -482,22 +810,24 @@ async fn status(State(meta): State<Arc<Meta>>) -> ApiResult<StatusResponse> {
         leader: metrics.current_leader,
         term: metrics.current_term,
         commit_index: metrics.last_applied.map(|l| l.index),
+        members: group::members(&metrics),
         under_replicated_chunks,
         moved_bytes_total,
         repair_settled,
     }))
 }
 
-async fn map(State(meta): State<Arc<Meta>>) -> ApiResult<ClusterMap> {
-    Ok(Json(meta.map().await?))
+async fn map(State(meta): State<Arc<Meta>>, consistency: Consistency) -> ApiResult<ClusterMap> {
+    Ok(Json(meta.map(consistency).await?))
 }
 
 async fn register(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<ClusterMap> {
     let id = req.id.clone();
-    let output = meta.propose(Command::RegisterNode(req)).await?;
+    let output = meta.propose(Command::RegisterNode(req), request_id).await?;
     meta.liveness.lock().expect("liveness lock").record(
         &id,
         NodeReport::default(),
@@ -515,7 +845,12 @@ async fn heartbeat(
     State(meta): State<Arc<Meta>>,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<HeartbeatResponse> {
-    let map = meta.map().await?;
+    // The leader's applied map, unconfirmed: a heartbeat only learns the
+    // epoch, and a confirmed read per heartbeat would cost a round to the
+    // majority per node per second.
+    let map = meta
+        .read_local(|txn| state::read_map(&txn.open_table(SM_META)?))
+        .await?;
     cairn_telemetry::counter!("cairn_meta_heartbeats_total").increment(1);
     if map.node(&req.id).is_none() {
         return Ok(Json(HeartbeatResponse {
@@ -539,6 +874,7 @@ async fn heartbeat(
 
 async fn drain_node(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<NodeRequest>,
 ) -> ApiResult<ClusterMap> {
     let command = Command::SetNodeState {
@@ -546,16 +882,17 @@ async fn drain_node(
         state: NodeState::Draining,
         expect: None,
     };
-    let map = expect_map(meta.propose(command).await?)?;
+    let map = expect_map(meta.propose(command, request_id).await?)?;
     tracing::info!(node = %req.id, "storage node is draining");
     Ok(Json(map))
 }
 
 async fn undrain_node(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<NodeRequest>,
 ) -> ApiResult<ClusterMap> {
-    let map = meta.map().await?;
+    let map = meta.map(Consistency::Linearizable).await?;
     let node = map
         .node(&req.id)
         .ok_or_else(|| ApiError::not_found(format!("storage node {}", req.id)))?;
@@ -575,16 +912,17 @@ async fn undrain_node(
         state: NodeState::Up,
         expect: Some(NodeState::Draining),
     };
-    Ok(Json(expect_map(meta.propose(command).await?)?))
+    Ok(Json(expect_map(meta.propose(command, request_id).await?)?))
 }
 
 /// Removes a node for good: a draining node once it reports holding no
 /// chunk at all, or a down node with `force`.
 async fn remove_node(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<RemoveNodeRequest>,
 ) -> ApiResult<ClusterMap> {
-    let map = meta.map().await?;
+    let map = meta.map(Consistency::Linearizable).await?;
     let node = map
         .node(&req.id)
         .ok_or_else(|| ApiError::not_found(format!("storage node {}", req.id)))?;
@@ -633,7 +971,7 @@ async fn remove_node(
         }
     }
     let command = Command::RemoveNode { id: req.id.clone() };
-    let map = expect_map(meta.propose(command).await?)?;
+    let map = expect_map(meta.propose(command, request_id).await?)?;
     meta.liveness
         .lock()
         .expect("liveness lock")
@@ -665,7 +1003,9 @@ async fn referenced(
         .into());
     }
     let referenced = meta
-        .read(move |txn| state::referenced(&txn.open_table(CHUNK_REFS)?, &req.ids))
+        .read(Consistency::Linearizable, move |txn| {
+            state::referenced(&txn.open_table(CHUNK_REFS)?, &req.ids)
+        })
         .await?;
     Ok(Json(ReferencedResponse { referenced }))
 }
@@ -678,11 +1018,12 @@ struct StatQuery {
 
 async fn stat(
     State(meta): State<Arc<Meta>>,
+    consistency: Consistency,
     ApiQuery(query): ApiQuery<StatQuery>,
 ) -> ApiResult<Stat> {
     let stat = match (query.path, query.id) {
         (Some(path), None) => {
-            meta.read(move |txn| {
+            meta.read(consistency, move |txn| {
                 let (id, inode) =
                     state::resolve(&txn.open_table(INODES)?, &txn.open_table(DIRENTS)?, &path)?;
                 Ok(inode.to_stat(id))
@@ -690,8 +1031,10 @@ async fn stat(
             .await?
         }
         (None, Some(id)) => {
-            meta.read(move |txn| state::stat_by_id(&txn.open_table(INODES)?, id))
-                .await?
+            meta.read(consistency, move |txn| {
+                state::stat_by_id(&txn.open_table(INODES)?, id)
+            })
+            .await?
         }
         _ => {
             return Err(ApiError::new(
@@ -711,10 +1054,11 @@ struct ListQuery {
 
 async fn list(
     State(meta): State<Arc<Meta>>,
+    consistency: Consistency,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<ListResponse> {
     let listing = meta
-        .read(move |txn| {
+        .read(consistency, move |txn| {
             state::list(
                 &txn.open_table(INODES)?,
                 &txn.open_table(DIRENTS)?,
@@ -725,8 +1069,12 @@ async fn list(
     Ok(Json(listing))
 }
 
-async fn mutation(meta: &Meta, command: Command) -> ApiResult<MutationResponse> {
-    match meta.propose(command).await? {
+async fn mutation(
+    meta: &Meta,
+    command: Command,
+    request_id: Option<u128>,
+) -> ApiResult<MutationResponse> {
+    match meta.propose(command, request_id).await? {
         Output::Mutation(m) => Ok(Json(m)),
         other => Err(ApiError::internal(format!("mutation answered {other:?}")).into()),
     }
@@ -734,37 +1082,42 @@ async fn mutation(meta: &Meta, command: Command) -> ApiResult<MutationResponse> 
 
 async fn mkdir(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MkdirRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Mkdir(req)).await
+    mutation(&meta, Command::Mkdir(req), request_id).await
 }
 
 async fn remove(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<RemoveRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Remove(req)).await
+    mutation(&meta, Command::Remove(req), request_id).await
 }
 
 async fn rename(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Rename(req)).await
+    mutation(&meta, Command::Rename(req), request_id).await
 }
 
 async fn copy(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Copy(req)).await
+    mutation(&meta, Command::Copy(req), request_id).await
 }
 
 async fn commit(
     State(meta): State<Arc<Meta>>,
+    RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<CommitRequest>,
 ) -> ApiResult<CommitResponse> {
-    match meta.propose(Command::Commit(req)).await? {
+    match meta.propose(Command::Commit(req), request_id).await? {
         Output::Commit(c) => Ok(Json(c)),
         other => Err(ApiError::internal(format!("commit answered {other:?}")).into()),
     }
@@ -789,4 +1142,40 @@ async fn raft_snapshot(
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> impl IntoResponse {
     Json(meta.raft.install_snapshot(req).await)
+}
+
+async fn add_member(
+    State(meta): State<Arc<Meta>>,
+    ApiJson(req): ApiJson<AddMemberRequest>,
+) -> ApiResult<MembersResponse> {
+    let addr = req.addr.trim_start_matches("http://").to_string();
+    group::add_member(&meta.raft, req.id, addr, req.learner).await?;
+    Ok(Json(MembersResponse {
+        members: group::members(&meta.raft.metrics().borrow()),
+    }))
+}
+
+async fn remove_member(
+    State(meta): State<Arc<Meta>>,
+    ApiJson(req): ApiJson<RemoveMemberRequest>,
+) -> ApiResult<MembersResponse> {
+    group::remove_member(&meta.raft, req.id).await?;
+    Ok(Json(MembersResponse {
+        members: group::members(&meta.raft.metrics().borrow()),
+    }))
+}
+
+/// Builds a snapshot now and purges the log it covers (leader only; each
+/// follower also snapshots on its own every `--snapshot-logs` entries).
+async fn snapshot(State(meta): State<Arc<Meta>>) -> ApiResult<SnapshotResponse> {
+    let (snapshot_index, purged_index) = group::snapshot_and_purge(&meta.raft).await?;
+    tracing::info!(
+        ?snapshot_index,
+        ?purged_index,
+        "snapshot built and log purged"
+    );
+    Ok(Json(SnapshotResponse {
+        snapshot_index,
+        purged_index,
+    }))
 }

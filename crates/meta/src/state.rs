@@ -10,6 +10,9 @@
 //! - `chunk_refs`: chunk id -> number of references from file records. A
 //!   chunk absent here is referenced by no file: chunk servers may collect
 //!   it after their grace period.
+//! - `requests`: client request id -> when it applied and its outcome
+//!   (JSON), and `requests_by_time`: (applied ms, id) to forget old ones.
+//!   A retried operation is answered from here instead of applying twice.
 //!
 //! Invariant (atomicity): a command either applies whole or changes nothing.
 //! Every command checks everything that can be refused (names, existence,
@@ -29,13 +32,25 @@ use cairn_proto::{
     NodeState, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_REPLICATION, MAX_CHUNKS_PER_FILE,
     MAX_CHUNK_SIZE_BYTES, MAX_REPLICATION,
 };
-use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 pub const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 pub const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("dirents");
 pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 pub const CHUNK_REFS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunk_refs");
+pub const REQUESTS: TableDefinition<u128, &[u8]> = TableDefinition::new("requests");
+pub const REQUESTS_BY_TIME: TableDefinition<(u64, u128), ()> =
+    TableDefinition::new("requests_by_time");
+
+/// How long the outcome of a request id is remembered. A client retries
+/// one operation for well under a minute (its failover deadline); ten
+/// minutes leaves room for a slow election and clock skew between leaders.
+pub const REQUEST_RETENTION_MS: u64 = 10 * 60 * 1000;
+/// The most request outcomes remembered (oldest forgotten first): at ~200
+/// bytes each, 20 MB. At 100,000 remembered, 10 minutes covers 166
+/// operations a second; past that, retention is shorter than the window.
+pub const MAX_REMEMBERED_REQUESTS: u64 = 100_000;
 
 /// Format marker of every stored record; bump it when a record's layout changes.
 pub const RECORD_V1: u8 = 1;
@@ -58,10 +73,13 @@ const DIR_MODE: u32 = 0o755;
 /// When `--rename` finds `name` taken, it tries `stem-1.ext` .. up to this.
 const MAX_RENAME_ATTEMPTS: u64 = 10_000;
 
-/// A command as stored in the log: what to do and the proposer's clock.
+/// A command as stored in the log: what to do, the proposer's clock, and
+/// the client's id for the operation, if it sent one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub now_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u128>,
     pub command: Command,
 }
 
@@ -201,6 +219,8 @@ pub struct Tables<'txn> {
     pub dirents: Table<'txn, (u64, &'static str), u64>,
     pub meta: Table<'txn, &'static str, &'static [u8]>,
     pub chunk_refs: Table<'txn, [u8; 32], u64>,
+    pub requests: Table<'txn, u128, &'static [u8]>,
+    pub requests_by_time: Table<'txn, (u64, u128), ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -210,6 +230,8 @@ impl<'txn> Tables<'txn> {
             dirents: txn.open_table(DIRENTS)?,
             meta: txn.open_table(SM_META)?,
             chunk_refs: txn.open_table(CHUNK_REFS)?,
+            requests: txn.open_table(REQUESTS)?,
+            requests_by_time: txn.open_table(REQUESTS_BY_TIME)?,
         })
     }
 
@@ -257,6 +279,51 @@ impl<'txn> Tables<'txn> {
         }
         self.meta.insert(KEY_REFS_INDEXED, [1u8].as_slice())?;
         tracing::info!(files = files.len(), "built the chunk reference index");
+        Ok(())
+    }
+
+    /// Applies one log entry's request and returns its outcome: a refusal
+    /// is an outcome, only a storage fault is an error. A request id seen
+    /// before is not applied again: its first outcome is returned.
+    pub fn apply_request(&mut self, request: &Request) -> Result<Response, StateError> {
+        self.forget_requests(request.now_ms)?;
+        let Some(id) = request.request_id else {
+            return outcome(self.apply(request));
+        };
+        if let Some(seen) = self.requests.get(id)? {
+            let (_, response): (u64, Response) = serde_json::from_slice(seen.value())
+                .map_err(|e| StateError::Corrupt(format!("request record: {e}")))?;
+            return Ok(response);
+        }
+        let response = outcome(self.apply(request))?;
+        let record = (request.now_ms, &response);
+        let bytes = serde_json::to_vec(&record).expect("responses serialize to JSON");
+        self.requests.insert(id, bytes.as_slice())?;
+        self.requests_by_time.insert((request.now_ms, id), ())?;
+        Ok(response)
+    }
+
+    /// Forgets request outcomes older than the retention, and the oldest
+    /// beyond the count limit.
+    fn forget_requests(&mut self, now_ms: u64) -> Result<(), StateError> {
+        let horizon_ms = now_ms.saturating_sub(REQUEST_RETENTION_MS);
+        let excess = self
+            .requests_by_time
+            .len()?
+            .saturating_sub(MAX_REMEMBERED_REQUESTS - 1);
+        let mut forget = Vec::new();
+        for row in self.requests_by_time.iter()? {
+            let (key, _) = row?;
+            let (at_ms, id) = key.value();
+            if at_ms >= horizon_ms && forget.len() as u64 >= excess {
+                break;
+            }
+            forget.push((at_ms, id));
+        }
+        for (at_ms, id) in forget {
+            self.requests_by_time.remove((at_ms, id))?;
+            self.requests.remove(id)?;
+        }
         Ok(())
     }
 
@@ -875,6 +942,15 @@ struct Destination {
     name: String,
     /// A file at the destination that the move or copy replaces.
     replaced: Option<FileId>,
+}
+
+/// A refusal is the request's outcome; a storage fault stays an error.
+fn outcome(result: Result<Output, StateError>) -> Result<Response, StateError> {
+    match result {
+        Ok(output) => Ok(Ok(output)),
+        Err(StateError::Api(refusal)) => Ok(Err(refusal)),
+        Err(fatal) => Err(fatal),
+    }
 }
 
 fn new_file(now: u64, size_bytes: u64, digest: Option<ChunkId>, chunks: Vec<ChunkRef>) -> Inode {

@@ -29,7 +29,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 
 use crate::state::{
-    self, decode, encode, Output, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, SM_META,
+    self, decode, encode, Output, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, REQUESTS,
+    REQUESTS_BY_TIME, SM_META,
 };
 use crate::TypeConfig;
 
@@ -211,10 +212,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Not fsynced: fsyncing it would double the fsyncs of every metadata
     /// write. Losing it in a crash is safe because it only tells a restart how
-    /// far to re-apply early; committed entries are in the durable log, and
-    /// every read goes through `ensure_linearizable`, which waits until the
-    /// new leader's first entry of its term (and so every entry before it)
-    /// is applied, as openraft asks of a non-durable committed index.
+    /// far to re-apply early; committed entries are in the durable log. A
+    /// member that led before a crash resumes leading the same term with
+    /// this possibly stale index and no new entry, so a consistent read
+    /// (`server.rs`, `confirm_leader`) also waits until the leader's whole
+    /// log is applied, as openraft asks of a non-durable committed index.
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
         let db = self.db.clone();
         blocking(move || write_raft_meta(&db, KEY_COMMITTED, &committed, Durability::None))
@@ -301,11 +303,55 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// A snapshot as stored and shipped: every state-machine row.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
+    /// [`SNAPSHOT_V2`]: the body with `requests` (what this binary writes).
     format: u8,
     inodes: Vec<(u64, Vec<u8>)>,
     dirents: Vec<(u64, String, u64)>,
     meta: Vec<(String, Vec<u8>)>,
     chunk_refs: Vec<([u8; 32], u64)>,
+    /// (request id, applied ms, outcome record).
+    requests: Vec<(u128, u64, Vec<u8>)>,
+}
+
+/// The body written before request ids existed (format 1): read so that a
+/// snapshot stored by an older binary can still be installed or shipped.
+#[derive(Deserialize)]
+struct SnapshotBodyV1 {
+    inodes: Vec<(u64, Vec<u8>)>,
+    dirents: Vec<(u64, String, u64)>,
+    meta: Vec<(String, Vec<u8>)>,
+    chunk_refs: Vec<([u8; 32], u64)>,
+}
+
+const SNAPSHOT_V1: u8 = 1;
+const SNAPSHOT_V2: u8 = 2;
+
+impl SnapshotBody {
+    /// Decodes either format: the `format` field comes first in both.
+    fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
+        #[derive(Deserialize)]
+        struct Head {
+            format: u8,
+        }
+        let head: Head = decode(bytes).map_err(|e| e.to_string())?;
+        match head.format {
+            SNAPSHOT_V1 => {
+                let (_, v1): (u8, SnapshotBodyV1) = decode(bytes).map_err(|e| e.to_string())?;
+                Ok(SnapshotBody {
+                    format: SNAPSHOT_V2,
+                    inodes: v1.inodes,
+                    dirents: v1.dirents,
+                    meta: v1.meta,
+                    chunk_refs: v1.chunk_refs,
+                    requests: Vec::new(),
+                })
+            }
+            SNAPSHOT_V2 => decode(bytes).map_err(|e| e.to_string()),
+            other => Err(format!(
+                "snapshot format {other} is newer than this binary understands ({SNAPSHOT_V2}); upgrade cairn"
+            )),
+        }
+    }
 }
 
 struct StoredSnapshot {
@@ -381,6 +427,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
+        let last_index = meta.last_log_id.map(|l| l.index);
+        tracing::info!(
+            ?last_index,
+            size_bytes = stored.data.len(),
+            "installing a snapshot from the leader"
+        );
         blocking(move || install(&db, &stored)).await.map_err(|e| {
             io_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
@@ -446,11 +498,11 @@ fn apply_entries(
             last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => responses.push(Ok(Output::Nothing)),
-                EntryPayload::Normal(request) => match tables.apply(&request) {
-                    Ok(output) => responses.push(Ok(output)),
-                    Err(StateError::Api(refusal)) => responses.push(Err(refusal)),
-                    Err(fatal) => return Err(fatal.to_string()),
-                },
+                EntryPayload::Normal(request) => responses.push(
+                    tables
+                        .apply_request(&request)
+                        .map_err(|fatal| fatal.to_string())?,
+                ),
                 EntryPayload::Membership(membership) => {
                     let stored = Membership::new(Some(entry.log_id), membership);
                     tables
@@ -476,11 +528,12 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
     let (applied, membership) = read_applied(db)?;
     let txn = db.begin_read().map_err(|e| e.to_string())?;
     let mut body = SnapshotBody {
-        format: state::RECORD_V1,
+        format: SNAPSHOT_V2,
         inodes: Vec::new(),
         dirents: Vec::new(),
         meta: Vec::new(),
         chunk_refs: Vec::new(),
+        requests: Vec::new(),
     };
     let inodes = txn.open_table(INODES).map_err(|e| e.to_string())?;
     for row in inodes.iter().map_err(|e| e.to_string())? {
@@ -502,6 +555,19 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
     for row in chunk_refs.iter().map_err(|e| e.to_string())? {
         let (k, v) = row.map_err(|e| e.to_string())?;
         body.chunk_refs.push((k.value(), v.value()));
+    }
+    let requests = txn.open_table(REQUESTS).map_err(|e| e.to_string())?;
+    let requests_by_time = txn
+        .open_table(REQUESTS_BY_TIME)
+        .map_err(|e| e.to_string())?;
+    for row in requests_by_time.iter().map_err(|e| e.to_string())? {
+        let (k, _) = row.map_err(|e| e.to_string())?;
+        let (at_ms, id) = k.value();
+        let record = requests
+            .get(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("request {id:032x} is indexed by time but has no record"))?;
+        body.requests.push((id, at_ms, record.value().to_vec()));
     }
     drop(txn);
     let snapshot_id = match &applied {
@@ -528,7 +594,7 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
 }
 
 fn install(db: &Database, stored: &StoredSnapshot) -> Result<(), String> {
-    let body: SnapshotBody = decode(&stored.data).map_err(|e| e.to_string())?;
+    let body = SnapshotBody::decode(&stored.data)?;
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut inodes = txn.open_table(INODES).map_err(|e| e.to_string())?;
@@ -561,6 +627,22 @@ fn install(db: &Database, stored: &StoredSnapshot) -> Result<(), String> {
         for (id, count) in &body.chunk_refs {
             chunk_refs.insert(*id, *count).map_err(|e| e.to_string())?;
         }
+        let mut requests = txn.open_table(REQUESTS).map_err(|e| e.to_string())?;
+        requests.retain(|_, _| false).map_err(|e| e.to_string())?;
+        let mut requests_by_time = txn
+            .open_table(REQUESTS_BY_TIME)
+            .map_err(|e| e.to_string())?;
+        requests_by_time
+            .retain(|_, _| false)
+            .map_err(|e| e.to_string())?;
+        for (id, at_ms, record) in &body.requests {
+            requests
+                .insert(*id, record.as_slice())
+                .map_err(|e| e.to_string())?;
+            requests_by_time
+                .insert((*at_ms, *id), ())
+                .map_err(|e| e.to_string())?;
+        }
         let mut snapshot = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
         save_snapshot(&mut snapshot, stored)?;
     }
@@ -578,4 +660,97 @@ fn save_snapshot(
         .insert(KEY_SNAPSHOT_DATA, stored.data.as_slice())
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::api::MkdirRequest;
+
+    fn apply(db: &Database, index: u64, request_id: Option<u128>, path: &str) {
+        let entry = Entry::<TypeConfig> {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(state::Request {
+                now_ms: 1_000 + index,
+                request_id,
+                command: state::Command::Mkdir(MkdirRequest {
+                    path: path.into(),
+                    parents: false,
+                }),
+            }),
+        };
+        apply_entries(db, vec![entry]).unwrap();
+    }
+
+    /// Directory entries and request records.
+    type Rows = (Vec<(u64, String, u64)>, Vec<(u128, Vec<u8>)>);
+
+    fn rows(db: &Database) -> Rows {
+        let txn = db.begin_read().unwrap();
+        let dirents = txn.open_table(DIRENTS).unwrap();
+        let dirents = dirents
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value().0, k.value().1.to_string(), v.value())
+            })
+            .collect();
+        let requests = txn.open_table(REQUESTS).unwrap();
+        let requests = requests
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect();
+        (dirents, requests)
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_namespace_and_the_request_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = open_database(&dir.path().join("a.redb")).unwrap();
+        apply(&source, 1, Some(42), "/a");
+        apply(&source, 2, None, "/b");
+        let snapshot = build(&source).unwrap();
+
+        let target = open_database(&dir.path().join("b.redb")).unwrap();
+        apply(&target, 1, Some(7), "/stale");
+        install(&target, &snapshot).unwrap();
+        assert_eq!(rows(&target), rows(&source));
+        assert_eq!(rows(&target).1.len(), 1);
+        let (applied, _) = read_applied(&target).unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(2));
+        // The retried request is answered from the installed table.
+        apply(&target, 3, Some(42), "/a");
+        assert_eq!(rows(&target), rows(&source));
+    }
+
+    #[test]
+    fn a_snapshot_of_the_first_format_still_installs() {
+        #[derive(Serialize)]
+        struct V1 {
+            format: u8,
+            inodes: Vec<(u64, Vec<u8>)>,
+            dirents: Vec<(u64, String, u64)>,
+            meta: Vec<(String, Vec<u8>)>,
+            chunk_refs: Vec<([u8; 32], u64)>,
+        }
+        let v1 = V1 {
+            format: SNAPSHOT_V1,
+            inodes: vec![(1, vec![1, 2])],
+            dirents: vec![(1, "x".into(), 2)],
+            meta: vec![],
+            chunk_refs: vec![],
+        };
+        let body = SnapshotBody::decode(&encode(&v1)).unwrap();
+        assert_eq!(body.dirents, v1.dirents);
+        assert!(body.requests.is_empty());
+        let mut future = encode(&v1);
+        future[1] = 9;
+        let refused = SnapshotBody::decode(&future).err().unwrap();
+        assert!(refused.contains("newer"), "{refused}");
+    }
 }

@@ -35,19 +35,26 @@ impl Fixture {
     /// Applies one command and commits the transaction even when the command
     /// is refused: a refusal must have written nothing.
     fn apply(&mut self, command: Command) -> Result<Output, ApiError> {
+        self.apply_as(None, command)
+    }
+
+    /// Applies one log entry as `store.rs` does: through the request-id
+    /// table, a refusal being the outcome.
+    fn apply_as(&mut self, request_id: Option<u128>, command: Command) -> Result<Output, ApiError> {
         self.clock += 1;
         let txn = self.db.begin_write().unwrap();
         let result = {
             let mut tables = Tables::open(&txn).unwrap();
-            tables.apply(&Request {
+            tables.apply_request(&Request {
                 now_ms: self.clock,
+                request_id,
                 command,
             })
         };
         txn.commit().unwrap();
         match result {
-            Ok(output) => Ok(output),
-            Err(StateError::Api(e)) => Err(e),
+            Ok(outcome) => outcome,
+            Err(StateError::Api(e)) => panic!("a refusal must be an outcome: {e}"),
             Err(other) => panic!("storage failure: {other}"),
         }
     }
@@ -573,5 +580,50 @@ fn a_database_from_before_chunk_references_gets_them_built() {
     assert_eq!(
         state::reference_count(&refs, &ChunkId::of(b"aaaa")).unwrap(),
         2
+    );
+}
+
+#[test]
+fn a_retried_request_applies_once_and_gets_the_first_outcome() {
+    let mut f = Fixture::new();
+    let mkdir = || {
+        Command::Mkdir(MkdirRequest {
+            path: "/a".into(),
+            parents: false,
+        })
+    };
+    let first = f.apply_as(Some(7), mkdir()).unwrap();
+    // The retry of the same operation: answered, not applied again.
+    assert_eq!(f.apply_as(Some(7), mkdir()).unwrap(), first);
+    // Another operation doing the same thing is refused as before.
+    assert_eq!(
+        f.apply_as(Some(8), mkdir()).unwrap_err().code,
+        ErrorCode::AlreadyExists
+    );
+    // A refusal is remembered too: its retry is the same refusal, even
+    // once the state would allow it.
+    let rename = || Command::Rename(mv("/missing", "/b", false));
+    let refused = f.apply_as(Some(9), rename()).unwrap_err();
+    f.mkdir("/missing", false).unwrap();
+    assert_eq!(f.apply_as(Some(9), rename()).unwrap_err(), refused);
+    assert_eq!(f.stat("/a").unwrap().1.version, 1);
+}
+
+#[test]
+fn request_outcomes_are_forgotten_after_the_retention() {
+    let mut f = Fixture::new();
+    let mkdir = || {
+        Command::Mkdir(MkdirRequest {
+            path: "/a".into(),
+            parents: false,
+        })
+    };
+    f.apply_as(Some(1), mkdir()).unwrap();
+    f.clock += cairn_meta::state::REQUEST_RETENTION_MS + 1;
+    // Any later entry forgets it; the same id is then a new operation.
+    f.mkdir("/other", false).unwrap();
+    assert_eq!(
+        f.apply_as(Some(1), mkdir()).unwrap_err().code,
+        ErrorCode::AlreadyExists
     );
 }

@@ -219,7 +219,12 @@ pub struct StatusResponse {
     /// Raft id of the leader as this server sees it.
     pub leader: Option<u64>,
     pub term: u64,
+    /// Index of the last log entry applied on the answering member.
     pub commit_index: Option<u64>,
+    /// The metadata group: every voter and learner, as the answering
+    /// member (the leader, unless the call was a stale read) sees it.
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
     /// Sum of the nodes' reported under-replicated chunks.
     #[serde(default)]
     pub under_replicated_chunks: u64,
@@ -231,6 +236,63 @@ pub struct StatusResponse {
     #[serde(default)]
     pub repair_settled: bool,
 }
+
+/// One member of the metadata group, as `cairn status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Raft id (`--id`).
+    pub id: u64,
+    pub addr: String,
+    /// Votes in elections and counts toward the majority (else a learner).
+    pub voter: bool,
+    pub leader: bool,
+    /// Last log index the leader knows this member holds; `None` when the
+    /// answering member is not the leader, or has not heard from it yet.
+    pub matched_index: Option<u64>,
+    /// Entries this member is behind the leader's log.
+    pub lag: Option<u64>,
+}
+
+/// Body of `meta/members/add`: a new metadata member (started with an
+/// empty data directory) joins, first as a learner catching up, then as a
+/// voter unless `learner` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    pub id: u64,
+    pub addr: String,
+    #[serde(default)]
+    pub learner: bool,
+}
+
+/// Body of `meta/members/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveMemberRequest {
+    pub id: u64,
+}
+
+/// What the metadata group looks like after a membership change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    pub members: Vec<MemberStatus>,
+}
+
+/// Answer of `meta/snapshot`: the log index the new snapshot covers, and
+/// the index up to which the log was purged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+}
+
+/// Header carrying a client's id for one logical metadata operation (32
+/// hex digits). A retry of the operation carries the same id; the state
+/// machine applies an id once and answers its retries with the first
+/// outcome, so a commit retried across a leader change is applied once.
+pub const REQUEST_ID_HEADER: &str = "x-cairn-request-id";
+
+/// Header asking a metadata member to answer a read from its own applied
+/// state, which may be behind the leader's (`--stale-ok`).
+pub const STALE_OK_HEADER: &str = "x-cairn-stale-ok";
 
 /// Body of the map call; also what a registration returns.
 pub type MapResponse = ClusterMap;

@@ -21,7 +21,8 @@ pub enum ErrorCode {
     TooLarge,
     /// Not enough storage nodes are up to place the data.
     NotEnoughNodes,
-    /// This metadata server is not the leader; `leader` in the body says who is.
+    /// This metadata member is not the leader; `leader` in the body says
+    /// who is. Answered as a 307 redirect when the leader is known.
     NotLeader,
     /// The operation cannot be done in the object's current state (removing
     /// a node that still holds data); the message says what to do first.
@@ -46,18 +47,23 @@ impl ErrorCode {
             | ErrorCode::InvalidArgument
             | ErrorCode::HashMismatch => 400,
             ErrorCode::TooLarge => 413,
-            ErrorCode::NotLeader => 421,
+            ErrorCode::NotLeader => 503,
             ErrorCode::NotEnoughNodes | ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
 }
 
-/// The JSON body of every error response: `{"code": "...", "message": "..."}`.
+/// The JSON body of every error response: `{"code": "...", "message": "..."}`,
+/// and with `not_leader`, `"leader": "host:port"` when the answering
+/// metadata member knows who leads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Address of the metadata leader (only on `not_leader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
 
 impl ApiError {
@@ -65,6 +71,25 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            leader: None,
+        }
+    }
+
+    /// A metadata member that does not lead refuses a call that needs the
+    /// leader, naming the leader when it knows it.
+    pub fn not_leader(leader: Option<String>) -> Self {
+        let message = match &leader {
+            Some(addr) => format!("this metadata member is not the leader; the leader is {addr}"),
+            None => {
+                "this metadata member is not the leader and no leader is elected (is a majority of \
+                     the metadata members running and reachable?); retry shortly"
+                    .to_string()
+            }
+        };
+        ApiError {
+            code: ErrorCode::NotLeader,
+            message,
+            leader,
         }
     }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod lincheck;
+
 pub const MIB: usize = 1 << 20;
 
 pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -30,11 +32,22 @@ pub struct ChunkServer {
     child: Option<Child>,
 }
 
+/// One `cairn meta` process: a member of the metadata group.
+pub struct MetaMember {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    /// Flags for this member, after the cluster's.
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    /// Every member's address, comma-separated: what clients get as --meta.
     pub meta_addr: String,
     meta_args: Vec<String>,
-    meta: Option<Child>,
+    pub metas: Vec<MetaMember>,
     pub chunks: Vec<ChunkServer>,
     /// Flags every chunk server gets (a server's own `args` win).
     chunk_args: Vec<(String, String)>,
@@ -75,13 +88,41 @@ impl Cluster {
 
     /// As `start_with`, and `chunk_args` (flag, value) for every chunk server.
     pub fn start_full(nodes: usize, meta_args: &[&str], chunk_args: &[(&str, &str)]) -> Cluster {
+        Cluster::start_group(1, nodes, meta_args, chunk_args)
+    }
+
+    /// A metadata group of `members` (formed with --peers when more than
+    /// one) and `nodes` chunk servers, waiting until all nodes are up.
+    pub fn start_group(
+        members: usize,
+        nodes: usize,
+        meta_args: &[&str],
+        chunk_args: &[(&str, &str)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let meta_addr = format!("127.0.0.1:{}", free_port());
+        let metas: Vec<MetaMember> = (1..=members as u64)
+            .map(|id| MetaMember {
+                id,
+                addr: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(if members == 1 {
+                    "meta".to_string()
+                } else {
+                    format!("meta-{id}")
+                }),
+                args: Vec::new(),
+                child: None,
+            })
+            .collect();
+        let meta_addr = metas
+            .iter()
+            .map(|m| m.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut cluster = Cluster {
             dir,
             meta_addr,
             meta_args: meta_args.iter().map(|s| s.to_string()).collect(),
-            meta: None,
+            metas,
             chunks: Vec::new(),
             chunk_args: chunk_args
                 .iter()
@@ -113,16 +154,138 @@ impl Cluster {
         i
     }
 
+    /// Starts every metadata member that is not running.
     pub fn start_meta(&mut self) {
+        for i in 0..self.metas.len() {
+            if self.metas[i].child.is_none() {
+                self.start_member(i);
+            }
+        }
+    }
+
+    /// Starts metadata member `i` (index in `metas`). Members of a group
+    /// get `--peers` naming the group's first members (those started with
+    /// the cluster); a later member gets its own flags (as `--join`).
+    pub fn start_member(&mut self, i: usize) {
+        let member = &self.metas[i];
         let mut args: Vec<String> = vec![
             "meta".into(),
             "--data-dir".into(),
-            self.dir.path().join("meta").to_str().unwrap().into(),
+            member.data_dir.to_str().unwrap().into(),
             "--listen".into(),
-            self.meta_addr.clone(),
+            member.addr.clone(),
+            "--id".into(),
+            member.id.to_string(),
         ];
+        if self.metas.len() > 1 && !member.args.iter().any(|a| a == "--join") {
+            args.push("--peers".into());
+            args.push(self.peers());
+        }
         args.extend(self.meta_args.iter().cloned());
-        self.meta = Some(spawn(&args, &self.dir.path().join("meta.log")));
+        args.extend(member.args.iter().cloned());
+        let log = self.member_log(i);
+        self.metas[i].child = Some(spawn(&args, &log));
+    }
+
+    /// `--peers` of the group: every member that is not a later joiner.
+    fn peers(&self) -> String {
+        self.metas
+            .iter()
+            .filter(|m| !m.args.iter().any(|a| a == "--join"))
+            .map(|m| format!("{}={}", m.id, m.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn member_log(&self, i: usize) -> PathBuf {
+        let name = self.metas[i]
+            .data_dir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// Adds a metadata member with a fresh id, an empty data directory and
+    /// `--join` (it waits to be added with `meta-admin add-voter`), and
+    /// starts it. Clients are not told about it. Returns its index.
+    pub fn add_member(&mut self) -> usize {
+        let id = self.metas.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+        self.metas.push(MetaMember {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("meta-{id}")),
+            args: vec!["--join".into()],
+            child: None,
+        });
+        let i = self.metas.len() - 1;
+        self.start_member(i);
+        i
+    }
+
+    /// SIGKILL to metadata member `i`, as in a crash.
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut child) = self.metas[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Sends `signal` (as SIGSTOP 19, SIGCONT 18) to metadata member `i`.
+    pub fn signal_member(&self, i: usize, signal: i32) {
+        let child = self.metas[i].child.as_ref().expect("member is running");
+        unsafe {
+            libc_kill(child.id() as i32, signal);
+        }
+    }
+
+    /// Member `i` was started and not stopped or killed since.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.metas[i].child.is_some()
+    }
+
+    /// `/v1/health` of member `i`, or `None` if it does not answer in 1 s.
+    pub fn member_health(&self, i: usize) -> Option<Value> {
+        let (code, body) = try_http_within(
+            &self.metas[i].addr,
+            "GET",
+            "/v1/health",
+            &[],
+            Duration::from_secs(1),
+        )?;
+        (code == 200).then(|| serde_json::from_slice(&body).ok())?
+    }
+
+    /// The index of the running member that says it leads, in the highest
+    /// term if several do (a restarted leader says so until it hears of
+    /// the newer term).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.metas.len())
+            .filter(|&i| self.metas[i].child.is_some())
+            .filter_map(|i| {
+                let health = self.member_health(i)?;
+                (health["role"] == "leader").then(|| (health["term"].as_u64(), i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// Waits (at most `limit`) until a running member leads, other than
+    /// `not`; returns its index.
+    pub fn wait_leader(&self, not: Option<usize>, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(i) = self.leader().filter(|&i| Some(i) != not) {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no metadata leader within {limit:?}; logs in {}",
+                self.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn start_chunk(&mut self, i: usize) {
@@ -190,8 +353,10 @@ impl Cluster {
                 Self::terminate(&mut child);
             }
         }
-        if let Some(mut meta) = self.meta.take() {
-            Self::terminate(&mut meta);
+        for member in &mut self.metas {
+            if let Some(mut child) = member.child.take() {
+                Self::terminate(&mut child);
+            }
         }
     }
 
@@ -303,9 +468,11 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
-        if let Some(mut meta) = self.meta.take() {
-            let _ = meta.kill();
-            let _ = meta.wait();
+        for member in &mut self.metas {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -329,6 +496,45 @@ pub fn run_cairn(meta_addr: &str, args: &[&str], stdin: &[u8]) -> Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     out
+}
+
+/// One HTTP/1.1 request with a 1 s connect and 5 s read limit; `None` if
+/// the server cannot be reached or does not answer in time.
+pub fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    try_http_within(addr, method, path, body, Duration::from_secs(5))
+}
+
+/// As [`try_http`], giving up on an answer after `limit`.
+pub fn try_http_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    limit: Duration,
+) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let socket: std::net::SocketAddr = addr.parse().ok()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(limit)).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, response[head_end + 4..].to_vec()))
+}
+
+/// As [`try_http`] for a server that must answer.
+pub fn http_request(addr: &str, method: &str, path: &str) -> (u16, Vec<u8>) {
+    try_http(addr, method, path, &[])
+        .unwrap_or_else(|| panic!("{method} {path} on {addr}: no answer"))
 }
 
 extern "C" {
