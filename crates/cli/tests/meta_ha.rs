@@ -77,8 +77,11 @@ struct Op {
 fn leader_killed_while_clients_put_and_rename_loses_nothing() {
     const CLIENTS: usize = 8;
     const FILES_PER_CLIENT: usize = 10;
-    let mut cluster = Cluster::start_group(3, 3, &[], &[]);
+    // A short --down-after: the new leader must give every storage node a
+    // fresh grace period rather than judge them on its empty heartbeat table.
+    let mut cluster = Cluster::start_group(3, 3, &["--down-after", "3s"], &[]);
     let leader = cluster.wait_leader(None, ELECTION_LIMIT);
+    let epoch_before = cluster.status().unwrap()["epoch"].clone();
     for k in 0..CLIENTS {
         cluster.ok(&["mkdir", &format!("/c{k}")]);
     }
@@ -179,6 +182,17 @@ fn leader_killed_while_clients_put_and_rename_loses_nothing() {
         let content = get_bytes(&cluster, &format!("/c{k}/g{i}"));
         assert_eq!(content, format!("client {k} file {i}").as_bytes());
     }
+
+    // No storage node was marked down across the leader change (the map
+    // epoch would have moved), including after a --down-after of the new
+    // leader's rule.
+    std::thread::sleep(Duration::from_secs(4));
+    let status = cluster.status().unwrap();
+    assert_eq!(
+        status["epoch"], epoch_before,
+        "a node changed state: {status}"
+    );
+    assert_eq!(status["nodes_up"], 3);
 
     // The killed member comes back and catches up.
     cluster.start_member(leader);

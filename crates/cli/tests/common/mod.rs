@@ -423,16 +423,19 @@ impl Cluster {
         check: impl Fn(&Value) -> bool,
     ) -> Value {
         let deadline = Instant::now() + limit;
+        let mut last = None;
         loop {
             if let Some(status) = self.status() {
                 if check(&status) {
                     return status;
                 }
+                last = Some(status);
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}; logs in {}",
-                self.dir.path().display()
+                "timed out waiting for {what}; logs in {}; last status: {}",
+                self.dir.path().display(),
+                last.map_or("none".to_string(), |s| s.to_string())
             );
             std::thread::sleep(Duration::from_millis(100));
         }

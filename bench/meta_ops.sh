@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Metadata operations per second (mkdir, create empty file, stat, rename,
+# delete) with 1 and 16 concurrent clients, p50 and p99 latency, against a
+# one-member metadata service and against a three-member group, all on this
+# machine (so the three members share its disk and cores).
+#
+#   bench/meta_ops.sh [OPS_PER_CLIENT]    (default 200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ops=${1:-200}
+cargo build --release --quiet
+cargo build --release --quiet -p cairn-client --example meta_ops
+bin=$PWD/target/release/cairn
+bench=$PWD/target/release/examples/meta_ops
+d=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
+trap cleanup EXIT
+
+wait_ready() {
+  for _ in $(seq 100); do "$bin" --meta "$1" --failover-timeout 1s ls / >/dev/null 2>&1 && return; sleep 0.2; done
+  echo "metadata service at $1 did not start; logs in $d" >&2; exit 1
+}
+
+run() { # label addrs
+  for clients in 1 16; do "$bench" "$2" "$clients" "$ops" "$1"; done
+}
+
+# One member.
+port=$(free_port)
+"$bin" meta --data-dir "$d/one" --listen "127.0.0.1:$port" 2>"$d/one.log" &
+pids+=($!)
+wait_ready "127.0.0.1:$port"
+run "1 member" "127.0.0.1:$port"
+kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
+
+# Three members.
+addrs=(); peers=()
+for i in 1 2 3; do p=$(free_port); addrs+=("127.0.0.1:$p"); peers+=("$i=127.0.0.1:$p"); done
+peer_list=$(IFS=,; echo "${peers[*]}")
+addr_list=$(IFS=,; echo "${addrs[*]}")
+for i in 1 2 3; do
+  "$bin" meta --data-dir "$d/m$i" --listen "${addrs[$((i-1))]}" --id "$i" --peers "$peer_list" 2>"$d/m$i.log" &
+  pids+=($!)
+done
+wait_ready "$addr_list"
+run "3 members" "$addr_list"
