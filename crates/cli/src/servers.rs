@@ -42,6 +42,10 @@ pub struct MetaArgs {
     /// many log entries
     #[arg(long, default_value_t = 10_000)]
     snapshot_logs: u64,
+    /// A member that hears nothing from the leader for between one and two
+    /// of these stands for election (the leader heartbeats 5 times as often)
+    #[arg(long, default_value = "750ms", value_parser = parse_duration)]
+    election_timeout: Duration,
     /// Copies of every chunk (kept in the cluster map) [default on a new cluster: 3]
     #[arg(long)]
     replication: Option<u32>,
@@ -141,6 +145,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
         peers,
         join: args.join,
         snapshot_logs: args.snapshot_logs,
+        election_timeout: args.election_timeout,
         replication: args.replication,
         chunk_size_bytes: args.chunk_size,
         down_after: args.down_after,

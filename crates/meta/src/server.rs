@@ -83,6 +83,9 @@ pub struct MetaConfig {
     /// Build a snapshot (and purge the log before it) every this many
     /// applied entries.
     pub snapshot_logs: u64,
+    /// A follower that hears nothing from the leader for between one and
+    /// two of these stands for election.
+    pub election_timeout: Duration,
     /// Set the cluster's replication factor (kept in the map); `None` keeps
     /// what the map has (3 on a new cluster).
     pub replication: Option<u32>,
@@ -119,6 +122,12 @@ pub async fn run(
     if config.snapshot_logs == 0 {
         anyhow::bail!("--snapshot-logs must be 1 or more");
     }
+    if !(Duration::from_millis(50)..=Duration::from_secs(60)).contains(&config.election_timeout) {
+        anyhow::bail!(
+            "--election-timeout must be between 50ms and 60s; got {:?}",
+            config.election_timeout
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -142,11 +151,14 @@ pub async fn run(
         ),
     })?;
 
+    let election_ms = config.election_timeout.as_millis() as u64;
     let raft_config = openraft::Config {
         cluster_name: "cairn".into(),
-        heartbeat_interval: 250,
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        // Leader heartbeats 5 times per election timeout; a follower
+        // waits between one and two timeouts before it stands.
+        heartbeat_interval: (election_ms / 5).max(10),
+        election_timeout_min: election_ms,
+        election_timeout_max: election_ms * 2,
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
         snapshot_max_chunk_size: SNAPSHOT_PIECE_BYTES,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
