@@ -1,5 +1,6 @@
 //! `cairn dev`: starts a healthy local cluster, stops cleanly on SIGTERM,
-//! and brings the same data back when started again on the same directory.
+//! and brings the same data back when started again on the same directory;
+//! with `--meta 3` it survives the loss of a metadata member.
 
 mod common;
 
@@ -11,6 +12,10 @@ use common::*;
 
 /// Starts `cairn dev` and waits for its "is up" line; returns the child and its output so far.
 fn start_dev(dir: &std::path::Path, port: u16) -> (Child, String) {
+    start_dev_with(dir, port, &[])
+}
+
+fn start_dev_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(CAIRN)
         .args([
             "dev",
@@ -21,6 +26,7 @@ fn start_dev(dir: &std::path::Path, port: u16) -> (Child, String) {
             "--nodes",
             "3",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -62,14 +68,70 @@ extern "C" {
 
 /// A port whose next three ports are free too (cairn dev uses them).
 fn free_port_run() -> u16 {
+    free_ports_after(3)
+}
+
+/// A port whose next `count` ports are free too.
+fn free_ports_after(count: u16) -> u16 {
     loop {
         let port = free_port();
         if port < 65000
-            && (1..=3).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
+            && (1..=count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
         {
             return port;
         }
     }
+}
+
+/// Process ids whose command line mentions `needle`.
+fn pids_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(needle).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn dev_with_three_metadata_members_survives_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports_after(5);
+    let (child, banner) = start_dev_with(dir.path(), port, &["--meta", "3"]);
+    let members: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
+    let meta = members.join(",");
+    assert!(
+        banner.contains("metadata member 3") && banner.contains(&format!("cairn --meta {meta}")),
+        "{banner}"
+    );
+    let status = run_cairn(&meta, &["status", "--json"], &[]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["members"].as_array().unwrap().len(), 3, "{status}");
+    let data = random_bytes(100_000, 10);
+    assert!(run_cairn(&meta, &["put", "-", "/a"], &data)
+        .status
+        .success());
+
+    // Kill the leader's process: dev keeps the rest running, and the
+    // cluster keeps working.
+    let leader = status["leader"].as_u64().unwrap();
+    let member_dir = dir.path().join(format!("meta-{leader}"));
+    let pids = pids_with(member_dir.to_str().unwrap());
+    assert_eq!(pids.len(), 1, "one process for member {leader}: {pids:?}");
+    unsafe { libc_kill(pids[0], 9) };
+    let out = run_cairn(&meta, &["put", "-", "/b"], &data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_cairn(&meta, &["cat", "/a"], &[]);
+    assert!(out.status.success() && out.stdout == data);
+    stop(child);
 }
 
 #[test]
