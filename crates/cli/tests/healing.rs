@@ -354,14 +354,19 @@ fn new_nodes_take_their_share_while_files_stay_readable() {
         .collect();
     put_all(&cluster, &files, 8);
     wait_healed(&cluster, "initial placement");
-    let before = cluster.status().unwrap();
+    let count = |s: &Value| -> u64 {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["chunk_count"].as_u64().unwrap())
+            .sum()
+    };
+    // 4 chunks of 64 KiB per file, 3 copies each. Counted from the files,
+    // not from a status: a heartbeat may not yet report the last puts.
+    let copies = (files.len() * 4 * 3) as u64;
+    let before = cluster.wait_for_within(HEAL_LIMIT, "every copy reported", |s| count(s) == copies);
     let pushed_before = report_sum(&before, &["repair", "pushed_chunks_total"]);
-    let copies: u64 = before["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["chunk_count"].as_u64().unwrap())
-        .sum();
 
     // Readers run through the whole move; any failure fails the test.
     let stop = AtomicBool::new(false);
@@ -394,14 +399,6 @@ fn new_nodes_take_their_share_while_files_stay_readable() {
     });
     wait_fsck_clean(&cluster);
     // Old copies are handed off once every node agrees on the new map.
-    let count = |s: &Value| -> u64 {
-        s["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["chunk_count"].as_u64().unwrap())
-            .sum()
-    };
     let after =
         cluster.wait_for_within(HEAL_LIMIT, "old copies handed off", |s| count(s) == copies);
     let new_ids = [cluster.node_id(3), cluster.node_id(4)];
