@@ -7,10 +7,15 @@ pub enum ClientError {
     Api(ApiError),
     #[error(
         "cannot reach the metadata service at {addr} ({reason}); start a local cluster with `cairn dev`, \
-         or point at yours with --meta ADDR[,ADDR...] or the CAIRN_META variable; a metadata group \
-         answers only while a majority of its members run and reach each other"
+         or point at yours with --meta ADDR[,ADDR...] or the CAIRN_META variable"
     )]
     MetaUnreachable { addr: String, reason: String },
+    #[error(
+        "no metadata leader could serve this ({reason}); a metadata group answers only while a majority of \
+         its members run and reach each other: check each member with `cairn --stale-ok --meta ADDR status` \
+         and start the ones that are down (members given: {addr})"
+    )]
+    NoLeader { addr: String, reason: String },
     /// A chunk could not be stored or fetched well enough; says which and why.
     #[error("{0}")]
     Transfer(String),

@@ -34,6 +34,10 @@ const ADMIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(150);
 /// How long one call keeps trying across members and leader changes. An
 /// election takes 1-2 s; this covers several failed ones.
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A call gives up this soon when no member answers at all (nothing is
+/// running there, or the addresses are wrong), rather than after the
+/// whole failover timeout.
+const NOBODY_ANSWERS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts while no leader is known: doubles up to the max.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -240,14 +244,17 @@ impl MetaClient {
             .body
             .is_some()
             .then(|| format!("{:032x}", uuid::Uuid::new_v4().as_u128()));
-        let deadline = Instant::now() + self.failover_timeout;
+        let started = Instant::now();
+        let deadline = started + self.failover_timeout;
         let mut backoff = BACKOFF_MIN;
-        let mut tried: Vec<(String, String)> = Vec::new();
+        // (member, what went wrong, whether it answered at all)
+        let mut tried: Vec<(String, String, bool)> = Vec::new();
         let mut hops = 0;
+        let mut answered_any = false;
         loop {
             let target = self.addr();
             let outcome = self.attempt(&call, &target, request_id.as_deref()).await;
-            let problem = match outcome {
+            let (problem, answered) = match outcome {
                 Attempt::Done(status, body) => {
                     let server = format!("metadata service at {target}");
                     return decode_body(status, &body, &server);
@@ -261,22 +268,24 @@ impl MetaClient {
                     if hops <= MAX_FREE_HOPS {
                         continue;
                     }
-                    format!("redirected to {leader}")
+                    (format!("redirected to {leader}"), true)
                 }
                 // A member that names itself as leader but is not (yet).
-                Attempt::Redirect(_) => "redirected to itself".to_string(),
+                Attempt::Redirect(_) => ("redirected to itself".to_string(), true),
                 Attempt::NoLeader(message) => {
                     self.rotate(&target);
-                    message
+                    (message, true)
                 }
                 Attempt::Unreachable(reason) => {
                     self.rotate(&target);
-                    reason
+                    (reason, false)
                 }
             };
-            tried.retain(|(addr, _)| addr != &target);
-            tried.push((target, problem));
-            if Instant::now() + backoff >= deadline {
+            answered_any |= answered;
+            tried.retain(|(addr, _, _)| addr != &target);
+            tried.push((target, problem, answered));
+            let nobody_answers = !answered_any && started.elapsed() >= NOBODY_ANSWERS_TIMEOUT;
+            if nobody_answers || Instant::now() + backoff >= deadline {
                 return Err(self.gave_up(tried));
             }
             tokio::time::sleep(backoff).await;
@@ -352,15 +361,19 @@ impl MetaClient {
         }
     }
 
-    fn gave_up(&self, tried: Vec<(String, String)>) -> ClientError {
+    /// The error after the failover timeout: nobody answered, or members
+    /// answered but none could act as leader.
+    fn gave_up(&self, tried: Vec<(String, String, bool)>) -> ClientError {
         let reason = tried
             .iter()
-            .map(|(addr, problem)| format!("{addr}: {problem}"))
+            .map(|(addr, problem, _)| format!("{addr}: {problem}"))
             .collect::<Vec<_>>()
             .join("; ");
-        ClientError::MetaUnreachable {
-            addr: self.members.join(","),
-            reason,
+        let addr = self.members.join(",");
+        if tried.iter().any(|(_, _, answered)| *answered) {
+            ClientError::NoLeader { addr, reason }
+        } else {
+            ClientError::MetaUnreachable { addr, reason }
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -102,6 +103,10 @@ struct Meta {
     db: Arc<Database>,
     timing: Timing,
     liveness: Mutex<Liveness>,
+    /// The term in which this member, leading, has applied its whole log
+    /// once (0: not yet). From then on its commit index is fresh, and a
+    /// consistent read needs only openraft's check (see `confirm_leader`).
+    log_applied_in_term: AtomicU64,
 }
 
 /// Runs the metadata service until `shutdown` resolves.
@@ -194,6 +199,7 @@ pub async fn run(
             up_after: config.up_after,
         },
         liveness: Mutex::default(),
+        log_applied_in_term: AtomicU64::new(0),
     });
     // Serve first: the other members must reach this one to form the group.
     if config.join {
@@ -464,19 +470,31 @@ impl Meta {
     /// openraft's check waits for the leader's commit index, which may be
     /// behind after a restart: the commit index is not fsynced, and a
     /// member that led before a crash resumes leading the same term without
-    /// a new entry. So the read also waits until every entry in this
-    /// leader's log is applied: that log holds every committed entry.
+    /// a new entry. So, once per term, a read also waits until every entry
+    /// in this leader's log is applied: that log holds every committed
+    /// entry, and from then on the commit index only advances by real
+    /// commits. (A term has one leader, and a restart forgets the flag.)
     async fn confirm_leader(&self) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + CONFIRM_LEADER_TIMEOUT;
         let confirm = async {
             self.raft.ensure_linearizable().await?;
-            let last_log_index = self.raft.metrics().borrow().last_log_index;
+            let (term, last_log_index) = {
+                let metrics = self.raft.metrics();
+                let metrics = metrics.borrow();
+                (metrics.current_term, metrics.last_log_index)
+            };
+            if self.log_applied_in_term.load(Ordering::Acquire) == term {
+                return Ok(true);
+            }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let applied = self
                 .raft
                 .wait(Some(remaining))
                 .applied_index_at_least(last_log_index, "this leader's log is applied")
                 .await;
+            if applied.is_ok() {
+                self.log_applied_in_term.store(term, Ordering::Release);
+            }
             Ok(applied.is_ok())
         };
         match tokio::time::timeout_at(deadline, confirm).await {
