@@ -30,8 +30,11 @@ pub use store::ChunkStore;
 pub struct ChunkConfig {
     pub data_dir: PathBuf,
     pub listen: String,
-    /// Metadata service address (`host:port`).
+    /// Metadata service address (`host:port`), or every member's, comma-separated.
     pub meta: String,
+    /// The cluster token (`cairn_proto::api::cluster_token` of the secret),
+    /// without which the metadata service refuses this node.
+    pub cluster_token: Option<String>,
     pub zone: String,
     /// Placement weight and the most bytes of chunks to hold; `None` means
     /// the size of the disk under `data_dir` (and no limit but the disk).
@@ -74,7 +77,10 @@ pub async fn run(
             .context("cannot read the disk size; give --capacity")?,
     };
     tracing::info!(node = %store.node_id(), %addr, data_dir = %config.data_dir.display(), "chunk server ready (plain HTTP)");
-    let node = Arc::new(node::Node::new(store, MetaClient::new(&config.meta)));
+    let node = Arc::new(node::Node::new(
+        store,
+        MetaClient::new(&config.meta).with_cluster_token(config.cluster_token.clone()),
+    ));
     let registration = membership::Registration {
         addr,
         zone: config.zone.clone(),

@@ -46,7 +46,10 @@ pub async fn keep_registered(node: Arc<Node>, registration: Registration) {
                     delay = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    if e.code() == Some(ErrorCode::FailedPrecondition) {
+                    if matches!(
+                        e.code(),
+                        Some(ErrorCode::FailedPrecondition | ErrorCode::Unauthenticated)
+                    ) {
                         tracing::error!("the metadata service refuses this node: {e}");
                     } else {
                         tracing::warn!(meta = %node.meta.addr(), "cannot register yet: {e}");

@@ -46,6 +46,11 @@ pub struct MetaArgs {
     /// of these stands for election (the leader heartbeats 5 times as often)
     #[arg(long, default_value = "750ms", value_parser = parse_duration)]
     election_timeout: Duration,
+    /// File holding the cluster's secret (at least 16 bytes): chunk servers
+    /// and other members must have the same to join [default: none, anyone
+    /// who reaches the port may join]
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
     /// Copies of every chunk (kept in the cluster map) [default on a new cluster: 3]
     #[arg(long)]
     replication: Option<u32>,
@@ -95,6 +100,9 @@ pub struct ChunkArgs {
     /// Delete a chunk no file references only after it has been here this long
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     collect_grace: Duration,
+    /// File holding the cluster's secret, the same as the metadata members'
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -146,6 +154,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
         join: args.join,
         snapshot_logs: args.snapshot_logs,
         election_timeout: args.election_timeout,
+        cluster_token: read_cluster_token(args.cluster_secret_file.as_deref())?,
         replication: args.replication,
         chunk_size_bytes: args.chunk_size,
         down_after: args.down_after,
@@ -177,6 +186,7 @@ pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         listen: args.listen,
         meta,
+        cluster_token: read_cluster_token(args.cluster_secret_file.as_deref())?,
         zone: args.zone,
         capacity_bytes: args.capacity,
         reserve_bytes: args.reserve,
@@ -191,6 +201,62 @@ pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
     };
     cairn_chunk::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The shortest cluster secret accepted.
+const MIN_SECRET_BYTES: usize = 16;
+
+/// Reads the cluster secret file and derives the token servers exchange.
+fn read_cluster_token(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the cluster secret file {}", path.display()))?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < MIN_SECRET_BYTES {
+        bail!(
+            "the cluster secret in {} is {} bytes; use at least {MIN_SECRET_BYTES}, as made by \
+             `head -c 32 /dev/urandom | base64 > FILE`",
+            path.display(),
+            secret.len()
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            "the cluster secret file can be read by other users; chmod 600 it"
+        );
+    }
+    Ok(Some(cairn_proto::api::cluster_token(secret)))
+}
+
+/// Makes `path` hold a new random cluster secret (mode 0600) unless it
+/// exists.
+fn ensure_cluster_secret(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+    };
+    // Two random v4 UUIDs: 244 random bits.
+    let secret = format!(
+        "{}{}\n",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// How long `cairn dev` waits for the cluster to become healthy.
@@ -224,6 +290,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         .map(|i| format!("127.0.0.1:{}", args.port + i))
         .collect();
     let meta_list = meta_addrs.join(",");
+    let secret_path = dir.join("cluster.secret");
+    ensure_cluster_secret(&secret_path)?;
+    let secret_file = path_str(&secret_path)?;
     let peers = meta_addrs
         .iter()
         .enumerate()
@@ -250,6 +319,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             &id,
             "--down-after",
             &args.down_after,
+            "--cluster-secret-file",
+            secret_file,
         ];
         if args.meta > 1 {
             meta_args.extend(["--peers", &peers]);
@@ -276,6 +347,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
                 &addr,
                 "--reserve",
                 &args.reserve,
+                "--cluster-secret-file",
+                secret_file,
             ],
         )?;
         children.push((name, child));

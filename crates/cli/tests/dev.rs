@@ -157,6 +157,10 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(run_cairn(&meta, &["status"], &[]).status.success());
+    // Its servers share a cluster secret only its owner can read.
+    use std::os::unix::fs::PermissionsExt;
+    let secret = std::fs::metadata(dir.path().join("cluster.secret")).unwrap();
+    assert_eq!(secret.permissions().mode() & 0o777, 0o600);
     stop(child);
     assert!(
         !run_cairn(&meta, &["status"], &[]).status.success(),

@@ -100,6 +100,8 @@ impl Net {
             .map(|i| format!("{}={}", i + 1, Net::addr(i)))
             .collect::<Vec<_>>()
             .join(",");
+        let secret = self.dir.path().join("cluster.secret");
+        common::write_secret(&secret, "the partition test's secret");
         for i in 0..MEMBERS {
             let data_dir = self.dir.path().join(format!("meta-{}", i + 1));
             let log =
@@ -109,6 +111,7 @@ impl Net {
                 .args(["--data-dir", data_dir.to_str().unwrap()])
                 .args(["--listen", &Net::addr(i), "--id", &(i + 1).to_string()])
                 .args(["--peers", &peers])
+                .args(["--cluster-secret-file", secret.to_str().unwrap()])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)

@@ -16,7 +16,8 @@ use cairn_proto::api::{
     AddMemberRequest, CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse,
     ListResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
     ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest, RemoveNodeRequest,
-    RemoveRequest, SnapshotResponse, Stat, StatusResponse, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    RemoveRequest, SnapshotResponse, Stat, StatusResponse, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER,
+    STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
@@ -56,6 +57,9 @@ pub struct MetaClient {
     target: Arc<Mutex<String>>,
     stale_ok: bool,
     failover_timeout: Duration,
+    /// Sent on every call when set: the metadata service asks chunk
+    /// servers for it (see `cairn_proto::api::cluster_token`).
+    cluster_token: Option<String>,
 }
 
 impl MetaClient {
@@ -86,7 +90,14 @@ impl MetaClient {
             members: members.into(),
             stale_ok: false,
             failover_timeout: FAILOVER_TIMEOUT,
+            cluster_token: None,
         }
+    }
+
+    /// Proves membership of the cluster on every call (chunk servers).
+    pub fn with_cluster_token(mut self, token: Option<String>) -> MetaClient {
+        self.cluster_token = token;
+        self
     }
 
     /// How long one call keeps trying members before it gives up.
@@ -309,6 +320,9 @@ impl MetaClient {
         }
         if self.stale_ok {
             request = request.header(STALE_OK_HEADER, "1");
+        }
+        if let Some(token) = &self.cluster_token {
+            request = request.header(CLUSTER_TOKEN_HEADER, token);
         }
         let response = match request.send().await {
             Ok(response) => response,

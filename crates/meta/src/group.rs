@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cairn_proto::api::MemberStatus;
+use cairn_proto::api::{MemberStatus, CLUSTER_TOKEN_HEADER};
 use cairn_proto::{ApiError, ErrorCode};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft, RaftMetrics};
@@ -72,7 +72,12 @@ pub struct Hello {
 }
 
 /// Forms the group if nobody has: see the module comment.
-pub async fn form(raft: Raft<TypeConfig>, id: RaftNodeId, peers: BTreeMap<RaftNodeId, String>) {
+pub async fn form(
+    raft: Raft<TypeConfig>,
+    id: RaftNodeId,
+    peers: BTreeMap<RaftNodeId, String>,
+    cluster_token: Option<String>,
+) {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2))
@@ -88,10 +93,17 @@ pub async fn form(raft: Raft<TypeConfig>, id: RaftNodeId, peers: BTreeMap<RaftNo
         let mut reachable = vec![id];
         let mut peer_initialized = None;
         for (&peer, addr) in peers.iter().filter(|(&p, _)| p != id) {
-            let url = format!("http://{addr}/v1/meta/hello");
-            let Ok(response) = http.get(url).send().await else {
+            let mut hello = http.get(format!("http://{addr}/v1/meta/hello"));
+            if let Some(token) = &cluster_token {
+                hello = hello.header(CLUSTER_TOKEN_HEADER, token);
+            }
+            let Ok(response) = hello.send().await else {
                 continue;
             };
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                tracing::error!(member = peer, %addr, "refuses this member's cluster token; give every member the same --cluster-secret-file");
+                continue;
+            }
             let Ok(hello) = response.json::<Hello>().await else {
                 continue;
             };

@@ -16,26 +16,27 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use cairn_proto::api::CLUSTER_TOKEN_HEADER;
+
 use crate::store::RaftNodeId;
 use crate::TypeConfig;
 
 pub struct HttpNetworkFactory {
     client: reqwest::Client,
+    /// Sent with every message: members refuse Raft from outsiders.
+    cluster_token: Option<String>,
 }
 
 impl HttpNetworkFactory {
-    pub fn new() -> HttpNetworkFactory {
+    pub fn new(cluster_token: Option<String>) -> HttpNetworkFactory {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("HTTP client builds with static settings");
-        HttpNetworkFactory { client }
-    }
-}
-
-impl Default for HttpNetworkFactory {
-    fn default() -> Self {
-        Self::new()
+        HttpNetworkFactory {
+            client,
+            cluster_token,
+        }
     }
 }
 
@@ -47,6 +48,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
             client: self.client.clone(),
             target,
             addr: node.addr.clone(),
+            cluster_token: self.cluster_token.clone(),
         }
     }
 }
@@ -55,6 +57,7 @@ pub struct HttpPeer {
     client: reqwest::Client,
     target: RaftNodeId,
     addr: String,
+    cluster_token: Option<String>,
 }
 
 impl HttpPeer {
@@ -70,20 +73,30 @@ impl HttpPeer {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("http://{}/v1/raft/{route}", self.addr);
-        let response = self
+        let mut post = self
             .client
             .post(url)
             .timeout(option.hard_ttl())
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .json(request);
+        if let Some(token) = &self.cluster_token {
+            post = post.header(CLUSTER_TOKEN_HEADER, token);
+        }
+        let response = post.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let refusal = std::io::Error::other(format!(
+                "metadata member {} at {} refused this member's cluster token; give every member the same \
+                 --cluster-secret-file",
+                self.target, self.addr
+            ));
+            tracing::error!(%refusal, "raft message refused");
+            return Err(RPCError::Unreachable(Unreachable::new(&refusal)));
+        }
         let result: Result<Resp, RaftError<RaftNodeId, E>> = response
             .json()
             .await

@@ -35,7 +35,7 @@ use cairn_proto::api::{
     ListResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeReport,
     NodeRequest, NodeStatus, ReferencedRequest, ReferencedResponse, RegisterRequest,
     RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse,
-    MAX_HAS_CHUNKS_IDS, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    CLUSTER_TOKEN_HEADER, MAX_HAS_CHUNKS_IDS, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId, NodeId, NodeState};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -87,6 +87,11 @@ pub struct MetaConfig {
     /// A follower that hears nothing from the leader for between one and
     /// two of these stands for election.
     pub election_timeout: Duration,
+    /// [`cairn_proto::api::cluster_token`] of the cluster secret: required
+    /// of chunk servers registering and heartbeating and of members talking
+    /// Raft, and sent with this member's own Raft messages. `None`: anyone
+    /// who can reach the port may join (said loudly at start).
+    pub cluster_token: Option<String>,
     /// Set the cluster's replication factor (kept in the map); `None` keeps
     /// what the map has (3 on a new cluster).
     pub replication: Option<u32>,
@@ -99,6 +104,7 @@ pub struct MetaConfig {
 
 struct Meta {
     id: RaftNodeId,
+    cluster_token: Option<String>,
     raft: Raft<TypeConfig>,
     db: Arc<Database>,
     timing: Timing,
@@ -178,7 +184,7 @@ pub async fn run(
     let raft = Raft::new(
         config.id,
         raft_config,
-        HttpNetworkFactory::new(),
+        HttpNetworkFactory::new(config.cluster_token.clone()),
         LogStore::new(db.clone()),
         StateMachine::new(db.clone()),
     )
@@ -192,6 +198,7 @@ pub async fn run(
 
     let meta = Arc::new(Meta {
         id: config.id,
+        cluster_token: config.cluster_token.clone(),
         raft,
         db,
         timing: Timing {
@@ -213,7 +220,13 @@ pub async fn run(
     } else if peers.len() == 1 {
         // A group of one forms at once; it applies the flags before it
         // serves, so that its first clients see them.
-        group::form(meta.raft.clone(), config.id, peers.clone()).await;
+        group::form(
+            meta.raft.clone(),
+            config.id,
+            peers.clone(),
+            config.cluster_token.clone(),
+        )
+        .await;
         meta.raft
             .wait(Some(Duration::from_secs(30)))
             .current_leader(config.id, "this member leads its group of one")
@@ -223,7 +236,12 @@ pub async fn run(
             .await
             .map_err(anyhow::Error::msg)?;
     } else {
-        tokio::spawn(group::form(meta.raft.clone(), config.id, peers.clone()));
+        tokio::spawn(group::form(
+            meta.raft.clone(),
+            config.id,
+            peers.clone(),
+            config.cluster_token.clone(),
+        ));
     }
     tokio::spawn(apply_params(
         meta.clone(),
@@ -232,6 +250,12 @@ pub async fn run(
     ));
     tokio::spawn(watch_liveness(meta.clone()));
 
+    if config.cluster_token.is_none() {
+        tracing::warn!(
+            "no --cluster-secret-file: any process that can reach {listen_addr} can join as a storage node \
+             or a metadata member; give every process of the cluster the same secret file"
+        );
+    }
     tracing::info!(
         listen = %listen_addr,
         member = config.id,
@@ -240,6 +264,7 @@ pub async fn run(
         "metadata service serving (plain HTTP)"
     );
     let app = cairn_telemetry::instrument(router(meta.clone()));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -316,8 +341,20 @@ fn router(meta: Arc<Meta>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/map", get(map))
-        .route("/v1/nodes/register", post(register))
-        .route("/v1/nodes/heartbeat", post(heartbeat))
+        .route(
+            "/v1/nodes/register",
+            post(register).layer(middleware::from_fn_with_state(
+                meta.clone(),
+                require_cluster_token,
+            )),
+        )
+        .route(
+            "/v1/nodes/heartbeat",
+            post(heartbeat).layer(middleware::from_fn_with_state(
+                meta.clone(),
+                require_cluster_token,
+            )),
+        )
         .route("/v1/nodes/drain", post(drain_node))
         .route("/v1/nodes/undrain", post(undrain_node))
         .route("/v1/nodes/remove", post(remove_node))
@@ -343,17 +380,56 @@ fn router(meta: Arc<Meta>) -> Router {
             meta.clone(),
             route_to_leader,
         ))
-        // Served by every member, leader or not.
+        // Served by every member, leader or not; only to cluster members.
         .merge(
             Router::new()
-                .route("/v1/health", get(health))
                 .route("/v1/meta/hello", get(hello))
                 .route("/v1/raft/append", post(raft_append))
                 .route("/v1/raft/vote", post(raft_vote))
                 .route("/v1/raft/snapshot", post(raft_snapshot))
-                .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES)),
+                .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES))
+                .layer(middleware::from_fn_with_state(
+                    meta.clone(),
+                    require_cluster_token,
+                )),
         )
+        .route("/v1/health", get(health))
         .with_state(meta)
+}
+
+/// Refuses a request without the cluster token (when this member has one),
+/// and logs who tried: joining the cluster or talking Raft needs it.
+async fn require_cluster_token(
+    State(meta): State<Arc<Meta>>,
+    request: HttpRequest,
+    next: Next,
+) -> HttpResponse {
+    let Some(expected) = &meta.cluster_token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(CLUSTER_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if presented.is_some_and(|token| cairn_proto::api::token_matches(token, expected)) {
+        return next.run(request).await;
+    }
+    let source = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or("unknown".to_string(), |c| c.0.to_string());
+    tracing::warn!(
+        %source,
+        route = request.uri().path(),
+        reason = if presented.is_some() { "wrong cluster token" } else { "no cluster token" },
+        "refused a request that needs the cluster secret"
+    );
+    HttpError(ApiError::new(
+        ErrorCode::Unauthenticated,
+        "this request needs the cluster secret: start the process with --cluster-secret-file naming \
+         the same secret file as the rest of the cluster",
+    ))
+    .into_response()
 }
 
 /// Sends every call that needs the leader to it: a 307 redirect when this

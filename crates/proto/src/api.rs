@@ -290,6 +290,32 @@ pub struct SnapshotResponse {
 /// outcome, so a commit retried across a leader change is applied once.
 pub const REQUEST_ID_HEADER: &str = "x-cairn-request-id";
 
+/// Header proving that a process holds the cluster secret: chunk servers
+/// registering and heartbeating, and metadata members talking Raft, send
+/// [`cluster_token`] of the secret. Without TLS it travels in clear text
+/// (anyone who can watch the network can copy it).
+pub const CLUSTER_TOKEN_HEADER: &str = "x-cairn-cluster-token";
+
+/// The token derived from the cluster secret (the contents of the file
+/// given with `--cluster-secret-file`): a keyed BLAKE3 hash, so the token
+/// does not reveal the secret and other uses of the secret stay apart.
+pub fn cluster_token(secret: &[u8]) -> String {
+    let key = blake3::hash(secret);
+    blake3::keyed_hash(key.as_bytes(), b"cairn cluster join v1")
+        .to_hex()
+        .to_string()
+}
+
+/// Compares a presented token with the expected one in constant time.
+pub fn token_matches(presented: &str, expected: &str) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
 /// Header asking a metadata member to answer a read from its own applied
 /// state, which may be behind the leader's (`--stale-ok`).
 pub const STALE_OK_HEADER: &str = "x-cairn-stale-ok";

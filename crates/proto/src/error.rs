@@ -30,6 +30,8 @@ pub enum ErrorCode {
     /// A chunk server has no room for the chunk; writers go to another node.
     NoSpace,
     Unavailable,
+    /// The request lacks a credential it needs (the cluster secret).
+    Unauthenticated,
     Internal,
 }
 
@@ -49,6 +51,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::NotLeader => 503,
             ErrorCode::NotEnoughNodes | ErrorCode::Unavailable => 503,
+            ErrorCode::Unauthenticated => 401,
             ErrorCode::Internal => 500,
         }
     }

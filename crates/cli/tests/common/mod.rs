@@ -100,6 +100,10 @@ impl Cluster {
         chunk_args: &[(&str, &str)],
     ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        write_secret(
+            &dir.path().join("cluster.secret"),
+            "the test cluster's secret",
+        );
         let metas: Vec<MetaMember> = (1..=members as u64)
             .map(|id| MetaMember {
                 id,
@@ -181,6 +185,10 @@ impl Cluster {
             args.push("--peers".into());
             args.push(self.peers());
         }
+        if !member.args.iter().any(|a| a == "--cluster-secret-file") {
+            args.push("--cluster-secret-file".into());
+            args.push(self.secret_file());
+        }
         args.extend(self.meta_args.iter().cloned());
         args.extend(member.args.iter().cloned());
         let log = self.member_log(i);
@@ -195,6 +203,16 @@ impl Cluster {
             .map(|m| format!("{}={}", m.id, m.addr))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The cluster secret file every process of this cluster is given.
+    pub fn secret_file(&self) -> String {
+        self.dir
+            .path()
+            .join("cluster.secret")
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 
     pub fn member_log(&self, i: usize) -> PathBuf {
@@ -300,15 +318,17 @@ impl Cluster {
             server.addr.clone(),
         ];
         // Later layers win: defaults, then the cluster's, then the server's.
+        // An empty value drops the flag.
         let mut flags: Vec<(String, String)> = CHUNK_DEFAULTS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        flags.push(("--cluster-secret-file".into(), self.secret_file()));
         for (flag, value) in self.chunk_args.iter().chain(&server.args) {
             flags.retain(|(f, _)| f != flag);
             flags.push((flag.clone(), value.clone()));
         }
-        for (flag, value) in flags {
+        for (flag, value) in flags.into_iter().filter(|(_, v)| !v.is_empty()) {
             args.push(flag);
             args.push(value);
         }
@@ -499,6 +519,20 @@ pub fn run_cairn(meta_addr: &str, args: &[&str], stdin: &[u8]) -> Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     out
+}
+
+/// Writes a cluster secret file, readable by its owner only.
+pub fn write_secret(path: &Path, secret: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(secret.as_bytes()).unwrap();
 }
 
 /// One HTTP/1.1 request with a 1 s connect and 5 s read limit; `None` if
