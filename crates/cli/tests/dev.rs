@@ -66,11 +66,6 @@ extern "C" {
     fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
-/// A port whose next three ports are free too (cairn dev uses them).
-fn free_port_run() -> u16 {
-    free_ports_after(3)
-}
-
 /// A port whose next `count` ports are free too.
 fn free_ports_after(count: u16) -> u16 {
     loop {
@@ -137,7 +132,7 @@ fn dev_with_three_metadata_members_survives_losing_one() {
 #[test]
 fn dev_cluster_starts_stops_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port_run();
+    let port = free_ports_after(3);
     let meta = format!("127.0.0.1:{port}");
     let (child, banner) = start_dev(dir.path(), port);
     assert!(

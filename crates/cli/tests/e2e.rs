@@ -277,22 +277,9 @@ fn chunk_server_on_a_new_port_keeps_its_id() {
 
 /// Sends one raw HTTP/1.1 request; returns the status code and the body.
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response[9..12].parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (code, body)
+    let (code, body) = try_http(addr, method, path, body)
+        .unwrap_or_else(|| panic!("{method} {path} on {addr}: no answer"));
+    (code, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[test]

@@ -565,3 +565,124 @@ fn concurrent_reads_and_writes_through_leader_failures_are_linearizable() {
         CLIENTS * OPS_PER_CLIENT
     );
 }
+
+// ---- growing a group, and the refusals of meta-admin and of `cairn meta` ----
+
+#[test]
+fn a_one_member_service_grows_into_a_group_and_its_first_member_restarts_as_a_follower() {
+    let mut cluster = Cluster::start_group(1, 0, &[], &[]);
+    cluster.ok(&["mkdir", "/before"]);
+    // Refusals that leave the group as it is, each saying what to do.
+    let err = cluster.fails(&["meta-admin", "remove", "--id", "1"]);
+    assert!(
+        err.contains("only voter") && err.contains("add another"),
+        "{err}"
+    );
+    let err = cluster.fails(&["meta-admin", "remove", "--id", "9"]);
+    assert!(
+        err.contains("member 9") && err.contains("cairn status"),
+        "{err}"
+    );
+    let err = cluster.fails(&[
+        "meta-admin",
+        "add-voter",
+        "--id",
+        "0",
+        "--addr",
+        "127.0.0.1:1",
+    ]);
+    assert!(err.contains("--id must be 1 or more"), "{err}");
+
+    for _ in 0..2 {
+        let i = cluster.add_member();
+        let (id, addr) = (
+            cluster.metas[i].id.to_string(),
+            cluster.metas[i].addr.clone(),
+        );
+        cluster.ok(&["meta-admin", "add-voter", "--id", &id, "--addr", &addr]);
+    }
+    let err = cluster.fails(&[
+        "meta-admin",
+        "add-voter",
+        "--id",
+        "2",
+        "--addr",
+        "127.0.0.1:1",
+    ]);
+    assert!(
+        err.contains("already exists") && err.contains("remove it first"),
+        "{err}"
+    );
+    let members: Value =
+        serde_json::from_str(&cluster.ok(&["meta-admin", "members", "--json"])).unwrap();
+    assert_eq!(
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["voter"] == true)
+            .count(),
+        3
+    );
+
+    // The first member, which formed the group alone, comes back after a
+    // crash as a follower of the leader the other two elected.
+    cluster.wait_leader(None, ELECTION_LIMIT);
+    cluster.kill_member(0);
+    let new = cluster.wait_leader(Some(0), ELECTION_LIMIT);
+    let via_new = cluster.metas[new].addr.clone();
+    let out = run_cairn(&via_new, &["mkdir", "/while-away"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.start_member(0);
+    wait_caught_up(&cluster);
+    // Once more, now that it was a follower when it stopped, and with an
+    // election timeout too long for it to stand: it must serve as a
+    // follower, not wait to lead.
+    assert_ne!(cluster.leader(), Some(0));
+    cluster.kill_member(0);
+    cluster.metas[0].args = vec!["--election-timeout".into(), "50s".into()];
+    cluster.start_member(0);
+    wait_caught_up(&cluster);
+    let first = cluster.metas[0].addr.clone();
+    let expected: BTreeSet<String> = ["before", "while-away"].map(String::from).into();
+    assert_eq!(names(&first, "/", true), expected);
+    assert_eq!(names(&first, "/", false), expected);
+}
+
+#[test]
+fn bad_group_flags_are_refused_at_start_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("meta");
+    let listen = format!("127.0.0.1:{}", free_port());
+    for (flags, says) in [
+        (
+            vec!["--id", "2", "--peers", "1=127.0.0.1:1"],
+            "--peers must list this member too",
+        ),
+        (vec!["--peers", "1="], "has no address"),
+        (vec!["--peers", "1=a:1,1=b:2"], "names member 1 twice"),
+        (vec!["--id", "0"], "--id must be 1 or more"),
+        (vec!["--election-timeout", "1ms"], "between 50ms and 60s"),
+    ] {
+        let out = std::process::Command::new(CAIRN)
+            .args([
+                "meta",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ])
+            .args(&flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{flags:?}: {err}"
+        );
+    }
+}

@@ -311,6 +311,7 @@ impl MetaClient {
                 .http
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
+                // A cheap clone: a commit body may be tens of MiB.
                 .body(body.clone()),
             None => self.http.get(url).query(&call.query),
         };
@@ -396,8 +397,8 @@ impl MetaClient {
 struct Call {
     route: String,
     query: Vec<(String, String)>,
-    /// JSON body of a POST; `None` for a GET.
-    body: Option<Vec<u8>>,
+    /// JSON body of a POST, shared by every attempt; `None` for a GET.
+    body: Option<bytes::Bytes>,
     attempt_timeout: Duration,
 }
 
@@ -406,7 +407,11 @@ impl Call {
         Call {
             route: route.to_string(),
             query: Vec::new(),
-            body: Some(serde_json::to_vec(body).expect("request bodies serialize to JSON")),
+            body: Some(
+                serde_json::to_vec(body)
+                    .expect("request bodies serialize to JSON")
+                    .into(),
+            ),
             attempt_timeout,
         }
     }

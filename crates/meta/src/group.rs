@@ -180,6 +180,12 @@ pub fn members(metrics: &RaftMetrics<RaftNodeId, BasicNode>) -> Vec<MemberStatus
         .collect()
 }
 
+/// The membership has exactly one voter, `id`: it needs nobody to lead.
+pub fn sole_voter(metrics: &RaftMetrics<RaftNodeId, BasicNode>, id: RaftNodeId) -> bool {
+    let mut voters = metrics.membership_config.membership().voter_ids();
+    voters.next() == Some(id) && voters.next().is_none()
+}
+
 /// Address of the member `id` in the current membership.
 pub fn member_addr(metrics: &RaftMetrics<RaftNodeId, BasicNode>, id: RaftNodeId) -> Option<String> {
     metrics

@@ -218,8 +218,7 @@ pub async fn run(
             );
         }
     } else if peers.len() == 1 {
-        // A group of one forms at once; it applies the flags before it
-        // serves, so that its first clients see them.
+        // A group of one forms at once (or was formed before).
         group::form(
             meta.raft.clone(),
             config.id,
@@ -229,12 +228,18 @@ pub async fn run(
         .await;
         meta.raft
             .wait(Some(Duration::from_secs(30)))
-            .current_leader(config.id, "this member leads its group of one")
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
+                "the membership is known",
+            )
             .await
-            .context("this metadata server did not become leader within 30s")?;
-        set_params(&meta, config.replication, config.chunk_size_bytes)
-            .await
-            .map_err(anyhow::Error::msg)?;
+            .context("this metadata server did not load its membership within 30s")?;
     } else {
         tokio::spawn(group::form(
             meta.raft.clone(),
@@ -243,11 +248,26 @@ pub async fn run(
             config.cluster_token.clone(),
         ));
     }
-    tokio::spawn(apply_params(
-        meta.clone(),
-        config.replication,
-        config.chunk_size_bytes,
-    ));
+    if group::sole_voter(&meta.raft.metrics().borrow(), config.id) {
+        // It leads at once; the flags apply before it serves, so that its
+        // first clients see them.
+        meta.raft
+            .wait(Some(Duration::from_secs(30)))
+            .current_leader(config.id, "this member leads its group of one")
+            .await
+            .context("this metadata server did not become leader within 30s")?;
+        set_params(&meta, config.replication, config.chunk_size_bytes)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    } else {
+        // A member of a larger group (which may have started as a group of
+        // one and grown): whichever member leads applies the flags.
+        tokio::spawn(apply_params(
+            meta.clone(),
+            config.replication,
+            config.chunk_size_bytes,
+        ));
+    }
     tokio::spawn(watch_liveness(meta.clone()));
 
     if config.cluster_token.is_none() {

@@ -182,6 +182,16 @@ impl Fixture {
     }
 }
 
+/// Registration of node `id` at `addr` in zone "z".
+fn register(id: &str, addr: &str) -> RegisterRequest {
+    RegisterRequest {
+        id: NodeId(id.into()),
+        addr: addr.into(),
+        zone: "z".into(),
+        capacity_bytes: 10,
+    }
+}
+
 fn mv(src: &str, dst: &str, replace: bool) -> MoveRequest {
     MoveRequest {
         src: src.into(),
@@ -384,12 +394,7 @@ fn copy_shares_chunks_and_gets_a_new_id() {
 #[test]
 fn node_registration_bumps_the_epoch_only_on_change() {
     let mut f = Fixture::new();
-    let req = RegisterRequest {
-        id: NodeId("n1".into()),
-        addr: "127.0.0.1:1".into(),
-        zone: "z".into(),
-        capacity_bytes: 10,
-    };
+    let req = register("n1", "127.0.0.1:1");
     let Output::Map(m1) = f.apply(Command::RegisterNode(req.clone())).unwrap() else {
         panic!()
     };
@@ -426,12 +431,7 @@ fn node_registration_bumps_the_epoch_only_on_change() {
     assert_eq!(same.epoch, m4.epoch);
     // Registering again does not bring a down node up: damping decides.
     let Output::Map(m5) = f
-        .apply(Command::RegisterNode(RegisterRequest {
-            addr: "127.0.0.1:3".into(),
-            id: NodeId("n1".into()),
-            zone: "z".into(),
-            capacity_bytes: 10,
-        }))
+        .apply(Command::RegisterNode(register("n1", "127.0.0.1:3")))
         .unwrap()
     else {
         panic!()
@@ -499,12 +499,7 @@ proptest! {
 #[test]
 fn only_a_draining_or_down_node_is_removed_and_it_never_rejoins() {
     let mut f = Fixture::new();
-    let req = RegisterRequest {
-        id: NodeId("n1".into()),
-        addr: "127.0.0.1:1".into(),
-        zone: "z".into(),
-        capacity_bytes: 10,
-    };
+    let req = register("n1", "127.0.0.1:1");
     f.apply(Command::RegisterNode(req.clone())).unwrap();
     let remove = Command::RemoveNode {
         id: NodeId("n1".into()),
