@@ -15,8 +15,9 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 strace -f -qq -e trace=fsync,fdatasync -o "$d/trace" "$bin" meta --data-dir "$d/meta" --listen "127.0.0.1:$port" 2>/dev/null &
 cleanup() { pkill -f "meta --data-dir $d/meta" || true; wait 2>/dev/null || true; rm -rf "$d"; }
 trap cleanup EXIT
-for _ in $(seq 50); do "$bin" --meta "127.0.0.1:$port" ls / >/dev/null 2>&1 && break; sleep 0.2; done
+source bench/lib.sh
+login_admin "$bin" "127.0.0.1:$port" "$d/meta" "$d/client.json"
 before=$(grep -cE 'fsync|fdatasync' "$d/trace")
-for i in $(seq "$n"); do "$bin" --meta "127.0.0.1:$port" mkdir "/d$i"; done
+for i in $(seq "$n"); do "$bin" --meta "127.0.0.1:$port" --config "$d/client.json" mkdir "/d$i"; done
 after=$(grep -cE 'fsync|fdatasync' "$d/trace")
 python3 -c "print(f'metadata writes: $n, fsyncs per write: {($after-$before)/$n:.2f}')"

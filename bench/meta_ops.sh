@@ -17,22 +17,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
 trap cleanup EXIT
+source bench/lib.sh
 
-wait_ready() {
-  for _ in $(seq 100); do "$bin" --meta "$1" --failover-timeout 1s ls / >/dev/null 2>&1 && return; sleep 0.2; done
-  echo "metadata service at $1 did not start; logs in $d" >&2; exit 1
-}
+# The example calls as the admin: the session token from the config.
+token() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$1"; }
 
-run() { # label addrs
-  for clients in 1 16; do "$bench" "$2" "$clients" "$ops" "$1"; done
+run() { # label addrs config
+  for clients in 1 16; do CAIRN_TOKEN=$(token "$3") "$bench" "$2" "$clients" "$ops" "$1"; done
 }
 
 # One member.
 port=$(free_port)
 "$bin" meta --data-dir "$d/one" --listen "127.0.0.1:$port" 2>"$d/one.log" &
 pids+=($!)
-wait_ready "127.0.0.1:$port"
-run "1 member" "127.0.0.1:$port"
+login_admin "$bin" "127.0.0.1:$port" "$d/one" "$d/one.json"
+run "1 member" "127.0.0.1:$port" "$d/one.json"
 kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
 
 # Three members.
@@ -41,8 +40,9 @@ for i in 1 2 3; do p=$(free_port); addrs+=("127.0.0.1:$p"); peers+=("$i=127.0.0.
 peer_list=$(IFS=,; echo "${peers[*]}")
 addr_list=$(IFS=,; echo "${addrs[*]}")
 for i in 1 2 3; do
-  "$bin" meta --data-dir "$d/m$i" --listen "${addrs[$((i-1))]}" --id "$i" --peers "$peer_list" 2>"$d/m$i.log" &
+  "$bin" meta --data-dir "$d/m$i" --listen "${addrs[$((i-1))]}" --id "$i" --peers "$peer_list" \
+    --admin-password-file "$d/admin.password" 2>"$d/m$i.log" &
   pids+=($!)
 done
-wait_ready "$addr_list"
-run "3 members" "$addr_list"
+login_admin "$bin" "$addr_list" "$d" "$d/three.json"
+run "3 members" "$addr_list" "$d/three.json"

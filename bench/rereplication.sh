@@ -54,6 +54,9 @@ wait_until() {
 # a child dies).
 "$cairn" meta --data-dir "$work/meta" --listen "$meta" --down-after 5s > "$work/meta.log" 2>&1 &
 pids+=($!)
+source bench/lib.sh
+login_admin "$cairn" "$meta" "$work/meta" "$work/client.json"
+export CAIRN_CONFIG=$work/client.json
 for i in 1 2 3 4; do
   "$cairn" chunk --meta "$meta" --data-dir "$work/chunk-$i" --listen "127.0.0.1:$((port + i))" \
     --reserve 256MiB > "$work/chunk-$i.log" 2>&1 &

@@ -45,6 +45,8 @@ sync
 
 "$cairn" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
 dev_pid=$!
+# cairn dev logs in as admin and keeps the session here.
+export CAIRN_CONFIG=$work/cluster/client.json
 for _ in $(seq 100); do "$cairn" --meta "$meta" status > /dev/null 2>&1 && break; sleep 0.2; done
 "$cairn" --meta "$meta" status > /dev/null || { cat "$work/dev.out" "$work"/cluster/*.log; exit 1; }
 

@@ -35,6 +35,9 @@ pub struct ChunkConfig {
     /// The cluster token (`cairn_proto::api::cluster_token` of the secret),
     /// without which the metadata service refuses this node.
     pub cluster_token: Option<String>,
+    /// Checks the capabilities clients present (derived from the cluster
+    /// secret). `None`: chunk calls are not checked (said at start).
+    pub capability_key: Option<cairn_proto::api::CapabilityKey>,
     pub zone: String,
     /// Placement weight and the most bytes of chunks to hold; `None` means
     /// the size of the disk under `data_dir` (and no limit but the disk).
@@ -80,7 +83,13 @@ pub async fn run(
     let node = Arc::new(node::Node::new(
         store,
         MetaClient::new(&config.meta).with_cluster_token(config.cluster_token.clone()),
+        config.cluster_token.clone(),
     ));
+    if config.capability_key.is_none() {
+        tracing::warn!(
+            "no --cluster-secret-file: this chunk server serves and stores chunks for anyone who can reach {addr}"
+        );
+    }
     let registration = membership::Registration {
         addr,
         zone: config.zone.clone(),
@@ -100,7 +109,12 @@ pub async fn run(
         )),
         tokio::spawn(collect::run(node.clone(), config.collect_grace)),
     ];
-    let app = cairn_telemetry::instrument(server::router(node));
+    let access = server::Access {
+        cluster_token: config.cluster_token.clone(),
+        capability_key: config.capability_key.clone(),
+    };
+    let app = cairn_telemetry::instrument(server::router(node, access))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -58,11 +58,12 @@ fn load(counter: &AtomicU64) -> u64 {
 }
 
 impl Node {
-    pub fn new(store: Arc<ChunkStore>, meta: MetaClient) -> Node {
+    /// `cluster_token` proves to the peers that this is a chunk server.
+    pub fn new(store: Arc<ChunkStore>, meta: MetaClient, cluster_token: Option<String>) -> Node {
         Node {
             store,
             meta,
-            peers: ChunkClient::new(),
+            peers: ChunkClient::new().with_cluster_token(cluster_token),
             map: watch::Sender::new(None),
             stats: Stats::default(),
             repair_wake: Notify::new(),
@@ -230,7 +231,7 @@ impl Node {
             if &peer.id == me {
                 continue;
             }
-            let data = match self.peers.get(&peer.addr, id).await {
+            let data = match self.peers.get(&peer.addr, id, None).await {
                 Ok(data) => data,
                 Err(e) => {
                     failures.push(format!("{}: {e}", peer.addr));

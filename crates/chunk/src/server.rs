@@ -9,13 +9,17 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_proto::api::{
-    ChunkHealth, HasChunksRequest, HasChunksResponse, SuspectResponse, MAX_HAS_CHUNKS_IDS,
+    token_matches, CapabilityError, CapabilityKey, ChunkHealth, ChunkOp, HasChunksRequest,
+    HasChunksResponse, SuspectResponse, CAPABILITY_HEADER, CLUSTER_TOKEN_HEADER,
+    MAX_HAS_CHUNKS_IDS,
 };
 use cairn_proto::{ApiError, ChunkId, ErrorCode, NodeState, MAX_CHUNK_SIZE_BYTES};
 use cairn_telemetry::counter;
@@ -33,13 +37,23 @@ struct Server {
     node: Arc<Node>,
     store: Arc<ChunkStore>,
     transfers: Semaphore,
+    access: Access,
 }
 
-pub fn router(node: Arc<Node>) -> Router {
+/// What a chunk call must carry: the cluster token (other chunk servers),
+/// or a capability the metadata service issued for the operation and, to
+/// read, for the chunk. With no key nothing is checked.
+pub struct Access {
+    pub cluster_token: Option<String>,
+    pub capability_key: Option<CapabilityKey>,
+}
+
+pub fn router(node: Arc<Node>, access: Access) -> Router {
     let server = Arc::new(Server {
         store: node.store.clone(),
         node,
         transfers: Semaphore::new(MAX_CONCURRENT_TRANSFERS),
+        access,
     });
     Router::new()
         .route(
@@ -59,6 +73,80 @@ pub fn router(node: Arc<Node>) -> Router {
         // PUT bodies are limited by hand (see put_chunk); the presence call's by this.
         .layer(DefaultBodyLimit::max(MAX_HAS_CHUNKS_IDS * 80 + 1024))
         .with_state(server)
+}
+
+impl Server {
+    /// `Ok` if the call may do `op` (on chunk `id`); else the refusal,
+    /// logged with the caller's address and the reason.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        source: SocketAddr,
+        op: ChunkOp,
+        id: Option<&ChunkId>,
+    ) -> Result<(), ApiError> {
+        let Some(key) = &self.access.capability_key else {
+            return Ok(());
+        };
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let (Some(presented), Some(expected)) =
+            (text(CLUSTER_TOKEN_HEADER), &self.access.cluster_token)
+        {
+            if token_matches(presented, expected) {
+                return Ok(());
+            }
+        }
+        let what = match id {
+            Some(id) => format!("chunk {id}"),
+            None => "this call".to_string(),
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (reason, refusal) = match key.check(text(CAPABILITY_HEADER), op, id, now_ms) {
+            Ok(()) => return Ok(()),
+            Err(CapabilityError::Missing) => (
+                "no capability",
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    format!(
+                        "{what} needs a capability from the metadata service in {CAPABILITY_HEADER}; cairn \
+                         clients get one when they stat or put a file they may read or write (log in with \
+                         `cairn login`)"
+                    ),
+                ),
+            ),
+            Err(CapabilityError::Malformed) => (
+                "malformed capability",
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("the {CAPABILITY_HEADER} header is not a capability (TAG.EXPIRY.MAC)"),
+                ),
+            ),
+            Err(CapabilityError::Invalid) => (
+                "invalid capability",
+                ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "the capability does not allow this on {what}: it is for another chunk or \
+                         operation, from another cluster, or forged"
+                    ),
+                ),
+            ),
+            Err(CapabilityError::Expired { expires_ms }) => (
+                "expired capability",
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    format!(
+                        "the capability for {what} expired {} s ago; run the command again for a fresh one",
+                        now_ms.saturating_sub(expires_ms) / 1000
+                    ),
+                ),
+            ),
+        };
+        tracing::warn!(%source, ?op, chunk = ?id.map(|i| i.to_string()), reason, "refused a chunk call");
+        Err(refusal)
+    }
 }
 
 fn error(e: ApiError) -> Response {
@@ -83,6 +171,7 @@ fn internal(context: &str, e: impl std::fmt::Display) -> Response {
 
 async fn put_chunk(
     State(server): State<Arc<Server>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -91,6 +180,9 @@ async fn put_chunk(
         Ok(id) => id,
         Err(e) => return error(e),
     };
+    if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Put, Some(&id)) {
+        return error(refusal);
+    }
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -174,11 +266,19 @@ fn too_large() -> ApiError {
     )
 }
 
-async fn get_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+async fn get_chunk(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return error(e),
     };
+    if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Get, Some(&id)) {
+        return error(refusal);
+    }
     let _permit = acquire(&server.transfers).await;
     let store = server.store.clone();
     match tokio::task::spawn_blocking(move || store.read(&id)).await {
@@ -199,11 +299,19 @@ async fn get_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) ->
     }
 }
 
-async fn head_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+async fn head_chunk(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return error(e),
     };
+    if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Get, Some(&id)) {
+        return error(refusal);
+    }
     match server.store.size_of(&id) {
         Ok(Some(len)) => ([(header::CONTENT_LENGTH, len.to_string())], ()).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
@@ -211,7 +319,15 @@ async fn head_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) -
     }
 }
 
-async fn has_chunks(State(server): State<Arc<Server>>, body: Bytes) -> Response {
+async fn has_chunks(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Admin, None) {
+        return error(refusal);
+    }
     let request: HasChunksRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -302,11 +418,19 @@ enum Presence {
 /// A reader found this node's copy of a chunk corrupt. The node does not
 /// take the reader's word for it: it re-hashes its copy, and only a copy
 /// that fails is quarantined and replaced.
-async fn suspect_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+async fn suspect_chunk(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return error(e),
     };
+    if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Get, Some(&id)) {
+        return error(refusal);
+    }
     let _permit = acquire(&server.transfers).await;
     let store = server.store.clone();
     let verdict = match tokio::task::spawn_blocking(move || store.verify(&id)).await {
@@ -326,7 +450,14 @@ async fn suspect_chunk(State(server): State<Arc<Server>>, Path(id): Path<String>
     .into_response()
 }
 
-async fn request_repair(State(server): State<Arc<Server>>) -> Response {
+async fn request_repair(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Admin, None) {
+        return error(refusal);
+    }
     server.node.repair_wake.notify_one();
     Json(serde_json::json!({ "repair": "requested" })).into_response()
 }

@@ -10,8 +10,9 @@ use anyhow::{bail, Context};
 use cairn_client::transfer::DEFAULT_WINDOW;
 use cairn_client::{chunk_locations, download, ChunkClient, ClientError, MetaClient, Uploader};
 use cairn_proto::api::{
-    AddMemberRequest, CommitRequest, EntryKind, MkdirRequest, MoveRequest, NodeRequest, OnExists,
-    RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, Stat,
+    AddMemberRequest, ChmodRequest, ChownRequest, CommitRequest, EntryKind, GrantOp, GrantRequest,
+    MkdirRequest, MoveRequest, NodeRequest, OnExists, RemoveMemberRequest, RemoveNodeRequest,
+    RemoveRequest, Stat,
 };
 use cairn_proto::path::{normalize, parent_and_name};
 use cairn_proto::ErrorCode;
@@ -33,6 +34,9 @@ pub struct PutArgs {
     /// If the name is taken, store under a new unique name (printed)
     #[arg(long)]
     rename: bool,
+    /// Permission bits of a new file, in octal, as in 600 [default: 644]
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<u32>,
 }
 
 #[derive(Args)]
@@ -56,8 +60,8 @@ pub struct LsArgs {
     long: bool,
     #[arg(long)]
     json: bool,
-    #[arg(default_value = "/")]
-    path: String,
+    /// Directory (or file) to list [default: your home, /home/USER]
+    path: Option<String>,
 }
 
 #[derive(Args)]
@@ -65,7 +69,37 @@ pub struct MkdirArgs {
     /// Create missing parents; no error if it exists
     #[arg(short = 'p', long)]
     parents: bool,
+    /// Permission bits of the new directory, in octal, as in 750 [default: 755]
+    #[arg(short = 'm', long, value_parser = parse_mode)]
+    mode: Option<u32>,
     path: String,
+}
+
+#[derive(Args)]
+pub struct ChmodArgs {
+    /// Permission bits in octal, as in 640 or 0750
+    #[arg(value_parser = parse_mode)]
+    mode: u32,
+    path: String,
+}
+
+#[derive(Args)]
+pub struct ChownArgs {
+    /// OWNER, OWNER:GROUP or :GROUP
+    owner: String,
+    path: String,
+}
+
+/// Octal permission bits, as in 640 or 0750.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(text, 8)
+        .map_err(|_| format!("{text:?} is not an octal mode, as in 640 or 0750"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{text} has bits beyond 777; cairn keeps only read, write and execute for owner, group and others"
+        ));
+    }
+    Ok(mode)
 }
 
 #[derive(Args)]
@@ -202,8 +236,8 @@ fn progress_bar(total_bytes: Option<u64>, verb: &str) -> ProgressBar {
     bar
 }
 
-/// `id:42` or a path.
-async fn resolve(meta: &MetaClient, remote: &str) -> Result<Stat, ClientError> {
+/// `id:42` or a path; with `read`, refused unless the caller may read it.
+async fn resolve(meta: &MetaClient, remote: &str, read: bool) -> Result<Stat, ClientError> {
     match remote.strip_prefix("id:") {
         Some(id) => {
             let id = id.parse().map_err(|_| {
@@ -212,8 +246,12 @@ async fn resolve(meta: &MetaClient, remote: &str) -> Result<Stat, ClientError> {
                     format!("{remote:?} is not a file id; write id:<number>, as in id:42"),
                 ))
             })?;
-            meta.stat_id(id).await
+            match read {
+                true => meta.open_id(id).await,
+                false => meta.stat_id(id).await,
+            }
         }
+        None if read => meta.open(remote).await,
         None => meta.stat(remote).await,
     }
 }
@@ -255,7 +293,15 @@ pub async fn put(meta: &MetaClient, args: PutArgs) -> anyhow::Result<ExitCode> {
     }
     let target = target.path;
     let map = meta.map().await?;
-    let uploader = Uploader::new(ChunkClient::new(), &map, DEFAULT_WINDOW)?;
+    // Asked before any byte moves: refused here if the file cannot be written.
+    let grant = meta
+        .grant(&GrantRequest {
+            op: GrantOp::Put,
+            path: Some(target.clone()),
+        })
+        .await?;
+    let chunks = ChunkClient::new().with_capability(grant.capability);
+    let uploader = Uploader::new(chunks, &map, DEFAULT_WINDOW)?;
     let summary = if args.local == "-" {
         let bar = progress_bar(None, "put");
         let summary = uploader.upload(tokio::io::stdin(), &|n| bar.inc(n)).await;
@@ -284,6 +330,7 @@ pub async fn put(meta: &MetaClient, args: PutArgs) -> anyhow::Result<ExitCode> {
             chunks: summary.chunks,
             digest: summary.digest,
             on_exists,
+            mode: args.mode,
         })
         .await?;
     println!("{} {}", committed.id, committed.path);
@@ -336,7 +383,7 @@ async fn put_target(meta: &MetaClient, args: &PutArgs) -> anyhow::Result<PutTarg
 }
 
 pub async fn get(meta: &MetaClient, args: GetArgs) -> anyhow::Result<ExitCode> {
-    let stat = resolve(meta, &args.remote).await?;
+    let stat = resolve(meta, &args.remote, true).await?;
     if stat.kind == EntryKind::Dir {
         bail!(
             "{} is a directory; get fetches one file at a time (list it with `cairn ls`)",
@@ -407,7 +454,11 @@ pub async fn cat(meta: &MetaClient, args: CatArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn ls(meta: &MetaClient, args: LsArgs) -> anyhow::Result<ExitCode> {
-    let listing = meta.list(&args.path).await?;
+    let path = match args.path {
+        Some(path) => path,
+        None => meta.whoami().await?.home,
+    };
+    let listing = meta.list(&path).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
     } else if args.long {
@@ -429,9 +480,49 @@ pub async fn mkdir(meta: &MetaClient, args: MkdirArgs) -> anyhow::Result<ExitCod
     meta.mkdir(&MkdirRequest {
         path: args.path,
         parents: args.parents,
+        mode: args.mode,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn chmod(meta: &MetaClient, args: ChmodArgs) -> anyhow::Result<ExitCode> {
+    meta.chmod(&ChmodRequest {
+        path: args.path,
+        mode: args.mode,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn chown(meta: &MetaClient, args: ChownArgs) -> anyhow::Result<ExitCode> {
+    let (owner, group) = match args.owner.split_once(':') {
+        Some((owner, group)) => (owner, Some(group)),
+        None => (args.owner.as_str(), None),
+    };
+    let owner = (!owner.is_empty()).then(|| owner.to_string());
+    let group = group.filter(|g| !g.is_empty()).map(str::to_string);
+    if owner.is_none() && group.is_none() {
+        bail!("give OWNER, OWNER:GROUP or :GROUP, as in alice:eng");
+    }
+    meta.chown(&ChownRequest {
+        path: args.path,
+        owner,
+        group,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A chunk client with an admin's capability, for presence and repair calls.
+async fn admin_chunk_client(meta: &MetaClient) -> anyhow::Result<ChunkClient> {
+    let grant = meta
+        .grant(&GrantRequest {
+            op: GrantOp::Admin,
+            path: None,
+        })
+        .await?;
+    Ok(ChunkClient::new().with_capability(grant.capability))
 }
 
 pub async fn rm(meta: &MetaClient, args: RmArgs) -> anyhow::Result<ExitCode> {
@@ -468,10 +559,11 @@ pub async fn cp(meta: &MetaClient, args: MoveArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn stat(meta: &MetaClient, args: StatArgs) -> anyhow::Result<ExitCode> {
-    let stat = resolve(meta, &args.path).await?;
+    let stat = resolve(meta, &args.path, false).await?;
     let locations = if args.locations {
         let map = meta.map().await?;
-        Some(chunk_locations(&ChunkClient::new(), &map, &stat.chunks).await?)
+        let chunks = admin_chunk_client(meta).await?;
+        Some(chunk_locations(&chunks, &map, &stat.chunks).await?)
     } else {
         None
     };
@@ -514,7 +606,7 @@ pub async fn status(meta: &MetaClient, args: StatusArgs) -> anyhow::Result<ExitC
 const FSCK_FILES_SHOWN: usize = 50;
 
 pub async fn fsck(meta: &MetaClient, args: FsckArgs) -> anyhow::Result<ExitCode> {
-    let chunks = ChunkClient::new();
+    let chunks = admin_chunk_client(meta).await?;
     let report = cairn_client::fsck::fsck(meta, &chunks, &args.path, !args.no_verify).await?;
     let mut repair_asked = Vec::new();
     if args.repair {

@@ -2,11 +2,13 @@
 //!
 //! - `servers.rs`: `cairn meta`, `cairn chunk`, `cairn dev`
 //! - `commands.rs`: the client commands (put, get, ls, ...)
+//! - `session.rs`: the config file; login, logout and the user commands
 //! - `output.rs`: tables, times and sizes for people; JSON for scripts
 
 mod commands;
 mod output;
 mod servers;
+mod session;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,10 @@ struct Cli {
     /// leader or a member is unreachable, as in 30s
     #[arg(long, global = true, default_value = "30s", value_parser = cairn_proto::units::parse_duration)]
     failover_timeout: std::time::Duration,
+    /// Client config file: metadata addresses and the login session
+    /// [default: $CAIRN_CONFIG, else ~/.config/cairn/config.json]
+    #[arg(long, global = true)]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +67,19 @@ enum Command {
     Cp(commands::MoveArgs),
     /// Show a file's or directory's metadata
     Stat(commands::StatArgs),
+    /// Log in: prompts for the password and keeps the session in the config file
+    Login(session::LoginArgs),
+    /// End this session (or, with --all, every session of the user)
+    Logout(session::LogoutArgs),
+    /// Show who you are logged in as
+    Whoami,
+    /// Manage users: add, passwd, rm, list, revoke
+    #[command(subcommand)]
+    User(session::UserCommand),
+    /// Set a file's or directory's permission bits (owner or admin), as in 640
+    Chmod(commands::ChmodArgs),
+    /// Set a file's or directory's owner and/or group: OWNER, OWNER:GROUP or :GROUP
+    Chown(commands::ChownArgs),
     /// Show the cluster: map epoch, nodes, replication, repair and scrub progress
     Status(commands::StatusArgs),
     /// Check that every chunk of every file is on its nodes and intact
@@ -84,12 +103,31 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
+    let config_path = session::config_path(cli.config.as_deref());
+    let config = if is_server {
+        session::ClientConfig::default()
+    } else {
+        match session::load(&config_path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let dev_count = cli.meta.clone();
     let meta_addrs = cli
         .meta
+        .or_else(|| config.meta.clone())
         .unwrap_or_else(|| cairn_proto::DEFAULT_META_ADDR.to_string());
+    let token = std::env::var("CAIRN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.token.clone());
     let meta = &cairn_client::MetaClient::new(&meta_addrs)
         .with_stale_ok(cli.stale_ok)
-        .with_failover_timeout(cli.failover_timeout);
+        .with_failover_timeout(cli.failover_timeout)
+        .with_token(token);
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Meta(args) => servers::meta(args).await,
@@ -97,11 +135,19 @@ fn main() -> ExitCode {
             Command::Dev(mut args) => {
                 // For `dev`, `--meta N` is how many metadata members to run
                 // (an address, as from CAIRN_META, means the default).
-                if let Ok(count) = meta_addrs.parse() {
+                if let Some(count) = dev_count.and_then(|c| c.parse().ok()) {
                     args.meta = count;
                 }
                 servers::dev(args).await
             }
+            Command::Login(args) => {
+                session::login(meta, &config_path, &config, &meta_addrs, args).await
+            }
+            Command::Logout(args) => session::logout(meta, &config_path, &config, args).await,
+            Command::Whoami => session::whoami(meta).await,
+            Command::User(command) => session::user(meta, command).await,
+            Command::Chmod(args) => commands::chmod(meta, args).await,
+            Command::Chown(args) => commands::chown(meta, args).await,
             Command::Put(args) => commands::put(meta, args).await,
             Command::Get(args) => commands::get(meta, args).await,
             Command::Cat(args) => commands::cat(meta, args).await,

@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 use cairn_client::fsck::FsckReport;
 use cairn_client::ChunkLocation;
-use cairn_proto::api::{DirEntry, EntryKind, MemberStatus, NodeReport, Stat, StatusResponse};
+use cairn_meta::perm::mode_string;
+use cairn_proto::api::{
+    DirEntry, EntryKind, MemberStatus, NodeReport, Stat, StatusResponse, UserInfo,
+};
 use cairn_proto::units::format_size;
 
 /// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -29,6 +32,26 @@ pub fn format_time(ms: u64) -> String {
     )
 }
 
+/// The users table of `cairn user list`.
+pub fn users_text(users: &[UserInfo]) -> String {
+    let mut out = format!(
+        "{:<20} {:<5} {:>8} {:<19} groups\n",
+        "user", "admin", "sessions", "created"
+    );
+    for user in users {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<5} {:>8} {} {}",
+            user.name,
+            if user.admin { "yes" } else { "no" },
+            user.sessions,
+            format_time(user.created_ms),
+            user.groups.join(",")
+        );
+    }
+    out
+}
+
 fn kind(kind: EntryKind) -> &'static str {
     match kind {
         EntryKind::File => "file",
@@ -46,8 +69,11 @@ pub fn long_listing(entries: &[DirEntry]) -> String {
         let suffix = if e.kind == EntryKind::Dir { "/" } else { "" };
         let _ = writeln!(
             out,
-            "{:<4} {:>12} v{:<4} {} {:>8}  {}{suffix}",
+            "{:<4} {} {:<8} {:<8} {:>12} v{:<4} {} {:>8}  {}{suffix}",
             kind(e.kind),
+            mode_string(e.mode),
+            e.owner,
+            e.group,
             size,
             e.version,
             format_time(e.modified_ms),
@@ -76,7 +102,13 @@ pub fn stat_text(path: &str, stat: &Stat, locations: Option<&[ChunkLocation]>) -
             let _ = writeln!(out, "entries:  {}", stat.size_bytes);
         }
     }
-    let _ = writeln!(out, "mode:     {:o}", stat.mode);
+    let _ = writeln!(
+        out,
+        "mode:     {:o} ({})",
+        stat.mode,
+        mode_string(stat.mode)
+    );
+    let _ = writeln!(out, "owner:    {}:{}", stat.owner, stat.group);
     let _ = writeln!(out, "version:  {}", stat.version);
     let _ = writeln!(out, "created:  {}", format_time(stat.created_ms));
     let _ = writeln!(out, "modified: {}", format_time(stat.modified_ms));

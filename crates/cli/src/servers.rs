@@ -51,6 +51,11 @@ pub struct MetaArgs {
     /// who reaches the port may join]
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    /// File with the first admin's password: read when the cluster has no
+    /// user yet, or written (mode 0600) with a new random one if missing
+    /// [default: DATA_DIR/admin.password]
+    #[arg(long)]
+    admin_password_file: Option<PathBuf>,
     /// Copies of every chunk (kept in the cluster map) [default on a new cluster: 3]
     #[arg(long)]
     replication: Option<u32>,
@@ -146,6 +151,7 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
         Some(text) => cairn_meta::group::parse_peers(text).map_err(anyhow::Error::msg)?,
         None => Default::default(),
     };
+    let secret = read_cluster_secret(args.cluster_secret_file.as_deref())?;
     let config = cairn_meta::MetaConfig {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -154,7 +160,9 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
         join: args.join,
         snapshot_logs: args.snapshot_logs,
         election_timeout: args.election_timeout,
-        cluster_token: read_cluster_token(args.cluster_secret_file.as_deref())?,
+        cluster_token: secret.as_ref().map(|s| s.token.clone()),
+        capability_key: secret.map(|s| s.capability_key),
+        admin_password_file: args.admin_password_file,
         replication: args.replication,
         chunk_size_bytes: args.chunk_size,
         down_after: args.down_after,
@@ -182,11 +190,13 @@ pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
             bail!("{flag} must be longer than 0");
         }
     }
+    let secret = read_cluster_secret(args.cluster_secret_file.as_deref())?;
     let config = cairn_chunk::ChunkConfig {
         data_dir: args.data_dir,
         listen: args.listen,
         meta,
-        cluster_token: read_cluster_token(args.cluster_secret_file.as_deref())?,
+        cluster_token: secret.as_ref().map(|s| s.token.clone()),
+        capability_key: secret.map(|s| s.capability_key),
         zone: args.zone,
         capacity_bytes: args.capacity,
         reserve_bytes: args.reserve,
@@ -206,8 +216,17 @@ pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
 /// The shortest cluster secret accepted.
 const MIN_SECRET_BYTES: usize = 16;
 
-/// Reads the cluster secret file and derives the token servers exchange.
-fn read_cluster_token(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+/// What a server derives from the cluster secret.
+struct ClusterSecret {
+    /// Proves membership of the cluster (joining, Raft, chunk server peers).
+    token: String,
+    /// Signs (meta) and checks (chunk) chunk capabilities.
+    capability_key: cairn_proto::api::CapabilityKey,
+}
+
+/// Reads the cluster secret file and derives the token servers exchange
+/// and the key of chunk capabilities.
+fn read_cluster_secret(path: Option<&Path>) -> anyhow::Result<Option<ClusterSecret>> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -230,12 +249,21 @@ fn read_cluster_token(path: Option<&Path>) -> anyhow::Result<Option<String>> {
             "the cluster secret file can be read by other users; chmod 600 it"
         );
     }
-    Ok(Some(cairn_proto::api::cluster_token(secret)))
+    Ok(Some(ClusterSecret {
+        token: cairn_proto::api::cluster_token(secret),
+        capability_key: cairn_proto::api::CapabilityKey::from_secret(secret),
+    }))
 }
 
 /// Makes `path` hold a new random cluster secret (mode 0600) unless it
 /// exists.
 fn ensure_cluster_secret(path: &Path) -> anyhow::Result<()> {
+    ensure_secret_file(path).map(|_| ())
+}
+
+/// Makes `path` hold a new random secret (mode 0600) unless it exists;
+/// says whether it made one.
+fn ensure_secret_file(path: &Path) -> anyhow::Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = match std::fs::OpenOptions::new()
@@ -245,7 +273,7 @@ fn ensure_cluster_secret(path: &Path) -> anyhow::Result<()> {
         .open(path)
     {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
     };
     // Two random v4 UUIDs: 244 random bits.
@@ -256,7 +284,7 @@ fn ensure_cluster_secret(path: &Path) -> anyhow::Result<()> {
     );
     file.write_all(secret.as_bytes())?;
     file.sync_all()?;
-    Ok(())
+    Ok(true)
 }
 
 /// How long `cairn dev` waits for the cluster to become healthy.
@@ -293,6 +321,11 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let secret_path = dir.join("cluster.secret");
     ensure_cluster_secret(&secret_path)?;
     let secret_file = path_str(&secret_path)?;
+    // Every member reads the first admin's password from one file, made
+    // here, so that this process can log in with it.
+    let password_path = dir.join("admin.password");
+    let new_password = ensure_secret_file(&password_path)?;
+    let password_file = path_str(&password_path)?;
     let peers = meta_addrs
         .iter()
         .enumerate()
@@ -321,6 +354,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             &args.down_after,
             "--cluster-secret-file",
             secret_file,
+            "--admin-password-file",
+            password_file,
         ];
         if args.meta > 1 {
             meta_args.extend(["--peers", &peers]);
@@ -355,9 +390,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         chunk_addrs.push(addr);
     }
 
-    let client = MetaClient::new(&meta_list);
+    let client_config = dir.join("client.json");
     let ready = tokio::select! {
-        ready = wait_healthy(&client, args.nodes as usize) => ready,
+        ready = log_in_and_wait_healthy(&meta_list, &password_path, &client_config, args.nodes as usize) => ready,
         (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
             "{name} exited while starting ({status}); see {}/{name}.log",
             dir.display()
@@ -387,10 +422,24 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         say!("  chunk server {}    {addr}", i + 1);
     }
     say!();
+    if new_password {
+        let password = std::fs::read_to_string(&password_path)?;
+        say!(
+            "Created user admin with the password {} (kept in {}, mode 0600).",
+            password.trim(),
+            password_path.display()
+        );
+    }
+    say!(
+        "Logged in as admin; the session is in {} (mode 0600).",
+        client_config.display()
+    );
+    say!();
     say!("Try, in another terminal:");
-    say!("  cairn --meta {meta_list} put ./README.md /readme.md");
-    say!("  cairn --meta {meta_list} ls -l /");
-    say!("  cairn --meta {meta_list} status");
+    say!("  export CAIRN_CONFIG={}", client_config.display());
+    say!("  cairn put ./README.md /home/admin/readme.md");
+    say!("  cairn ls -l");
+    say!("  cairn status");
     say!();
     say!("Press Ctrl-C to stop.");
 
@@ -448,6 +497,41 @@ fn spawn_child(exe: &Path, dir: &Path, name: &str, args: &[&str]) -> anyhow::Res
     command
         .spawn()
         .with_context(|| format!("cannot start {name}"))
+}
+
+/// How long the session `cairn dev` opens for its user lasts.
+const DEV_SESSION_SECS: u64 = 30 * 86_400;
+
+/// Logs in as admin (once the cluster has made that user), keeps the
+/// session in the client config file, and waits for `nodes` chunk servers.
+async fn log_in_and_wait_healthy(
+    meta_list: &str,
+    password_path: &Path,
+    client_config: &Path,
+    nodes: usize,
+) -> anyhow::Result<()> {
+    let password = std::fs::read_to_string(password_path)
+        .with_context(|| format!("cannot read {}", password_path.display()))?;
+    let anonymous = MetaClient::new(meta_list).with_failover_timeout(DEV_START_TIMEOUT);
+    let login = anonymous
+        .login(&cairn_proto::api::LoginRequest {
+            user: "admin".into(),
+            password: password.trim().to_string(),
+            expires_in_secs: Some(DEV_SESSION_SECS),
+        })
+        .await
+        .context("cannot log in as admin with the password in admin.password")?;
+    crate::session::save(
+        client_config,
+        &crate::session::ClientConfig {
+            meta: Some(meta_list.to_string()),
+            user: Some(login.user),
+            token: Some(login.token.clone()),
+            expires_ms: Some(login.expires_ms),
+        },
+    )?;
+    let client = MetaClient::new(meta_list).with_token(Some(login.token));
+    wait_healthy(&client, nodes).await
 }
 
 async fn wait_healthy(client: &MetaClient, nodes: usize) -> anyhow::Result<()> {

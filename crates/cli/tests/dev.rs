@@ -99,15 +99,13 @@ fn dev_with_three_metadata_members_survives_losing_one() {
     let (child, banner) = start_dev_with(dir.path(), port, &["--meta", "3"]);
     let members: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
     let meta = members.join(",");
-    assert!(
-        banner.contains("metadata member 3") && banner.contains(&format!("cairn --meta {meta}")),
-        "{banner}"
-    );
-    let status = run_cairn(&meta, &["status", "--json"], &[]);
+    let config = dir.path().join("client.json");
+    assert!(banner.contains("metadata member 3"), "{banner}");
+    let status = run_cairn(&meta, &config, &["status", "--json"], &[]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["members"].as_array().unwrap().len(), 3, "{status}");
     let data = random_bytes(100_000, 10);
-    assert!(run_cairn(&meta, &["put", "-", "/a"], &data)
+    assert!(run_cairn(&meta, &config, &["put", "-", "/a"], &data)
         .status
         .success());
 
@@ -118,13 +116,13 @@ fn dev_with_three_metadata_members_survives_losing_one() {
     let pids = pids_with(member_dir.to_str().unwrap());
     assert_eq!(pids.len(), 1, "one process for member {leader}: {pids:?}");
     unsafe { libc_kill(pids[0], 9) };
-    let out = run_cairn(&meta, &["put", "-", "/b"], &data);
+    let out = run_cairn(&meta, &config, &["put", "-", "/b"], &data);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = run_cairn(&meta, &["cat", "/a"], &[]);
+    let out = run_cairn(&meta, &config, &["cat", "/a"], &[]);
     assert!(out.status.success() && out.stdout == data);
     stop(child);
 }
@@ -139,31 +137,58 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
         banner.contains(&meta) && banner.contains("chunk server 3"),
         "{banner}"
     );
-    assert_eq!(
-        banner.matches(&format!("cairn --meta {meta}")).count(),
-        3,
-        "three example commands"
+    // It prints the first admin's password once, and the config to use.
+    let config = dir.path().join("client.json");
+    let password = std::fs::read_to_string(dir.path().join("admin.password")).unwrap();
+    assert!(
+        banner.contains(&format!(
+            "Created user admin with the password {}",
+            password.trim()
+        )),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("export CAIRN_CONFIG={}", config.display())),
+        "{banner}"
     );
     let data = random_bytes(300_000, 9);
-    let out = run_cairn(&meta, &["put", "-", "/kept"], &data);
+    // The printed commands work as printed: the config names the cluster.
+    let out = Command::new(CAIRN)
+        .args(["put", "-", "/kept"])
+        .env("CAIRN_CONFIG", &config)
+        .env_remove("CAIRN_META")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&data)?;
+            child.wait_with_output()
+        })
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(run_cairn(&meta, &["status"], &[]).status.success());
-    // Its servers share a cluster secret only its owner can read.
+    assert!(run_cairn(&meta, &config, &["status"], &[]).status.success());
+    // Its servers share a cluster secret, and the password and the session
+    // are kept, each readable by its owner only.
     use std::os::unix::fs::PermissionsExt;
-    let secret = std::fs::metadata(dir.path().join("cluster.secret")).unwrap();
-    assert_eq!(secret.permissions().mode() & 0o777, 0o600);
+    for file in ["cluster.secret", "admin.password", "client.json"] {
+        let metadata = std::fs::metadata(dir.path().join(file)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "{file}");
+    }
     stop(child);
     assert!(
-        !run_cairn(&meta, &["status"], &[]).status.success(),
+        !run_cairn(&meta, &config, &["status"], &[]).status.success(),
         "everything stopped"
     );
 
-    let (child, _) = start_dev(dir.path(), port);
-    let out = run_cairn(&meta, &["cat", "/kept"], &[]);
+    let (child, banner) = start_dev(dir.path(), port);
+    assert!(!banner.contains("Created user"), "printed once: {banner}");
+    let out = run_cairn(&meta, &config, &["cat", "/kept"], &[]);
     assert!(
         out.status.success() && out.stdout == data,
         "same data after a restart"

@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use common::*;
 
@@ -133,7 +134,11 @@ fn namespace_commands_and_their_errors() {
     assert_eq!(listing["entries"].as_array().unwrap().len(), 2);
 
     cluster.ok(&["rm", "-r", "/docs"]);
-    assert_eq!(cluster.ok(&["ls", "/"]), "");
+    assert_eq!(
+        cluster.ok(&["ls", "/"]),
+        "home/\n",
+        "only the home directories are left"
+    );
     let err = cluster.fails(&["rm", "/"]);
     assert!(err.contains("root"), "{err}");
 }
@@ -184,7 +189,11 @@ fn eight_clients_put_and_get_at_once() {
             });
         }
     });
-    assert_eq!(cluster.ok(&["ls", "/"]).lines().count(), 16);
+    assert_eq!(
+        cluster.ok(&["ls", "/"]).lines().count(),
+        17,
+        "16 files and /home"
+    );
 }
 
 #[test]
@@ -275,10 +284,19 @@ fn chunk_server_on_a_new_port_keeps_its_id() {
     }
 }
 
-/// Sends one raw HTTP/1.1 request; returns the status code and the body.
+/// Sends one raw HTTP/1.1 request as a cluster process (with the cluster
+/// token); returns the status code and the body.
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let (code, body) = try_http(addr, method, path, body)
-        .unwrap_or_else(|| panic!("{method} {path} on {addr}: no answer"));
+    let (name, token) = cluster_token_header();
+    let (code, body) = try_http_full(
+        addr,
+        method,
+        path,
+        &[(name, &token)],
+        body,
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|| panic!("{method} {path} on {addr}: no answer"));
     (code, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -361,7 +379,8 @@ fn too_few_nodes_up_is_reported() {
 #[test]
 fn unreachable_cluster_says_what_to_do() {
     let addr = format!("127.0.0.1:{}", free_port());
-    let out = run_cairn(&addr, &["ls", "/"], &[]);
+    let config = std::path::Path::new("/nonexistent/cairn-config.json");
+    let out = run_cairn(&addr, config, &["ls", "/"], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -429,8 +448,10 @@ fn chunk_put_over_the_size_limit_or_cut_short_is_refused() {
     let cluster = Cluster::start(3);
     let addr = &cluster.chunks[0].addr;
     let id = blake3::hash(b"x").to_hex().to_string();
+    // As another chunk server would send it: with the cluster token.
+    let (name, token) = cluster_token_header();
     let mut stream = TcpStream::connect(addr).unwrap();
-    let head = format!("PUT /v1/chunks/{id} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 100 * MIB);
+    let head = format!("PUT /v1/chunks/{id} HTTP/1.1\r\nHost: {addr}\r\n{name}: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 100 * MIB);
     stream.write_all(head.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -439,7 +460,7 @@ fn chunk_put_over_the_size_limit_or_cut_short_is_refused() {
     // Declares 1000 bytes, sends 10, closes: nothing may be stored.
     let mut stream = TcpStream::connect(addr).unwrap();
     let head = format!(
-        "PUT /v1/chunks/{id} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n0123456789"
+        "PUT /v1/chunks/{id} HTTP/1.1\r\nHost: {addr}\r\n{name}: {token}\r\nContent-Length: 1000\r\n\r\n0123456789"
     );
     stream.write_all(head.as_bytes()).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,13 +18,14 @@ const SIGCONT: i32 = 18;
 const SIGSTOP: i32 = 19;
 const ELECTION_LIMIT: Duration = Duration::from_secs(30);
 
-/// Names in a directory, from `ls --json`, through `meta` (a member list).
-fn names(meta: &str, dir: &str, stale_ok: bool) -> BTreeSet<String> {
+/// Names in a directory, from `ls --json`, through `meta` (a member list),
+/// but for `/home`, which every cluster has.
+fn names(meta: &str, config: &Path, dir: &str, stale_ok: bool) -> BTreeSet<String> {
     let mut args = vec!["ls", "--json", dir];
     if stale_ok {
         args.insert(0, "--stale-ok");
     }
-    let out = run_cairn(meta, &args, &[]);
+    let out = run_cairn(meta, config, &args, &[]);
     assert!(
         out.status.success(),
         "ls {dir} via {meta}: {}",
@@ -35,6 +37,7 @@ fn names(meta: &str, dir: &str, stale_ok: bool) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
+        .filter(|name| !(dir == "/" && name == "home"))
         .collect()
 }
 
@@ -89,10 +92,11 @@ fn leader_killed_while_clients_put_and_rename_loses_nothing() {
     let acked = AtomicUsize::new(0);
     let ops: Mutex<Vec<Op>> = Mutex::new(Vec::new());
     let meta = cluster.meta_addr.clone();
+    let config = cluster.config.clone();
     let mut killed_at = None;
     std::thread::scope(|scope| {
         for k in 0..CLIENTS {
-            let (acked, ops, meta) = (&acked, &ops, &meta);
+            let (acked, ops, meta, config) = (&acked, &ops, &meta, &config);
             scope.spawn(move || {
                 for i in 0..FILES_PER_CLIENT {
                     let (f, g) = (format!("/c{k}/f{i}"), format!("/c{k}/g{i}"));
@@ -103,7 +107,7 @@ fn leader_killed_while_clients_put_and_rename_loses_nothing() {
                     ];
                     for (what, args, stdin) in steps {
                         let started = Instant::now();
-                        let out = run_cairn(meta, &args, stdin);
+                        let out = run_cairn(meta, config, &args, stdin);
                         let op = Op {
                             what,
                             ok: out.status.success(),
@@ -169,7 +173,7 @@ fn leader_killed_while_clients_put_and_rename_loses_nothing() {
     for k in 0..CLIENTS {
         let expected: BTreeSet<String> = (0..FILES_PER_CLIENT).map(|i| format!("g{i}")).collect();
         assert_eq!(
-            names(&meta, &format!("/c{k}"), false),
+            names(&meta, &cluster.config, &format!("/c{k}"), false),
             expected,
             "client {k}"
         );
@@ -198,8 +202,13 @@ fn leader_killed_while_clients_put_and_rename_loses_nothing() {
     cluster.start_member(leader);
     wait_caught_up(&cluster);
     assert_eq!(
-        names(&cluster.metas[leader].addr.clone(), "/c0", true),
-        names(&meta, "/c0", false)
+        names(
+            &cluster.metas[leader].addr.clone(),
+            &cluster.config,
+            "/c0",
+            true
+        ),
+        names(&meta, &cluster.config, "/c0", false)
     );
 }
 
@@ -244,8 +253,15 @@ fn paused_leader_steps_down_and_no_term_has_two_leaders() {
         // A client that only knows the paused leader: its request waits in
         // the socket until the member resumes.
         let old_addr = cluster_ref.metas[old].addr.clone();
-        let stale_client = scope
-            .spawn(move || run_cairn(&old_addr, &["mkdir", "/sent-to-the-paused-leader"], &[]));
+        let config = cluster_ref.config.clone();
+        let stale_client = scope.spawn(move || {
+            run_cairn(
+                &old_addr,
+                &config,
+                &["mkdir", "/sent-to-the-paused-leader"],
+                &[],
+            )
+        });
         let new = cluster_ref.wait_leader(Some(old), ELECTION_LIMIT);
         eprintln!(
             "paused leader: member {} elected {} ms after the pause",
@@ -253,7 +269,12 @@ fn paused_leader_steps_down_and_no_term_has_two_leaders() {
             paused_at.elapsed().as_millis()
         );
         for i in 0..5 {
-            let out = run_cairn(&others, &["mkdir", &format!("/during-{i}")], &[]);
+            let out = run_cairn(
+                &others,
+                &cluster_ref.config,
+                &["mkdir", &format!("/during-{i}")],
+                &[],
+            );
             assert!(
                 out.status.success(),
                 "{}",
@@ -303,7 +324,7 @@ fn paused_leader_steps_down_and_no_term_has_two_leaders() {
         .collect();
     for member in &cluster.metas {
         assert_eq!(
-            names(&member.addr, "/", true),
+            names(&member.addr, &cluster.config, "/", true),
             expected,
             "member {}",
             member.id
@@ -327,7 +348,7 @@ fn a_group_killed_all_at_once_restarts_with_its_state() {
     cluster.wait_leader(None, ELECTION_LIMIT);
     assert_eq!(cluster.ok(&["ls", "-l", "/a"]), before);
     cluster.ok(&["mkdir", "/after-restart"]);
-    assert!(names(&cluster.meta_addr, "/", false).contains("after-restart"));
+    assert!(names(&cluster.meta_addr, &cluster.config, "/", false).contains("after-restart"));
 }
 
 #[test]
@@ -392,9 +413,12 @@ fn a_replaced_member_catches_up_from_a_snapshot_and_a_later_leader_kill_loses_no
     let mut expected: BTreeSet<String> = (0..30).map(|i| format!("d{i}")).collect();
     expected.insert("after-join".into());
     expected.insert("after-kill".into());
-    assert_eq!(names(&cluster.meta_addr, "/", false), expected);
+    assert_eq!(
+        names(&cluster.meta_addr, &cluster.config, "/", false),
+        expected
+    );
     wait_caught_up(&cluster);
-    assert_eq!(names(&fresh_addr, "/", true), expected);
+    assert_eq!(names(&fresh_addr, &cluster.config, "/", true), expected);
 }
 
 // ---- linearizability ----
@@ -465,10 +489,11 @@ fn concurrent_reads_and_writes_through_leader_failures_are_linearizable() {
     let history: Mutex<Vec<Operation>> = Mutex::new(Vec::new());
     let done = AtomicUsize::new(0);
     let meta = cluster.meta_addr.clone();
+    let config = cluster.config.clone();
     let mut failures = Vec::new();
     std::thread::scope(|scope| {
         for client in 0..CLIENTS {
-            let (history, done, meta) = (&history, &done, &meta);
+            let (history, done, meta, config) = (&history, &done, &meta, &config);
             scope.spawn(move || {
                 let choices = random_bytes(OPS_PER_CLIENT * 2, 1000 + client as u64);
                 for i in 0..OPS_PER_CLIENT {
@@ -476,7 +501,12 @@ fn concurrent_reads_and_writes_through_leader_failures_are_linearizable() {
                     let called = Instant::now();
                     let op = if choices[2 * i + 1].is_multiple_of(2) {
                         let value = format!("client {client} write {i}");
-                        let out = run_cairn(meta, &["put", "--force", "-", &key], value.as_bytes());
+                        let out = run_cairn(
+                            meta,
+                            config,
+                            &["put", "--force", "-", &key],
+                            value.as_bytes(),
+                        );
                         Some(Operation {
                             key,
                             action: Action::Write(value),
@@ -485,7 +515,7 @@ fn concurrent_reads_and_writes_through_leader_failures_are_linearizable() {
                             returned: out.status.success().then(Instant::now),
                         })
                     } else {
-                        let out = run_cairn(meta, &["cat", &key], &[]);
+                        let out = run_cairn(meta, config, &["cat", &key], &[]);
                         let returned = Some(Instant::now());
                         let stderr = String::from_utf8_lossy(&out.stderr);
                         if out.status.success() {
@@ -631,7 +661,7 @@ fn a_one_member_service_grows_into_a_group_and_its_first_member_restarts_as_a_fo
     cluster.kill_member(0);
     let new = cluster.wait_leader(Some(0), ELECTION_LIMIT);
     let via_new = cluster.metas[new].addr.clone();
-    let out = run_cairn(&via_new, &["mkdir", "/while-away"], &[]);
+    let out = run_cairn(&via_new, &cluster.config, &["mkdir", "/while-away"], &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -649,8 +679,8 @@ fn a_one_member_service_grows_into_a_group_and_its_first_member_restarts_as_a_fo
     wait_caught_up(&cluster);
     let first = cluster.metas[0].addr.clone();
     let expected: BTreeSet<String> = ["before", "while-away"].map(String::from).into();
-    assert_eq!(names(&first, "/", true), expected);
-    assert_eq!(names(&first, "/", false), expected);
+    assert_eq!(names(&first, &cluster.config, "/", true), expected);
+    assert_eq!(names(&first, &cluster.config, "/", false), expected);
 }
 
 #[test]

@@ -102,6 +102,8 @@ impl Net {
             .join(",");
         let secret = self.dir.path().join("cluster.secret");
         common::write_secret(&secret, "the partition test's secret");
+        let password = self.dir.path().join("admin.password");
+        common::write_secret(&password, common::ADMIN_PASSWORD);
         for i in 0..MEMBERS {
             let data_dir = self.dir.path().join(format!("meta-{}", i + 1));
             let log =
@@ -112,6 +114,7 @@ impl Net {
                 .args(["--listen", &Net::addr(i), "--id", &(i + 1).to_string()])
                 .args(["--peers", &peers])
                 .args(["--cluster-secret-file", secret.to_str().unwrap()])
+                .args(["--admin-password-file", password.to_str().unwrap()])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -121,8 +124,13 @@ impl Net {
         }
     }
 
-    /// `cairn` run inside namespace `ns`.
+    /// `cairn` run inside namespace `ns`, as the admin.
     fn cairn(&self, ns: &str, meta: &str, args: &[&str]) -> Output {
+        self.cairn_with_stdin(ns, meta, args, Stdio::null())
+    }
+
+    fn cairn_with_stdin(&self, ns: &str, meta: &str, args: &[&str], stdin: Stdio) -> Output {
+        let config = self.dir.path().join("client.json");
         Command::new("ip")
             .args([
                 "netns",
@@ -131,13 +139,39 @@ impl Net {
                 CAIRN,
                 "--meta",
                 meta,
+                "--config",
+                config.to_str().unwrap(),
                 "--failover-timeout",
                 "8s",
             ])
             .args(args)
-            .stdin(Stdio::null())
+            .env_remove("CAIRN_TOKEN")
+            .stdin(stdin)
             .output()
             .unwrap()
+    }
+
+    /// Logs in as the admin from the client side, once the group made it.
+    fn login(&self) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let password = std::fs::File::open(self.dir.path().join("admin.password")).unwrap();
+            let out = self.cairn_with_stdin(
+                &self.ns("c"),
+                &Net::all_addrs(),
+                &["login", "--user", "admin", "--password-stdin"],
+                Stdio::from(password),
+            );
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cannot log in: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// A client command on the majority side, which must succeed.
@@ -214,6 +248,7 @@ fn names(listing: &str) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
+        .filter(|name| name != "home")
         .collect()
 }
 
@@ -222,6 +257,7 @@ fn a_partitioned_leader_refuses_writes_while_the_majority_serves_and_it_catches_
     assert!(Path::new(CAIRN).exists());
     let mut net = Net::build();
     net.start_members();
+    net.login();
     let old = net.wait_leader();
     net.ok(&["mkdir", "/before"]);
 

@@ -2,7 +2,9 @@
 //! runs it: N concurrent clients each create, stat, rename and delete their
 //! own empty files, and make directories, one phase per kind of operation.
 //!
-//!   cargo run --release -p cairn-client --example meta_ops -- META_ADDRS CLIENTS OPS_PER_CLIENT LABEL
+//!   CAIRN_TOKEN=... cargo run --release -p cairn-client --example meta_ops -- META_ADDRS CLIENTS OPS_PER_CLIENT LABEL
+//!
+//! CAIRN_TOKEN is an admin's session token (from `cairn login`).
 
 use std::time::{Duration, Instant};
 
@@ -18,12 +20,13 @@ async fn main() {
     };
     let clients: usize = clients.parse().expect("CLIENTS is a number");
     let ops: usize = ops.parse().expect("OPS_PER_CLIENT is a number");
-    let meta = MetaClient::new(meta);
+    let meta = MetaClient::new(meta).with_token(std::env::var("CAIRN_TOKEN").ok());
     let run = format!("/bench-{}-{clients}", std::process::id());
     for k in 0..clients {
         let request = MkdirRequest {
             path: format!("{run}/c{k}"),
             parents: true,
+            mode: None,
         };
         meta.mkdir(&request).await.expect("bench directories");
     }
@@ -66,6 +69,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
             .mkdir(&MkdirRequest {
                 path: format!("{dir}/d{i}"),
                 parents: false,
+                mode: None,
             })
             .await
             .map(drop),
@@ -76,6 +80,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
                 chunks: Vec::new(),
                 digest: cairn_proto::file_digest(&[]),
                 on_exists: OnExists::Fail,
+                mode: None,
             })
             .await
             .map(drop),

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_proto::api::{HasChunksRequest, HasChunksResponse, SuspectResponse};
+use cairn_proto::api::{
+    HasChunksRequest, HasChunksResponse, SuspectResponse, CAPABILITY_HEADER, CLUSTER_TOKEN_HEADER,
+};
 use cairn_proto::{ApiError, ChunkId, ErrorCode};
 
 use crate::error::ClientError;
@@ -39,6 +41,18 @@ impl ChunkError {
 #[derive(Clone)]
 pub struct ChunkClient {
     http: reqwest::Client,
+    /// Sent on every call that is not given a capability of its own.
+    credential: Option<Credential>,
+}
+
+/// What proves a chunk call is allowed (see `cairn_proto::api::CapabilityKey`).
+#[derive(Clone)]
+enum Credential {
+    /// Chunk servers among themselves: the cluster token.
+    ClusterToken(String),
+    /// Clients: a capability the metadata service issued (to store chunks,
+    /// or an admin's for presence and repair calls).
+    Capability(String),
 }
 
 impl Default for ChunkClient {
@@ -55,7 +69,42 @@ impl ChunkClient {
             .tcp_nodelay(true)
             .build()
             .expect("HTTP client builds with static settings");
-        ChunkClient { http }
+        ChunkClient {
+            http,
+            credential: None,
+        }
+    }
+
+    /// A client for a chunk server talking to its peers: every call
+    /// carries the cluster token, which chunk servers accept for anything.
+    pub fn with_cluster_token(mut self, token: Option<String>) -> ChunkClient {
+        self.credential = token.map(Credential::ClusterToken);
+        self
+    }
+
+    /// Every call carries `capability` (a `put` or `admin` one from
+    /// `MetaClient::grant`), unless the call is given its own.
+    pub fn with_capability(mut self, capability: Option<String>) -> ChunkClient {
+        self.credential = capability.map(Credential::Capability);
+        self
+    }
+
+    /// Adds the call's credential: its own capability, else the client's.
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        capability: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match (capability, &self.credential) {
+            (Some(capability), _) => request.header(CAPABILITY_HEADER, capability),
+            (None, Some(Credential::Capability(capability))) => {
+                request.header(CAPABILITY_HEADER, capability)
+            }
+            (None, Some(Credential::ClusterToken(token))) => {
+                request.header(CLUSTER_TOKEN_HEADER, token)
+            }
+            (None, None) => request,
+        }
     }
 
     /// Stores `data` as chunk `id` on the node at `addr`; `data` must hash to `id`.
@@ -73,10 +122,12 @@ impl ChunkClient {
         data: Bytes,
         received_ms: Option<u64>,
     ) -> Result<(), ChunkError> {
-        let mut request = self
-            .http
-            .put(format!("http://{addr}/v1/chunks/{id}"))
-            .body(data);
+        let mut request = self.authorize(
+            self.http
+                .put(format!("http://{addr}/v1/chunks/{id}"))
+                .body(data),
+            None,
+        );
         if let Some(ms) = received_ms {
             request = request.header(cairn_proto::api::RECEIVED_MS_HEADER, ms.to_string());
         }
@@ -90,11 +141,19 @@ impl ChunkClient {
         Err(error_text(response).await)
     }
 
-    /// Fetches chunk `id` from `addr`, unverified: the caller checks the hash.
-    pub async fn get(&self, addr: &str, id: &ChunkId) -> Result<Bytes, ChunkError> {
+    /// Fetches chunk `id` from `addr`, unverified: the caller checks the
+    /// hash. `capability` is the one `stat` gave for this chunk.
+    pub async fn get(
+        &self,
+        addr: &str,
+        id: &ChunkId,
+        capability: Option<&str>,
+    ) -> Result<Bytes, ChunkError> {
         let response = self
-            .http
-            .get(format!("http://{addr}/v1/chunks/{id}"))
+            .authorize(
+                self.http.get(format!("http://{addr}/v1/chunks/{id}")),
+                capability,
+            )
             .send()
             .await
             .map_err(|e| ChunkError::transport(&e))?;
@@ -121,18 +180,16 @@ impl ChunkClient {
         verify: bool,
     ) -> Result<HasChunksResponse, ClientError> {
         let server = format!("chunk server at {addr}");
-        let response = self
-            .http
-            .post(format!("http://{addr}/v1/chunks/has"))
-            .json(&HasChunksRequest {
-                ids: ids.to_vec(),
-                verify,
-            })
-            .send()
-            .await
-            .map_err(|e| {
-                ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
-            })?;
+        let request =
+            self.http
+                .post(format!("http://{addr}/v1/chunks/has"))
+                .json(&HasChunksRequest {
+                    ids: ids.to_vec(),
+                    verify,
+                });
+        let response = self.authorize(request, None).send().await.map_err(|e| {
+            ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
+        })?;
         let answer: HasChunksResponse = decode_response(response, &server).await?;
         let bad_corrupt = verify && answer.corrupt.len() != ids.len();
         if answer.present.len() != ids.len() || bad_corrupt {
@@ -150,11 +207,14 @@ impl ChunkClient {
         &self,
         addr: &str,
         id: &ChunkId,
+        capability: Option<&str>,
     ) -> Result<SuspectResponse, ClientError> {
         let server = format!("chunk server at {addr}");
-        let response = self
+        let request = self
             .http
-            .post(format!("http://{addr}/v1/chunks/{id}/suspect"))
+            .post(format!("http://{addr}/v1/chunks/{id}/suspect"));
+        let response = self
+            .authorize(request, capability)
             .send()
             .await
             .map_err(|e| {
@@ -167,8 +227,7 @@ impl ChunkClient {
     pub async fn request_repair(&self, addr: &str) -> Result<(), ClientError> {
         let server = format!("chunk server at {addr}");
         let response = self
-            .http
-            .post(format!("http://{addr}/v1/repair"))
+            .authorize(self.http.post(format!("http://{addr}/v1/repair")), None)
             .send()
             .await
             .map_err(|e| {

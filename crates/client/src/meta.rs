@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_proto::api::{
-    AddMemberRequest, CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse,
-    ListResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
-    ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest, RemoveNodeRequest,
-    RemoveRequest, SnapshotResponse, Stat, StatusResponse, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER,
+    AddMemberRequest, AddUserRequest, ChmodRequest, ChownRequest, CommitRequest, CommitResponse,
+    GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, ListResponse, LoginRequest,
+    LoginResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
+    PasswdRequest, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
+    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, UserRequest,
+    UserResponse, UsersResponse, WhoAmI, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER,
     STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
@@ -60,6 +62,8 @@ pub struct MetaClient {
     /// Sent on every call when set: the metadata service asks chunk
     /// servers for it (see `cairn_proto::api::cluster_token`).
     cluster_token: Option<String>,
+    /// A user's session token (from `login`), sent as `Authorization: Bearer`.
+    token: Option<String>,
 }
 
 impl MetaClient {
@@ -91,7 +95,14 @@ impl MetaClient {
             stale_ok: false,
             failover_timeout: FAILOVER_TIMEOUT,
             cluster_token: None,
+            token: None,
         }
+    }
+
+    /// Calls as the user whose session `token` is (see [`MetaClient::login`]).
+    pub fn with_token(mut self, token: Option<String>) -> MetaClient {
+        self.token = token;
+        self
     }
 
     /// Proves membership of the cluster on every call (chunk servers).
@@ -137,6 +148,18 @@ impl MetaClient {
 
     pub async fn stat_id(&self, id: FileId) -> Result<Stat, ClientError> {
         self.get("/v1/fs/stat", &[("id", &id.to_string())]).await
+    }
+
+    /// The stat of a file about to be read, with the capabilities to fetch
+    /// its chunks; refused unless the caller may read it.
+    pub async fn open(&self, path: &str) -> Result<Stat, ClientError> {
+        self.get("/v1/fs/stat", &[("path", path), ("read", "true")])
+            .await
+    }
+
+    pub async fn open_id(&self, id: FileId) -> Result<Stat, ClientError> {
+        self.get("/v1/fs/stat", &[("id", &id.to_string()), ("read", "true")])
+            .await
     }
 
     pub async fn list(&self, path: &str) -> Result<ListResponse, ClientError> {
@@ -195,6 +218,55 @@ impl MetaClient {
         request: &ReferencedRequest,
     ) -> Result<ReferencedResponse, ClientError> {
         self.post("/v1/chunks/referenced", request).await
+    }
+
+    pub async fn chmod(&self, request: &ChmodRequest) -> Result<MutationResponse, ClientError> {
+        self.post("/v1/fs/chmod", request).await
+    }
+
+    pub async fn chown(&self, request: &ChownRequest) -> Result<MutationResponse, ClientError> {
+        self.post("/v1/fs/chown", request).await
+    }
+
+    /// A capability for chunk servers: to store a file's chunks, or an
+    /// admin's for presence and repair calls.
+    pub async fn grant(&self, request: &GrantRequest) -> Result<GrantResponse, ClientError> {
+        self.post("/v1/chunks/grant", request).await
+    }
+
+    /// Opens a session; the answer's token goes in [`MetaClient::with_token`].
+    pub async fn login(&self, request: &LoginRequest) -> Result<LoginResponse, ClientError> {
+        self.post("/v1/auth/login", request).await
+    }
+
+    /// Ends the session of this client's token.
+    pub async fn logout(&self) -> Result<UserResponse, ClientError> {
+        self.post("/v1/auth/logout", &()).await
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.get("/v1/auth/whoami", &[]).await
+    }
+
+    pub async fn users(&self) -> Result<UsersResponse, ClientError> {
+        self.get("/v1/users", &[]).await
+    }
+
+    pub async fn add_user(&self, request: &AddUserRequest) -> Result<UserResponse, ClientError> {
+        self.post("/v1/users/add", request).await
+    }
+
+    pub async fn passwd(&self, request: &PasswdRequest) -> Result<UserResponse, ClientError> {
+        self.post("/v1/users/passwd", request).await
+    }
+
+    pub async fn remove_user(&self, request: &UserRequest) -> Result<UserResponse, ClientError> {
+        self.post("/v1/users/remove", request).await
+    }
+
+    /// Ends every session of a user.
+    pub async fn revoke(&self, request: &UserRequest) -> Result<UserResponse, ClientError> {
+        self.post("/v1/users/revoke", request).await
     }
 
     /// Adds a metadata member (it catches up, then votes).
@@ -324,6 +396,12 @@ impl MetaClient {
         }
         if let Some(token) = &self.cluster_token {
             request = request.header(CLUSTER_TOKEN_HEADER, token);
+        }
+        if let Some(token) = &self.token {
+            request = request.header(
+                reqwest::header::AUTHORIZATION,
+                format!("{BEARER_PREFIX}{token}"),
+            );
         }
         let response = match request.send().await {
             Ok(response) => response,

@@ -228,16 +228,25 @@ pub async fn download<W: AsyncWrite + Unpin>(
     }
     let ring = Arc::new(Ring::new(map));
     let replication = map.replication as usize;
-    let mut pending = stat.chunks.iter().copied();
+    // The capability for each chunk, when the cluster issues them.
+    let mut pending = stat
+        .chunks
+        .iter()
+        .copied()
+        .enumerate()
+        .map(|(i, chunk)| (chunk, stat.capabilities.get(i).cloned()));
     let mut in_flight = FuturesOrdered::new();
     loop {
         while in_flight.len() < window {
-            let Some(chunk) = pending.next() else { break };
+            let Some((chunk, capability)) = pending.next() else {
+                break;
+            };
             in_flight.push_back(tokio::spawn(fetch_chunk(
                 client.clone(),
                 ring.clone(),
                 replication,
                 chunk,
+                capability,
             )));
         }
         let Some(joined) = in_flight.next().await else {
@@ -262,10 +271,12 @@ async fn fetch_chunk(
     ring: Arc<Ring>,
     replication: usize,
     chunk: ChunkRef,
+    capability: Option<String>,
 ) -> Result<Bytes, ClientError> {
+    let capability = capability.as_deref();
     let mut failures = Vec::new();
     for node in ring.read_order(&chunk.id, replication) {
-        match client.get(&node.addr, &chunk.id).await {
+        match client.get(&node.addr, &chunk.id, capability).await {
             Ok(data) => {
                 let checked = data.clone();
                 let actual = tokio::task::spawn_blocking(move || ChunkId::of(&checked))
@@ -275,7 +286,10 @@ async fn fetch_chunk(
                     return Ok(data);
                 }
                 tracing::warn!(chunk = %chunk.id, node = %node.id, addr = %node.addr, "corrupt replica: skipping it and reporting it to its node");
-                if let Err(e) = client.report_corrupt(&node.addr, &chunk.id).await {
+                if let Err(e) = client
+                    .report_corrupt(&node.addr, &chunk.id, capability)
+                    .await
+                {
                     tracing::warn!(%e, "could not report the corrupt replica");
                 }
                 failures.push(format!("{}: corrupt copy", node.addr));

@@ -9,9 +9,12 @@
 //! - `liveness.rs`: heartbeat bookkeeping and the up/down/full rule
 //! - `server.rs`: the HTTP/JSON API, the liveness watcher and status
 
+mod access;
+pub mod auth;
 pub mod group;
 pub mod liveness;
 pub mod network;
+pub mod perm;
 pub mod server;
 pub mod state;
 pub mod store;

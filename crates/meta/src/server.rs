@@ -31,11 +31,12 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_proto::api::{
-    AddMemberRequest, CommitRequest, CommitResponse, HeartbeatRequest, HeartbeatResponse,
-    ListResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeReport,
-    NodeRequest, NodeStatus, ReferencedRequest, ReferencedResponse, RegisterRequest,
-    RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse,
-    CLUSTER_TOKEN_HEADER, MAX_HAS_CHUNKS_IDS, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    AddMemberRequest, CapabilityKey, ChmodRequest, ChownRequest, ChunkOp, CommitRequest,
+    CommitResponse, GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, ListResponse,
+    MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeReport, NodeRequest,
+    NodeStatus, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
+    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, CLUSTER_TOKEN_HEADER,
+    MAX_HAS_CHUNKS_IDS, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId, NodeId, NodeState};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -45,6 +46,8 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{self, Caller, LoginLimiter};
+use crate::auth::AUTH;
 use crate::group::{self, Hello};
 use crate::liveness::{self, Liveness, Timing};
 use crate::network::HttpNetworkFactory;
@@ -68,6 +71,9 @@ const LIVENESS_TICK: Duration = Duration::from_millis(500);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long a read may wait for a majority to confirm this member leads.
 const CONFIRM_LEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a chunk capability is good for: a transfer of one file must
+/// finish within it (4 h of 4 MiB chunks at 10 MB/s is 140 GB).
+const CAPABILITY_TTL_MS: u64 = 4 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
@@ -92,6 +98,12 @@ pub struct MetaConfig {
     /// Raft, and sent with this member's own Raft messages. `None`: anyone
     /// who can reach the port may join (said loudly at start).
     pub cluster_token: Option<String>,
+    /// Signs the chunk capabilities handed to clients (derived from the
+    /// cluster secret). `None`: chunk servers check none either.
+    pub capability_key: Option<CapabilityKey>,
+    /// Where the first admin's password is read from, or written to (mode
+    /// 0600) when the cluster has no user yet [default: DATA_DIR/admin.password].
+    pub admin_password_file: Option<PathBuf>,
     /// Set the cluster's replication factor (kept in the map); `None` keeps
     /// what the map has (3 on a new cluster).
     pub replication: Option<u32>,
@@ -102,13 +114,17 @@ pub struct MetaConfig {
     pub up_after: Duration,
 }
 
-struct Meta {
+pub(crate) struct Meta {
     id: RaftNodeId,
-    cluster_token: Option<String>,
+    pub(crate) cluster_token: Option<String>,
+    capability_key: Option<CapabilityKey>,
     raft: Raft<TypeConfig>,
     db: Arc<Database>,
     timing: Timing,
     liveness: Mutex<Liveness>,
+    pub(crate) logins: LoginLimiter,
+    /// Bounds the password hashes computed at once.
+    pub(crate) hashing: tokio::sync::Semaphore,
     /// The term in which this member, leading, has applied its whole log
     /// once (0: not yet). From then on its commit index is fresh, and a
     /// consistent read needs only openraft's check (see `confirm_leader`).
@@ -196,9 +212,14 @@ pub async fn run(
         config.peers.clone()
     };
 
+    let admin_password_file = config
+        .admin_password_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("admin.password"));
     let meta = Arc::new(Meta {
         id: config.id,
         cluster_token: config.cluster_token.clone(),
+        capability_key: config.capability_key.clone(),
         raft,
         db,
         timing: Timing {
@@ -206,6 +227,8 @@ pub async fn run(
             up_after: config.up_after,
         },
         liveness: Mutex::default(),
+        logins: LoginLimiter::default(),
+        hashing: tokio::sync::Semaphore::new(access::MAX_CONCURRENT_HASHES),
         log_applied_in_term: AtomicU64::new(0),
     });
     // Serve first: the other members must reach this one to form the group.
@@ -259,7 +282,12 @@ pub async fn run(
         set_params(&meta, config.replication, config.chunk_size_bytes)
             .await
             .map_err(anyhow::Error::msg)?;
+        access::bootstrap_admin(&meta, &admin_password_file).await?;
     } else {
+        tokio::spawn(bootstrap_when_leading(
+            meta.clone(),
+            admin_password_file.clone(),
+        ));
         // A member of a larger group (which may have started as a group of
         // one and grown): whichever member leads applies the flags.
         tokio::spawn(apply_params(
@@ -327,6 +355,25 @@ async fn apply_params(meta: Arc<Meta>, replication: Option<u32>, chunk_size_byte
     }
 }
 
+/// Creates the first admin once this member leads, unless another member
+/// did (see `access::bootstrap_admin`).
+async fn bootstrap_when_leading(meta: Arc<Meta>, password_file: PathBuf) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if meta.raft.metrics().borrow().current_leader == Some(meta.id) {
+            match access::bootstrap_admin(&meta, &password_file).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(%e, "cannot create the first admin yet"),
+            }
+        } else if let Ok(true) = meta
+            .read_local(|txn| crate::auth::has_users(&txn.open_table(AUTH)?))
+            .await
+        {
+            return;
+        }
+    }
+}
+
 /// Proposes the flags' replication and chunk size if the map differs.
 async fn set_params(
     meta: &Meta,
@@ -348,7 +395,7 @@ async fn set_params(
         replication: wanted.0,
         chunk_size_bytes: wanted.1,
     };
-    meta.propose(command, None).await?;
+    meta.propose(command, None, None).await?;
     tracing::info!(
         replication = wanted.0,
         chunk_size_bytes = wanted.1,
@@ -379,6 +426,7 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/nodes/undrain", post(undrain_node))
         .route("/v1/nodes/remove", post(remove_node))
         .route("/v1/chunks/referenced", post(referenced))
+        .route("/v1/chunks/grant", post(grant))
         .route("/v1/fs/stat", get(stat))
         .route("/v1/fs/list", get(list))
         .route("/v1/fs/mkdir", post(mkdir))
@@ -386,6 +434,16 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/fs/remove", post(remove))
         .route("/v1/fs/rename", post(rename))
         .route("/v1/fs/copy", post(copy))
+        .route("/v1/fs/chmod", post(chmod))
+        .route("/v1/fs/chown", post(chown))
+        .route("/v1/auth/login", post(access::login))
+        .route("/v1/auth/logout", post(access::logout))
+        .route("/v1/auth/whoami", get(access::whoami))
+        .route("/v1/users", get(access::list_users))
+        .route("/v1/users/add", post(access::add_user))
+        .route("/v1/users/passwd", post(access::passwd))
+        .route("/v1/users/remove", post(access::remove_user))
+        .route("/v1/users/revoke", post(access::revoke))
         .route("/v1/meta/members/add", post(add_member))
         .route("/v1/meta/members/remove", post(remove_member))
         .route("/v1/meta/snapshot", post(snapshot))
@@ -506,7 +564,7 @@ fn redirect_to_leader(leader_addr: Option<String>, path_and_query: &str) -> Http
     response
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -516,14 +574,17 @@ fn now_ms() -> u64 {
 impl Meta {
     /// Proposes a command and waits until it is committed by a majority
     /// and applied. `request_id` makes a retried proposal apply once.
-    async fn propose(
+    /// `user` is who the command runs as (`None`: the cluster itself).
+    pub(crate) async fn propose(
         &self,
         command: Command,
         request_id: Option<u128>,
+        user: Option<String>,
     ) -> Result<Output, ApiError> {
         let request = state::Request {
             now_ms: now_ms(),
             request_id,
+            user,
             command,
         };
         let write = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(request));
@@ -549,7 +610,7 @@ impl Meta {
 
     /// Runs `read` on the applied state after confirming leadership, or
     /// at once on a stale-ok read.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         consistency: Consistency,
         read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
@@ -614,7 +675,7 @@ impl Meta {
     }
 
     /// Runs `read` on this member's applied state, as it is.
-    async fn read_local<T: Send + 'static>(
+    pub(crate) async fn read_local<T: Send + 'static>(
         &self,
         read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -695,7 +756,7 @@ async fn watch_liveness(meta: Arc<Meta>) {
                 state: to,
                 expect: Some(from),
             };
-            if let Err(e) = meta.propose(command, None).await {
+            if let Err(e) = meta.propose(command, None, None).await {
                 tracing::warn!(%e, "could not change the node's state");
             }
         }
@@ -705,7 +766,7 @@ async fn watch_liveness(meta: Arc<Meta>) {
 // ---- HTTP plumbing ----
 
 /// An [`ApiError`] as an HTTP response: its code's status and a JSON body.
-struct HttpError(ApiError);
+pub(crate) struct HttpError(pub(crate) ApiError);
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> HttpResponse {
@@ -726,10 +787,10 @@ impl From<ApiError> for HttpError {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, HttpError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, HttpError>;
 
 /// A JSON body whose rejections come back as JSON `ApiError`s.
-struct ApiJson<T>(T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = HttpError;
@@ -775,7 +836,7 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
 /// How a read is served: confirmed with a majority, or from this
 /// member's applied state as it is (the `x-cairn-stale-ok` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Consistency {
+pub(crate) enum Consistency {
     Linearizable,
     Stale,
 }
@@ -794,7 +855,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Consistency {
 
 /// The client's id for this operation (`x-cairn-request-id`, 32 hex
 /// digits), if it sent one.
-struct RequestId(Option<u128>);
+pub(crate) struct RequestId(pub(crate) Option<u128>);
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = HttpError;
@@ -874,6 +935,7 @@ async fn hello(State(meta): State<Arc<Meta>>) -> ApiResult<Hello> {
 
 async fn status(
     State(meta): State<Arc<Meta>>,
+    _caller: Caller,
     consistency: Consistency,
 ) -> ApiResult<StatusResponse> {
     let (map, (file_count, dir_count)) = meta
@@ -943,7 +1005,11 @@ async fn status(
     }))
 }
 
-async fn map(State(meta): State<Arc<Meta>>, consistency: Consistency) -> ApiResult<ClusterMap> {
+async fn map(
+    State(meta): State<Arc<Meta>>,
+    _caller: Caller,
+    consistency: Consistency,
+) -> ApiResult<ClusterMap> {
     Ok(Json(meta.map(consistency).await?))
 }
 
@@ -953,7 +1019,9 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<ClusterMap> {
     let id = req.id.clone();
-    let output = meta.propose(Command::RegisterNode(req), request_id).await?;
+    let output = meta
+        .propose(Command::RegisterNode(req), request_id, None)
+        .await?;
     meta.liveness.lock().expect("liveness lock").record(
         &id,
         NodeReport::default(),
@@ -1000,24 +1068,28 @@ async fn heartbeat(
 
 async fn drain_node(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<NodeRequest>,
 ) -> ApiResult<ClusterMap> {
+    caller.require_admin("drain storage nodes")?;
     let command = Command::SetNodeState {
         id: req.id.clone(),
         state: NodeState::Draining,
         expect: None,
     };
-    let map = expect_map(meta.propose(command, request_id).await?)?;
-    tracing::info!(node = %req.id, "storage node is draining");
+    let map = expect_map(meta.propose(command, request_id, None).await?)?;
+    tracing::info!(node = %req.id, by = %caller.principal.name, "storage node is draining");
     Ok(Json(map))
 }
 
 async fn undrain_node(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<NodeRequest>,
 ) -> ApiResult<ClusterMap> {
+    caller.require_admin("undrain storage nodes")?;
     let map = meta.map(Consistency::Linearizable).await?;
     let node = map
         .node(&req.id)
@@ -1038,16 +1110,20 @@ async fn undrain_node(
         state: NodeState::Up,
         expect: Some(NodeState::Draining),
     };
-    Ok(Json(expect_map(meta.propose(command, request_id).await?)?))
+    Ok(Json(expect_map(
+        meta.propose(command, request_id, None).await?,
+    )?))
 }
 
 /// Removes a node for good: a draining node once it reports holding no
 /// chunk at all, or a down node with `force`.
 async fn remove_node(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<RemoveNodeRequest>,
 ) -> ApiResult<ClusterMap> {
+    caller.require_admin("remove storage nodes")?;
     let map = meta.map(Consistency::Linearizable).await?;
     let node = map
         .node(&req.id)
@@ -1097,7 +1173,7 @@ async fn remove_node(
         }
     }
     let command = Command::RemoveNode { id: req.id.clone() };
-    let map = expect_map(meta.propose(command, request_id).await?)?;
+    let map = expect_map(meta.propose(command, request_id, None).await?)?;
     meta.liveness
         .lock()
         .expect("liveness lock")
@@ -1116,8 +1192,10 @@ fn expect_map(output: Output) -> Result<ClusterMap, HttpError> {
 
 async fn referenced(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     ApiJson(req): ApiJson<ReferencedRequest>,
 ) -> ApiResult<ReferencedResponse> {
+    caller.require_admin("ask which chunks files reference")?;
     if req.ids.len() > MAX_HAS_CHUNKS_IDS {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
@@ -1140,25 +1218,48 @@ async fn referenced(
 struct StatQuery {
     path: Option<String>,
     id: Option<FileId>,
+    /// The caller is about to read the file: refuse unless it may.
+    #[serde(default)]
+    read: bool,
 }
 
 async fn stat(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     consistency: Consistency,
     ApiQuery(query): ApiQuery<StatQuery>,
 ) -> ApiResult<Stat> {
-    let stat = match (query.path, query.id) {
+    let who = caller.principal;
+    let read = query.read;
+    let (mut stat, readable) = match (query.path, query.id) {
         (Some(path), None) => {
             meta.read(consistency, move |txn| {
-                let (id, inode) =
-                    state::resolve(&txn.open_table(INODES)?, &txn.open_table(DIRENTS)?, &path)?;
-                Ok(inode.to_stat(id))
+                let (id, inode) = state::resolve(
+                    &txn.open_table(INODES)?,
+                    &txn.open_table(DIRENTS)?,
+                    &who,
+                    &path,
+                )?;
+                if read && inode.kind == cairn_proto::api::EntryKind::File {
+                    inode.require_read(&who, &path)?;
+                }
+                Ok((
+                    inode.to_stat(id, &who),
+                    inode.allows(&who, crate::perm::READ),
+                ))
             })
             .await?
         }
         (None, Some(id)) => {
             meta.read(consistency, move |txn| {
-                state::stat_by_id(&txn.open_table(INODES)?, id)
+                let inode = state::resolve_id(&txn.open_table(INODES)?, &who, id)?;
+                if read && inode.kind == cairn_proto::api::EntryKind::File {
+                    inode.require_read(&who, &format!("id {id}"))?;
+                }
+                Ok((
+                    inode.to_stat(id, &who),
+                    inode.allows(&who, crate::perm::READ),
+                ))
             })
             .await?
         }
@@ -1170,7 +1271,60 @@ async fn stat(
             .into())
         }
     };
+    // The chunk servers serve a chunk only with a capability for it: one
+    // per chunk of a file the caller may read.
+    if let (Some(key), true) = (&meta.capability_key, readable) {
+        let expires_ms = now_ms() + CAPABILITY_TTL_MS;
+        stat.capabilities = stat
+            .chunks
+            .iter()
+            .map(|c| key.issue(ChunkOp::Get, Some(&c.id), expires_ms))
+            .collect();
+    }
     Ok(Json(stat))
+}
+
+/// A capability to store chunks (for a file the caller may write at
+/// `path`) or for the admin chunk calls.
+async fn grant(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<GrantRequest>,
+) -> ApiResult<GrantResponse> {
+    let op = match req.op {
+        cairn_proto::api::GrantOp::Admin => {
+            caller.require_admin("check or repair chunks on the storage nodes")?;
+            ChunkOp::Admin
+        }
+        cairn_proto::api::GrantOp::Put => {
+            let Some(path) = req.path else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "a put grant names the file to write: {\"op\": \"put\", \"path\": \"/a/b\"}",
+                )
+                .into());
+            };
+            let who = caller.principal.clone();
+            meta.read(Consistency::Linearizable, move |txn| {
+                state::check_writable(
+                    &txn.open_table(INODES)?,
+                    &txn.open_table(DIRENTS)?,
+                    &who,
+                    &path,
+                )
+            })
+            .await?;
+            ChunkOp::Put
+        }
+    };
+    let expires_ms = now_ms() + CAPABILITY_TTL_MS;
+    Ok(Json(GrantResponse {
+        capability: meta
+            .capability_key
+            .as_ref()
+            .map(|key| key.issue(op, None, expires_ms)),
+        expires_ms,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -1180,14 +1334,17 @@ struct ListQuery {
 
 async fn list(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     consistency: Consistency,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<ListResponse> {
+    let who = caller.principal;
     let listing = meta
         .read(consistency, move |txn| {
             state::list(
                 &txn.open_table(INODES)?,
                 &txn.open_table(DIRENTS)?,
+                &who,
                 &query.path,
             )
         })
@@ -1197,10 +1354,11 @@ async fn list(
 
 async fn mutation(
     meta: &Meta,
+    caller: &Caller,
     command: Command,
     request_id: Option<u128>,
 ) -> ApiResult<MutationResponse> {
-    match meta.propose(command, request_id).await? {
+    match meta.propose(command, request_id, caller.user()).await? {
         Output::Mutation(m) => Ok(Json(m)),
         other => Err(ApiError::internal(format!("mutation answered {other:?}")).into()),
     }
@@ -1208,42 +1366,68 @@ async fn mutation(
 
 async fn mkdir(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MkdirRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Mkdir(req), request_id).await
+    mutation(&meta, &caller, Command::Mkdir(req), request_id).await
 }
 
 async fn remove(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<RemoveRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Remove(req), request_id).await
+    mutation(&meta, &caller, Command::Remove(req), request_id).await
 }
 
 async fn rename(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Rename(req), request_id).await
+    mutation(&meta, &caller, Command::Rename(req), request_id).await
 }
 
 async fn copy(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<MutationResponse> {
-    mutation(&meta, Command::Copy(req), request_id).await
+    mutation(&meta, &caller, Command::Copy(req), request_id).await
+}
+
+async fn chmod(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<ChmodRequest>,
+) -> ApiResult<MutationResponse> {
+    mutation(&meta, &caller, Command::Chmod(req), request_id).await
+}
+
+async fn chown(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<ChownRequest>,
+) -> ApiResult<MutationResponse> {
+    mutation(&meta, &caller, Command::Chown(req), request_id).await
 }
 
 async fn commit(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<CommitRequest>,
 ) -> ApiResult<CommitResponse> {
-    match meta.propose(Command::Commit(req), request_id).await? {
+    match meta
+        .propose(Command::Commit(req), request_id, caller.user())
+        .await?
+    {
         Output::Commit(c) => Ok(Json(c)),
         other => Err(ApiError::internal(format!("commit answered {other:?}")).into()),
     }
@@ -1272,8 +1456,10 @@ async fn raft_snapshot(
 
 async fn add_member(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     ApiJson(req): ApiJson<AddMemberRequest>,
 ) -> ApiResult<MembersResponse> {
+    caller.require_admin("change the metadata group")?;
     let addr = req.addr.trim_start_matches("http://").to_string();
     group::add_member(&meta.raft, req.id, addr, req.learner).await?;
     Ok(Json(MembersResponse {
@@ -1283,8 +1469,10 @@ async fn add_member(
 
 async fn remove_member(
     State(meta): State<Arc<Meta>>,
+    caller: Caller,
     ApiJson(req): ApiJson<RemoveMemberRequest>,
 ) -> ApiResult<MembersResponse> {
+    caller.require_admin("change the metadata group")?;
     group::remove_member(&meta.raft, req.id).await?;
     Ok(Json(MembersResponse {
         members: group::members(&meta.raft.metrics().borrow()),
@@ -1293,7 +1481,8 @@ async fn remove_member(
 
 /// Builds a snapshot now and purges the log it covers (leader only; each
 /// follower also snapshots on its own every `--snapshot-logs` entries).
-async fn snapshot(State(meta): State<Arc<Meta>>) -> ApiResult<SnapshotResponse> {
+async fn snapshot(State(meta): State<Arc<Meta>>, caller: Caller) -> ApiResult<SnapshotResponse> {
+    caller.require_admin("snapshot the metadata")?;
     let (snapshot_index, purged_index) = group::snapshot_and_purge(&meta.raft).await?;
     tracing::info!(
         ?snapshot_index,

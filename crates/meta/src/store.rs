@@ -28,6 +28,7 @@ use openraft::{
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AUTH;
 use crate::state::{
     self, decode, encode, Output, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, REQUESTS,
     REQUESTS_BY_TIME, SM_META,
@@ -303,13 +304,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// A snapshot as stored and shipped: every state-machine row.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
-    /// [`SNAPSHOT_V2`]: the body with `requests` (what this binary writes).
+    /// [`SNAPSHOT_V3`]: the body with `auth` (what this binary writes).
     format: u8,
     inodes: Vec<(u64, Vec<u8>)>,
     dirents: Vec<(u64, String, u64)>,
     meta: Vec<(String, Vec<u8>)>,
     chunk_refs: Vec<([u8; 32], u64)>,
     /// (request id, applied ms, outcome record).
+    requests: Vec<(u128, u64, Vec<u8>)>,
+    /// Users and sessions: the rows of the `auth` table.
+    auth: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The body before users existed (format 2).
+#[derive(Deserialize)]
+struct SnapshotBodyV2 {
+    inodes: Vec<(u64, Vec<u8>)>,
+    dirents: Vec<(u64, String, u64)>,
+    meta: Vec<(String, Vec<u8>)>,
+    chunk_refs: Vec<([u8; 32], u64)>,
     requests: Vec<(u128, u64, Vec<u8>)>,
 }
 
@@ -325,6 +338,7 @@ struct SnapshotBodyV1 {
 
 const SNAPSHOT_V1: u8 = 1;
 const SNAPSHOT_V2: u8 = 2;
+const SNAPSHOT_V3: u8 = 3;
 
 impl SnapshotBody {
     /// Decodes either format: the `format` field comes first in both.
@@ -338,17 +352,30 @@ impl SnapshotBody {
             SNAPSHOT_V1 => {
                 let (_, v1): (u8, SnapshotBodyV1) = decode(bytes).map_err(|e| e.to_string())?;
                 Ok(SnapshotBody {
-                    format: SNAPSHOT_V2,
+                    format: SNAPSHOT_V3,
                     inodes: v1.inodes,
                     dirents: v1.dirents,
                     meta: v1.meta,
                     chunk_refs: v1.chunk_refs,
                     requests: Vec::new(),
+                    auth: Vec::new(),
                 })
             }
-            SNAPSHOT_V2 => decode(bytes).map_err(|e| e.to_string()),
+            SNAPSHOT_V2 => {
+                let (_, v2): (u8, SnapshotBodyV2) = decode(bytes).map_err(|e| e.to_string())?;
+                Ok(SnapshotBody {
+                    format: SNAPSHOT_V3,
+                    inodes: v2.inodes,
+                    dirents: v2.dirents,
+                    meta: v2.meta,
+                    chunk_refs: v2.chunk_refs,
+                    requests: v2.requests,
+                    auth: Vec::new(),
+                })
+            }
+            SNAPSHOT_V3 => decode(bytes).map_err(|e| e.to_string()),
             other => Err(format!(
-                "snapshot format {other} is newer than this binary understands ({SNAPSHOT_V2}); upgrade cairn"
+                "snapshot format {other} is newer than this binary understands ({SNAPSHOT_V3}); upgrade cairn"
             )),
         }
     }
@@ -528,12 +555,13 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
     let (applied, membership) = read_applied(db)?;
     let txn = db.begin_read().map_err(|e| e.to_string())?;
     let mut body = SnapshotBody {
-        format: SNAPSHOT_V2,
+        format: SNAPSHOT_V3,
         inodes: Vec::new(),
         dirents: Vec::new(),
         meta: Vec::new(),
         chunk_refs: Vec::new(),
         requests: Vec::new(),
+        auth: Vec::new(),
     };
     let inodes = txn.open_table(INODES).map_err(|e| e.to_string())?;
     for row in inodes.iter().map_err(|e| e.to_string())? {
@@ -568,6 +596,11 @@ fn build(db: &Database) -> Result<StoredSnapshot, String> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("request {id:032x} is indexed by time but has no record"))?;
         body.requests.push((id, at_ms, record.value().to_vec()));
+    }
+    let auth = txn.open_table(AUTH).map_err(|e| e.to_string())?;
+    for row in auth.iter().map_err(|e| e.to_string())? {
+        let (k, v) = row.map_err(|e| e.to_string())?;
+        body.auth.push((k.value().to_vec(), v.value().to_vec()));
     }
     drop(txn);
     let snapshot_id = match &applied {
@@ -643,6 +676,12 @@ fn install(db: &Database, stored: &StoredSnapshot) -> Result<(), String> {
                 .insert((*at_ms, *id), ())
                 .map_err(|e| e.to_string())?;
         }
+        let mut auth = txn.open_table(AUTH).map_err(|e| e.to_string())?;
+        auth.retain(|_, _| false).map_err(|e| e.to_string())?;
+        for (k, v) in &body.auth {
+            auth.insert(k.as_slice(), v.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
         let mut snapshot = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
         save_snapshot(&mut snapshot, stored)?;
     }
@@ -668,22 +707,33 @@ mod tests {
     use cairn_proto::api::MkdirRequest;
 
     fn apply(db: &Database, index: u64, request_id: Option<u128>, path: &str) {
+        let command = state::Command::Mkdir(MkdirRequest {
+            path: path.into(),
+            parents: false,
+            mode: None,
+        });
+        apply_command(db, index, request_id, command);
+    }
+
+    fn apply_command(db: &Database, index: u64, request_id: Option<u128>, command: state::Command) {
         let entry = Entry::<TypeConfig> {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(state::Request {
                 now_ms: 1_000 + index,
                 request_id,
-                command: state::Command::Mkdir(MkdirRequest {
-                    path: path.into(),
-                    parents: false,
-                }),
+                user: None,
+                command,
             }),
         };
         apply_entries(db, vec![entry]).unwrap();
     }
 
-    /// Directory entries and request records.
-    type Rows = (Vec<(u64, String, u64)>, Vec<(u128, Vec<u8>)>);
+    /// Directory entries, request records and users and sessions.
+    type Rows = (
+        Vec<(u64, String, u64)>,
+        Vec<(u128, Vec<u8>)>,
+        Vec<(Vec<u8>, Vec<u8>)>,
+    );
 
     fn rows(db: &Database) -> Rows {
         let txn = db.begin_read().unwrap();
@@ -705,16 +755,41 @@ mod tests {
                 (k.value(), v.value().to_vec())
             })
             .collect();
-        (dirents, requests)
+        let auth = txn.open_table(AUTH).unwrap();
+        let auth = auth
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect();
+        (dirents, requests, auth)
     }
 
     #[test]
-    fn a_snapshot_carries_the_namespace_and_the_request_outcomes() {
+    fn a_snapshot_carries_the_namespace_the_request_outcomes_and_the_users() {
         let dir = tempfile::tempdir().unwrap();
         let source = open_database(&dir.path().join("a.redb")).unwrap();
         apply(&source, 1, Some(42), "/a");
-        apply(&source, 2, None, "/b");
+        let bootstrap = state::Command::BootstrapAdmin {
+            password_hash: "$argon2id$stand-in".into(),
+        };
+        apply_command(&source, 2, None, bootstrap);
+        let session = state::Command::CreateSession {
+            token_hash: [7; 32],
+            name: "admin".into(),
+            expires_ms: u64::MAX,
+            user_version: 1,
+        };
+        apply_command(&source, 3, None, session);
+        apply(&source, 4, None, "/b");
         let snapshot = build(&source).unwrap();
+        assert_eq!(
+            rows(&source).2.len(),
+            4,
+            "a user, a session and its two index rows"
+        );
 
         let target = open_database(&dir.path().join("b.redb")).unwrap();
         apply(&target, 1, Some(7), "/stale");
@@ -722,9 +797,9 @@ mod tests {
         assert_eq!(rows(&target), rows(&source));
         assert_eq!(rows(&target).1.len(), 1);
         let (applied, _) = read_applied(&target).unwrap();
-        assert_eq!(applied.map(|l| l.index), Some(2));
+        assert_eq!(applied.map(|l| l.index), Some(4));
         // The retried request is answered from the installed table.
-        apply(&target, 3, Some(42), "/a");
+        apply(&target, 5, Some(42), "/a");
         assert_eq!(rows(&target), rows(&source));
     }
 

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use cairn_meta::auth::{self, AUTH};
+use cairn_meta::perm::Principal;
 use cairn_meta::state::{
     self, Command, Output, Request, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, SM_META,
 };
@@ -41,6 +43,20 @@ impl Fixture {
     /// Applies one log entry as `store.rs` does: through the request-id
     /// table, a refusal being the outcome.
     fn apply_as(&mut self, request_id: Option<u128>, command: Command) -> Result<Output, ApiError> {
+        self.apply_full(request_id, None, command)
+    }
+
+    /// Applies a command as user `user`.
+    fn by(&mut self, user: &str, command: Command) -> Result<Output, ApiError> {
+        self.apply_full(None, Some(user), command)
+    }
+
+    fn apply_full(
+        &mut self,
+        request_id: Option<u128>,
+        user: Option<&str>,
+        command: Command,
+    ) -> Result<Output, ApiError> {
         self.clock += 1;
         let txn = self.db.begin_write().unwrap();
         let result = {
@@ -48,6 +64,7 @@ impl Fixture {
             tables.apply_request(&Request {
                 now_ms: self.clock,
                 request_id,
+                user: user.map(str::to_string),
                 command,
             })
         };
@@ -60,27 +77,11 @@ impl Fixture {
     }
 
     fn mkdir(&mut self, path: &str, parents: bool) -> Result<Output, ApiError> {
-        self.apply(Command::Mkdir(MkdirRequest {
-            path: path.into(),
-            parents,
-        }))
+        self.apply(mkdir_command(path, parents))
     }
 
     fn put(&mut self, path: &str, content: &[u8], on_exists: OnExists) -> Result<Output, ApiError> {
-        let chunks: Vec<ChunkRef> = content
-            .chunks(4)
-            .map(|c| ChunkRef {
-                id: ChunkId::of(c),
-                length_bytes: c.len() as u32,
-            })
-            .collect();
-        self.apply(Command::Commit(CommitRequest {
-            path: path.into(),
-            size_bytes: content.len() as u64,
-            digest: file_digest(&chunks),
-            chunks,
-            on_exists,
-        }))
+        self.apply(put_command(path, content, on_exists))
     }
 
     fn code(&mut self, command: Command) -> ErrorCode {
@@ -90,10 +91,15 @@ impl Fixture {
     }
 
     fn stat(&self, path: &str) -> Result<(u64, state::Inode), ErrorCode> {
+        self.stat_as(&Principal::system(), path)
+    }
+
+    fn stat_as(&self, who: &Principal, path: &str) -> Result<(u64, state::Inode), ErrorCode> {
         let txn = self.db.begin_read().unwrap();
         match state::resolve(
             &txn.open_table(INODES).unwrap(),
             &txn.open_table(DIRENTS).unwrap(),
+            who,
             path,
         ) {
             Ok(found) => Ok(found),
@@ -103,19 +109,87 @@ impl Fixture {
     }
 
     fn names(&self, path: &str) -> Vec<String> {
-        let txn = self.db.begin_read().unwrap();
-        state::list(
-            &txn.open_table(INODES).unwrap(),
-            &txn.open_table(DIRENTS).unwrap(),
-            path,
-        )
-        .unwrap()
-        .entries
-        .into_iter()
-        .map(|e| e.name)
-        .collect()
+        self.list_as(&Principal::system(), path).unwrap()
     }
 
+    fn list_as(&self, who: &Principal, path: &str) -> Result<Vec<String>, ErrorCode> {
+        let txn = self.db.begin_read().unwrap();
+        match state::list(
+            &txn.open_table(INODES).unwrap(),
+            &txn.open_table(DIRENTS).unwrap(),
+            who,
+            path,
+        ) {
+            Ok(listing) => Ok(listing.entries.into_iter().map(|e| e.name).collect()),
+            Err(StateError::Api(e)) => Err(e.code),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    /// The caller `name` as the server would build it from the users table.
+    fn principal(&self, name: &str) -> Principal {
+        let txn = self.db.begin_read().unwrap();
+        auth::get_user(&txn.open_table(AUTH).unwrap(), name)
+            .unwrap()
+            .unwrap()
+            .principal(name)
+    }
+
+    /// The first admin, and users alice and bob (both in group eng) and
+    /// carol.
+    fn with_users() -> Fixture {
+        let mut f = Fixture::new();
+        f.apply(Command::BootstrapAdmin {
+            password_hash: "h".into(),
+        })
+        .unwrap();
+        for (name, groups) in [
+            ("alice", vec!["eng"]),
+            ("bob", vec!["eng"]),
+            ("carol", vec![]),
+        ] {
+            f.by(
+                "admin",
+                Command::AddUser {
+                    name: name.into(),
+                    password_hash: format!("hash of {name}"),
+                    groups: groups.into_iter().map(String::from).collect(),
+                    admin: false,
+                },
+            )
+            .unwrap();
+        }
+        f
+    }
+}
+
+fn mkdir_command(path: &str, parents: bool) -> Command {
+    Command::Mkdir(MkdirRequest {
+        path: path.into(),
+        parents,
+        mode: None,
+    })
+}
+
+fn put_command(path: &str, content: &[u8], on_exists: OnExists) -> Command {
+    let chunks: Vec<ChunkRef> = content
+        .chunks(4)
+        .map(|c| ChunkRef {
+            id: ChunkId::of(c),
+            length_bytes: c.len() as u32,
+        })
+        .collect();
+    Command::Commit(CommitRequest {
+        path: path.into(),
+        size_bytes: content.len() as u64,
+        digest: file_digest(&chunks),
+        chunks,
+        on_exists,
+        mode: None,
+    })
+}
+
+impl Fixture {
     /// Every entry points at a live inode, every inode but the root is
     /// reachable exactly once, directory sizes equal their entry counts and
     /// the counters equal the real counts.
@@ -126,7 +200,7 @@ impl Fixture {
         let mut all: HashMap<u64, state::Inode> = HashMap::new();
         for row in inodes.iter().unwrap() {
             let (k, v) = row.unwrap();
-            all.insert(k.value(), state::decode(v.value()).unwrap());
+            all.insert(k.value(), state::decode_inode(v.value()).unwrap());
         }
         let mut referenced: HashSet<u64> = HashSet::new();
         let mut children: HashMap<u64, u64> = HashMap::new();
@@ -142,6 +216,11 @@ impl Fixture {
                 "entry points at a missing inode"
             );
             assert!(referenced.insert(v.value()), "inode linked twice");
+            assert_eq!(
+                all[&v.value()].parent,
+                parent,
+                "an inode names its directory"
+            );
             *children.entry(parent).or_default() += 1;
         }
         for (id, inode) in &all {
@@ -279,6 +358,7 @@ fn commit_checks_the_chunk_list() {
         chunks: vec![chunk],
         digest: file_digest(&[chunk]),
         on_exists: OnExists::Fail,
+        mode: None,
     };
     assert_eq!(
         f.code(Command::Commit(wrong_size.clone())),
@@ -585,6 +665,7 @@ fn a_retried_request_applies_once_and_gets_the_first_outcome() {
         Command::Mkdir(MkdirRequest {
             path: "/a".into(),
             parents: false,
+            mode: None,
         })
     };
     let first = f.apply_as(Some(7), mkdir()).unwrap();
@@ -611,6 +692,7 @@ fn request_outcomes_are_forgotten_after_the_retention() {
         Command::Mkdir(MkdirRequest {
             path: "/a".into(),
             parents: false,
+            mode: None,
         })
     };
     f.apply_as(Some(1), mkdir()).unwrap();
@@ -621,4 +703,494 @@ fn request_outcomes_are_forgotten_after_the_retention() {
         f.apply_as(Some(1), mkdir()).unwrap_err().code,
         ErrorCode::AlreadyExists
     );
+}
+
+// ---- users, sessions and permissions ----
+
+fn chmod(path: &str, mode: u32) -> Command {
+    Command::Chmod(cairn_proto::api::ChmodRequest {
+        path: path.into(),
+        mode,
+    })
+}
+
+fn chgrp(path: &str, group: &str) -> Command {
+    Command::Chown(cairn_proto::api::ChownRequest {
+        path: path.into(),
+        owner: None,
+        group: Some(group.into()),
+    })
+}
+
+fn denied(result: Result<Output, ApiError>) -> String {
+    let e = result.expect_err("should be refused");
+    assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);
+    e.message
+}
+
+#[test]
+fn the_first_admin_and_each_user_get_a_private_home() {
+    let f = Fixture::with_users();
+    assert_eq!(f.names("/home"), ["admin", "alice", "bob", "carol"]);
+    let (_, home) = f.stat("/home/alice").unwrap();
+    assert_eq!(
+        (home.owner.as_str(), home.group.as_str(), home.mode),
+        ("alice", "alice", 0o700)
+    );
+    let (_, root) = f.stat("/").unwrap();
+    assert_eq!((root.owner.as_str(), root.mode), ("admin", 0o755));
+    // A second bootstrap (another member, a retry) changes nothing.
+    let mut f = f;
+    assert_eq!(
+        f.apply(Command::BootstrapAdmin {
+            password_hash: "other".into()
+        })
+        .unwrap(),
+        Output::Nothing
+    );
+    let alice = f.principal("alice");
+    assert_eq!(alice.groups, ["alice", "eng"]);
+    f.check_invariants();
+}
+
+#[test]
+fn owner_group_and_other_bits_decide_reads() {
+    let mut f = Fixture::with_users();
+    f.by("alice", mkdir_command("/home/alice/shared", false))
+        .unwrap();
+    f.by("alice", chmod("/home/alice", 0o711)).unwrap();
+    f.by(
+        "alice",
+        put_command("/home/alice/shared/f", b"data", OnExists::Fail),
+    )
+    .unwrap();
+    f.by("alice", chgrp("/home/alice/shared/f", "eng")).unwrap();
+    f.by("alice", chmod("/home/alice/shared/f", 0o640)).unwrap();
+    let (alice, bob, carol) = (
+        f.principal("alice"),
+        f.principal("bob"),
+        f.principal("carol"),
+    );
+    let (_, file) = f.stat_as(&carol, "/home/alice/shared/f").unwrap();
+    assert!(
+        file.allows(&alice, cairn_meta::perm::READ | cairn_meta::perm::WRITE),
+        "owner"
+    );
+    assert!(file.allows(&bob, cairn_meta::perm::READ), "group");
+    assert!(
+        !file.allows(&bob, cairn_meta::perm::WRITE),
+        "group cannot write"
+    );
+    assert!(!file.allows(&carol, cairn_meta::perm::READ), "other");
+    // What stat shows: the chunk list only to readers.
+    assert!(!file.to_stat(1, &bob).chunks.is_empty());
+    assert!(file.to_stat(1, &carol).chunks.is_empty());
+    assert!(file.to_stat(1, &carol).digest.is_none());
+    // Owner bits are the owner's only class, even when narrower.
+    f.by("alice", chmod("/home/alice/shared/f", 0o044)).unwrap();
+    let (_, file) = f.stat_as(&alice, "/home/alice/shared/f").unwrap();
+    assert!(!file.allows(&alice, cairn_meta::perm::READ));
+    assert!(file.allows(&bob, cairn_meta::perm::READ));
+    // Listing needs read on the directory; 0711 lets others through, not list.
+    assert_eq!(
+        f.list_as(&carol, "/home/alice"),
+        Err(ErrorCode::PermissionDenied)
+    );
+    assert!(f.list_as(&carol, "/home/alice/shared").is_ok());
+}
+
+#[test]
+fn search_is_needed_on_every_directory_of_a_path() {
+    let mut f = Fixture::with_users();
+    f.by("alice", mkdir_command("/home/alice/d", false))
+        .unwrap();
+    f.by(
+        "alice",
+        put_command("/home/alice/d/f", b"x", OnExists::Fail),
+    )
+    .unwrap();
+    let bob = f.principal("bob");
+    // Home is 0700: bob cannot reach anything under it.
+    assert_eq!(
+        f.stat_as(&bob, "/home/alice/d/f").map(|_| ()),
+        Err(ErrorCode::PermissionDenied)
+    );
+    // Read without search: the names can be listed, nothing reached.
+    f.by("alice", chmod("/home/alice", 0o744)).unwrap();
+    assert_eq!(f.list_as(&bob, "/home/alice").unwrap(), ["d"]);
+    assert_eq!(
+        f.stat_as(&bob, "/home/alice/d").map(|_| ()),
+        Err(ErrorCode::PermissionDenied)
+    );
+    f.by("alice", chmod("/home/alice", 0o711)).unwrap();
+    assert!(f.stat_as(&bob, "/home/alice/d/f").is_ok());
+    // A lookup by id checks the directories above it the same way.
+    let (id, _) = f.stat("/home/alice/d/f").unwrap();
+    let txn = f.db.begin_read().unwrap();
+    let inodes = txn.open_table(INODES).unwrap();
+    assert!(state::resolve_id(&inodes, &bob, id).is_ok());
+    drop((inodes, txn));
+    f.by("alice", chmod("/home/alice/d", 0o700)).unwrap();
+    let txn = f.db.begin_read().unwrap();
+    let inodes = txn.open_table(INODES).unwrap();
+    let refused = state::resolve_id(&inodes, &bob, id).err().unwrap();
+    assert!(matches!(refused, StateError::Api(e) if e.code == ErrorCode::PermissionDenied));
+}
+
+#[test]
+fn creating_removing_and_renaming_need_write_on_the_directory() {
+    let mut f = Fixture::with_users();
+    f.by("alice", put_command("/home/alice/f", b"x", OnExists::Fail))
+        .unwrap();
+    f.by("alice", chmod("/home/alice", 0o755)).unwrap();
+    let message = denied(f.by("bob", put_command("/home/alice/g", b"y", OnExists::Fail)));
+    assert!(
+        message.contains("bob may not create /home/alice/g"),
+        "{message}"
+    );
+    assert!(message.contains("write"), "{message}");
+    denied(f.by(
+        "bob",
+        Command::Remove(RemoveRequest {
+            path: "/home/alice/f".into(),
+            recursive: false,
+        }),
+    ));
+    denied(f.by(
+        "bob",
+        Command::Rename(mv("/home/alice/f", "/home/bob/f", false)),
+    ));
+    denied(f.by("bob", mkdir_command("/home/alice/d", false)));
+    denied(f.by("alice", mkdir_command("/top", false)));
+    // Reading is enough to copy out, into a directory one may write.
+    f.by(
+        "bob",
+        Command::Copy(mv("/home/alice/f", "/home/bob/", false)),
+    )
+    .unwrap();
+    let (_, copy) = f.stat("/home/bob/f").unwrap();
+    assert_eq!(copy.owner, "bob", "the copier owns the copy");
+    // A group-writable directory lets the group in.
+    f.by("admin", mkdir_command("/team", false)).unwrap();
+    f.by("admin", chgrp("/team", "eng")).unwrap();
+    f.by("admin", chmod("/team", 0o770)).unwrap();
+    f.by("bob", put_command("/team/plan", b"p", OnExists::Fail))
+        .unwrap();
+    denied(f.by("carol", put_command("/team/x", b"p", OnExists::Fail)));
+    // No sticky bit: anyone who may write the directory removes any entry.
+    f.by(
+        "alice",
+        Command::Remove(RemoveRequest {
+            path: "/team/plan".into(),
+            recursive: false,
+        }),
+    )
+    .unwrap();
+    f.check_invariants();
+}
+
+#[test]
+fn replacing_a_file_needs_write_on_the_file_not_on_its_directory() {
+    let mut f = Fixture::with_users();
+    f.by("admin", mkdir_command("/pub", false)).unwrap();
+    f.by("admin", put_command("/pub/log", b"v1", OnExists::Fail))
+        .unwrap();
+    f.by("admin", chmod("/pub/log", 0o666)).unwrap();
+    // The directory is 0755 (bob may not create), the file 0666.
+    f.by("bob", put_command("/pub/log", b"v2", OnExists::Replace))
+        .unwrap();
+    let (_, log) = f.stat("/pub/log").unwrap();
+    assert_eq!(
+        (log.owner.as_str(), log.version),
+        ("admin", 3),
+        "an in-place replace keeps the owner (version 2 was the chmod)"
+    );
+    f.by("admin", chmod("/pub/log", 0o644)).unwrap();
+    denied(f.by("bob", put_command("/pub/log", b"v3", OnExists::Replace)));
+}
+
+#[test]
+fn moving_a_directory_elsewhere_needs_write_on_it() {
+    let mut f = Fixture::with_users();
+    f.by("admin", mkdir_command("/team", false)).unwrap();
+    f.by("admin", chmod("/team", 0o777)).unwrap();
+    f.by("alice", mkdir_command("/team/a", false)).unwrap();
+    f.by("alice", chmod("/team/a", 0o555)).unwrap();
+    // Renaming within the same directory only touches /team.
+    f.by("bob", Command::Rename(mv("/team/a", "/team/b", false)))
+        .unwrap();
+    // Moving to another directory changes its "..": needs write on it.
+    let message = denied(f.by("bob", Command::Rename(mv("/team/b", "/home/bob/b", false))));
+    assert!(message.contains("directory /team/b"), "{message}");
+    f.by("alice", chmod("/team/b", 0o777)).unwrap();
+    f.by("bob", Command::Rename(mv("/team/b", "/home/bob/b", false)))
+        .unwrap();
+    f.check_invariants();
+}
+
+#[test]
+fn removing_a_tree_needs_read_write_and_search_on_each_directory_in_it() {
+    let mut f = Fixture::with_users();
+    f.by("admin", mkdir_command("/team", false)).unwrap();
+    f.by("admin", chmod("/team", 0o777)).unwrap();
+    f.by("alice", mkdir_command("/team/a/b", true)).unwrap();
+    f.by("alice", put_command("/team/a/b/f", b"x", OnExists::Fail))
+        .unwrap();
+    f.by("alice", chmod("/team/a", 0o777)).unwrap();
+    let remove = || {
+        Command::Remove(RemoveRequest {
+            path: "/team/a".into(),
+            recursive: true,
+        })
+    };
+    let message = denied(f.by("bob", remove()));
+    assert!(message.contains("/team/a/b"), "{message}");
+    assert_eq!(f.names("/team/a/b"), ["f"], "nothing was removed");
+    f.by("alice", chmod("/team/a/b", 0o777)).unwrap();
+    f.by("bob", remove()).unwrap();
+    f.check_invariants();
+}
+
+#[test]
+fn only_owners_chmod_and_only_admins_give_files_away() {
+    let mut f = Fixture::with_users();
+    f.by("alice", put_command("/home/alice/f", b"x", OnExists::Fail))
+        .unwrap();
+    f.by("alice", chmod("/home/alice", 0o777)).unwrap();
+    denied(f.by("bob", chmod("/home/alice/f", 0o777)));
+    let give = |owner: &str| {
+        Command::Chown(cairn_proto::api::ChownRequest {
+            path: "/home/alice/f".into(),
+            owner: Some(owner.into()),
+            group: None,
+        })
+    };
+    denied(f.by("alice", give("bob")));
+    denied(f.by("alice", chgrp("/home/alice/f", "carol")));
+    f.by("alice", chgrp("/home/alice/f", "eng")).unwrap();
+    f.by("admin", give("bob")).unwrap();
+    assert_eq!(f.stat("/home/alice/f").unwrap().1.owner, "bob");
+    assert_eq!(
+        f.by("admin", give("nobody")).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        f.by("alice", chmod("/home/alice", 0o4755))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidArgument,
+        "no setuid, setgid or sticky bits"
+    );
+}
+
+#[test]
+fn user_management_is_for_admins_and_keeps_one_admin() {
+    let mut f = Fixture::with_users();
+    let add = |name: &str| Command::AddUser {
+        name: name.into(),
+        password_hash: "h".into(),
+        groups: vec![],
+        admin: false,
+    };
+    denied(f.by("alice", add("mallory")));
+    denied(f.by("alice", Command::RemoveUser { name: "bob".into() }));
+    denied(f.by(
+        "alice",
+        Command::SetPassword {
+            name: "bob".into(),
+            password_hash: "h2".into(),
+        },
+    ));
+    assert_eq!(
+        f.by("admin", add("alice")).unwrap_err().code,
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        f.by("admin", add("../x")).unwrap_err().code,
+        ErrorCode::InvalidName
+    );
+    let message = f
+        .by(
+            "admin",
+            Command::RemoveUser {
+                name: "admin".into(),
+            },
+        )
+        .unwrap_err()
+        .message;
+    assert!(message.contains("only admin"), "{message}");
+    f.by(
+        "admin",
+        Command::RemoveUser {
+            name: "carol".into(),
+        },
+    )
+    .unwrap();
+    // A removed user's commands are refused, and their home stays.
+    assert_eq!(
+        f.by("carol", mkdir_command("/home/carol/x", false))
+            .unwrap_err()
+            .code,
+        ErrorCode::Unauthenticated
+    );
+    assert_eq!(f.stat("/home/carol").unwrap().1.owner, "carol");
+    f.check_invariants();
+}
+
+fn session_count(f: &Fixture, name: &str) -> usize {
+    let txn = f.db.begin_read().unwrap();
+    auth::user_sessions(&txn.open_table(AUTH).unwrap(), name)
+        .unwrap()
+        .len()
+}
+
+fn open_session(
+    f: &mut Fixture,
+    hash: u8,
+    name: &str,
+    expires_ms: u64,
+    version: u64,
+) -> Result<Output, ApiError> {
+    f.apply(Command::CreateSession {
+        token_hash: [hash; 32],
+        name: name.into(),
+        expires_ms,
+        user_version: version,
+    })
+}
+
+#[test]
+fn sessions_end_by_logout_password_change_expiry_and_removal() {
+    let mut f = Fixture::with_users();
+    open_session(&mut f, 1, "alice", u64::MAX, 1).unwrap();
+    open_session(&mut f, 2, "alice", u64::MAX, 1).unwrap();
+    let soon = f.clock + 5;
+    open_session(&mut f, 3, "bob", soon, 1).unwrap();
+    assert_eq!(session_count(&f, "alice"), 2);
+    f.apply(Command::EndSession {
+        token_hash: [1; 32],
+    })
+    .unwrap();
+    assert_eq!(session_count(&f, "alice"), 1);
+    // A password change ends the rest, and a login verified against the
+    // old password no longer opens one.
+    f.by(
+        "alice",
+        Command::SetPassword {
+            name: "alice".into(),
+            password_hash: "new".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(session_count(&f, "alice"), 0);
+    assert_eq!(
+        open_session(&mut f, 4, "alice", u64::MAX, 1)
+            .unwrap_err()
+            .code,
+        ErrorCode::Unauthenticated
+    );
+    open_session(&mut f, 4, "alice", u64::MAX, 2).unwrap();
+    // Expired sessions are forgotten by later commands.
+    for _ in 0..6 {
+        f.mkdir("/tick", true).unwrap();
+    }
+    assert_eq!(session_count(&f, "bob"), 0);
+    // Removing a user ends their sessions.
+    f.by(
+        "admin",
+        Command::RemoveUser {
+            name: "alice".into(),
+        },
+    )
+    .unwrap();
+    let txn = f.db.begin_read().unwrap();
+    assert!(auth::get_session(&txn.open_table(AUTH).unwrap(), &[4; 32])
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_user_keeps_at_most_a_bounded_number_of_sessions() {
+    let mut f = Fixture::with_users();
+    for i in 0..(auth::MAX_SESSIONS_PER_USER as u8 + 3) {
+        open_session(&mut f, i, "bob", 10_000 + u64::from(i), 1).unwrap();
+    }
+    assert_eq!(session_count(&f, "bob"), auth::MAX_SESSIONS_PER_USER);
+    let txn = f.db.begin_read().unwrap();
+    let table = txn.open_table(AUTH).unwrap();
+    assert!(
+        auth::get_session(&table, &[0; 32]).unwrap().is_none(),
+        "the first to expire went"
+    );
+    assert!(auth::get_session(&table, &[66; 32]).unwrap().is_some());
+}
+
+#[test]
+fn records_written_before_users_read_as_the_admins() {
+    // An inode of format 1: no owner, group or parent.
+    #[derive(serde::Serialize)]
+    struct V1 {
+        kind: EntryKind,
+        mode: u32,
+        version: u64,
+        created_ms: u64,
+        modified_ms: u64,
+        size_bytes: u64,
+        digest: Option<ChunkId>,
+        chunks: Vec<ChunkRef>,
+    }
+    let old = V1 {
+        kind: EntryKind::File,
+        mode: 0o644,
+        version: 3,
+        created_ms: 1,
+        modified_ms: 2,
+        size_bytes: 0,
+        digest: None,
+        chunks: vec![],
+    };
+    let inode = state::decode_inode(&state::encode(&old)).unwrap();
+    assert_eq!(
+        (inode.owner.as_str(), inode.group.as_str(), inode.version),
+        ("admin", "admin", 3)
+    );
+}
+
+#[derive(Debug, Clone)]
+enum UserOp {
+    Op(Op),
+    Chmod(usize, u16),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Commands from users with every kind of permission, refused or not,
+    /// leave a well-formed tree (a refusal writes nothing).
+    #[test]
+    fn commands_from_many_users_keep_the_tree_well_formed(
+        ops in proptest::collection::vec(
+            (0usize..3, prop_oneof![
+                op().prop_map(UserOp::Op),
+                (0..PATHS.len(), 0u16..0o1000).prop_map(|(p, m)| UserOp::Chmod(p, m)),
+            ]),
+            1..40,
+        )
+    ) {
+        let mut f = Fixture::with_users();
+        f.by("admin", chmod("/", 0o777)).unwrap();
+        for (user, op) in ops {
+            let user = ["admin", "alice", "bob"][user];
+            let command = match op {
+                UserOp::Op(Op::Mkdir(p, parents)) => mkdir_command(PATHS[p], parents),
+                UserOp::Op(Op::Put(p, c, o)) => put_command(PATHS[p], &[c; 9], o),
+                UserOp::Op(Op::Remove(p, r)) => Command::Remove(RemoveRequest { path: PATHS[p].into(), recursive: r }),
+                UserOp::Op(Op::Rename(a, b, r)) => Command::Rename(mv(PATHS[a], PATHS[b], r)),
+                UserOp::Op(Op::Copy(a, b, r)) => Command::Copy(mv(PATHS[a], PATHS[b], r)),
+                UserOp::Chmod(p, m) => chmod(PATHS[p], u32::from(m)),
+            };
+            let _ = f.by(user, command);
+            f.check_invariants();
+        }
+    }
 }

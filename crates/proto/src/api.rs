@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChunkId, ChunkRef, FileId, NodeId};
 use crate::map::{ClusterMap, NodeState};
 
@@ -20,15 +21,27 @@ pub struct Stat {
     pub kind: EntryKind,
     /// File size; for a directory, its number of entries.
     pub size_bytes: u64,
+    /// POSIX permission bits (`0o644`); cairn has no setuid, setgid or sticky bit.
     pub mode: u32,
+    /// The user who owns it, and its group.
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub group: String,
     /// Bumped on every change of the record.
     pub version: u64,
     pub created_ms: u64,
     pub modified_ms: u64,
     /// Whole-file digest ([`crate::file_digest`]); `None` for directories.
     pub digest: Option<ChunkId>,
-    /// The ordered chunk list; empty for directories.
+    /// The ordered chunk list; empty for directories, and for a file the
+    /// caller may not read (as is `digest`).
     pub chunks: Vec<ChunkRef>,
+    /// Capabilities to fetch the chunks, `capabilities[i]` for
+    /// `chunks[i]`, issued when the caller may read the file and the
+    /// cluster has a secret (see [`capability`]). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// One row of a directory listing.
@@ -39,6 +52,10 @@ pub struct DirEntry {
     pub kind: EntryKind,
     pub size_bytes: u64,
     pub mode: u32,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub group: String,
     pub version: u64,
     pub modified_ms: u64,
 }
@@ -72,6 +89,9 @@ pub struct CommitRequest {
     pub digest: ChunkId,
     #[serde(default)]
     pub on_exists: OnExists,
+    /// Permission bits of a new file [default: 0o644]; a replaced file keeps its own.
+    #[serde(default)]
+    pub mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +107,27 @@ pub struct MkdirRequest {
     pub path: String,
     #[serde(default)]
     pub parents: bool,
+    /// Permission bits of the new directories [default: 0o755].
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
+
+/// Body of `fs/chmod`: the owner (or an admin) sets the permission bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChmodRequest {
+    pub path: String,
+    pub mode: u32,
+}
+
+/// Body of `fs/chown`: an admin sets the owner and/or group; an owner may
+/// set the group to one of their own groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChownRequest {
+    pub path: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +325,179 @@ pub struct SnapshotResponse {
     pub purged_index: Option<u64>,
 }
 
+// ---- users and sessions ----
+
+/// Body of `auth/login`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+    /// How long the session lasts [default: [`DEFAULT_SESSION_SECS`]; at
+    /// most [`MAX_SESSION_SECS`]].
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+// A password must never reach a log line through `{:?}`.
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Answer of `auth/login`: the bearer token (sent as `Authorization:
+/// Bearer TOKEN` on every call) and when it expires.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: String,
+    pub token: String,
+    pub expires_ms: u64,
+    pub admin: bool,
+    /// The user's home directory (`/home/NAME`).
+    pub home: String,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("user", &self.user)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default length of a session.
+pub const DEFAULT_SESSION_SECS: u64 = 24 * 3600;
+/// Longest session a login may ask for.
+pub const MAX_SESSION_SECS: u64 = 90 * 24 * 3600;
+
+/// Who the caller is (`auth/whoami`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub user: String,
+    pub admin: bool,
+    pub groups: Vec<String>,
+    pub home: String,
+    /// When the caller's session ends; `None` for cluster processes.
+    pub expires_ms: Option<u64>,
+}
+
+/// Body of `users/add` (admin only).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddUserRequest {
+    pub name: String,
+    pub password: String,
+    /// Further groups; every user is also in the group named after them.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl std::fmt::Debug for AddUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddUserRequest")
+            .field("name", &self.name)
+            .field("groups", &self.groups)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Body of `users/passwd`: a user sets their own password, an admin
+/// anyone's. Every session of the user ends.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswdRequest {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswdRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswdRequest")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Body of `users/remove` and `users/revoke` (end every session of a user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRequest {
+    pub name: String,
+}
+
+/// One user as `cairn user list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub admin: bool,
+    pub groups: Vec<String>,
+    pub created_ms: u64,
+    /// Sessions that have not expired or been revoked.
+    pub sessions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersResponse {
+    pub users: Vec<UserInfo>,
+}
+
+/// Answer of the user calls that change something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserResponse {
+    pub name: String,
+    /// Sessions ended by the call.
+    #[serde(default)]
+    pub sessions_ended: u64,
+}
+
+/// The longest user name, in bytes.
+pub const MAX_USER_NAME_BYTES: usize = 32;
+/// The most groups a user may be in.
+pub const MAX_USER_GROUPS: usize = 32;
+/// Password length bounds, in bytes: the upper one caps hashing work.
+pub const MIN_PASSWORD_BYTES: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Checks a user or group name: 1 to 32 bytes of ASCII letters, digits,
+/// `_`, `-` and `.`, starting with a letter or `_` (as useradd(8) would).
+pub fn validate_user_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_USER_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if ok {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(40).collect();
+    Err(ApiError::new(
+        ErrorCode::InvalidName,
+        format!(
+            "invalid {kind} name {shown:?}: use 1 to {MAX_USER_NAME_BYTES} letters, digits, '_', '-' or '.', \
+             starting with a letter or '_'"
+        ),
+    ))
+}
+
+/// Checks a new password's length.
+pub fn validate_password(password: &str) -> Result<(), ApiError> {
+    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::InvalidArgument,
+        format!("a password must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes long"),
+    ))
+}
+
 /// Header carrying a client's id for one logical metadata operation (32
 /// hex digits). A retry of the operation carries the same id; the state
 /// machine applies an id once and answers its retries with the first
@@ -399,4 +613,181 @@ pub struct ChunkHealth {
     pub id: NodeId,
     pub chunk_count: u64,
     pub used_bytes: u64,
+}
+
+// ---- chunk capabilities ----
+
+/// What `chunks/grant` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantOp {
+    /// Store the chunks of a file about to be written at `path` (the caller
+    /// must be allowed to create or replace it).
+    Put,
+    /// Presence, verify and repair calls on chunk servers (admins: fsck).
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRequest {
+    pub op: GrantOp,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantResponse {
+    /// `None` when the cluster has no secret (its chunk servers check nothing).
+    pub capability: Option<String>,
+    pub expires_ms: u64,
+}
+
+/// Header carrying a chunk capability on a chunk server call.
+pub const CAPABILITY_HEADER: &str = "x-cairn-capability";
+/// Header carrying a session token: `Authorization: Bearer TOKEN`.
+pub const BEARER_PREFIX: &str = "Bearer ";
+
+/// What a chunk capability allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkOp {
+    /// Read one chunk (`GET`/`HEAD`, and reporting it corrupt).
+    Get,
+    /// Store chunks (`PUT`): any id, since an upload learns its ids as it
+    /// reads, and a chunk's body is checked against its id anyway.
+    Put,
+    /// Presence and verify calls, repair requests (`cairn fsck`, admins).
+    Admin,
+}
+
+impl ChunkOp {
+    fn tag(self) -> &'static str {
+        match self {
+            ChunkOp::Get => "g",
+            ChunkOp::Put => "p",
+            ChunkOp::Admin => "a",
+        }
+    }
+}
+
+/// The key that signs chunk capabilities, derived from the cluster secret:
+/// the metadata service issues capabilities, chunk servers check them, and
+/// neither needs to ask the other.
+///
+/// A capability is `TAG.EXPIRES_MS.MAC`: MAC is 128 bits of keyed BLAKE3
+/// over the tag, the expiry and, for `get`, the chunk id (a `get`
+/// capability is good for that chunk only).
+#[derive(Clone)]
+pub struct CapabilityKey([u8; 32]);
+
+impl std::fmt::Debug for CapabilityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CapabilityKey(<secret>)")
+    }
+}
+
+/// Why a chunk server refused a capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapabilityError {
+    Missing,
+    Malformed,
+    /// For another operation, or another chunk, or forged.
+    Invalid,
+    Expired {
+        expires_ms: u64,
+    },
+}
+
+impl CapabilityKey {
+    pub fn from_secret(secret: &[u8]) -> CapabilityKey {
+        CapabilityKey(blake3::derive_key("cairn chunk capability v1", secret))
+    }
+
+    pub fn issue(&self, op: ChunkOp, id: Option<&ChunkId>, expires_ms: u64) -> String {
+        format!("{}.{expires_ms}.{}", op.tag(), self.mac(op, id, expires_ms))
+    }
+
+    fn mac(&self, op: ChunkOp, id: Option<&ChunkId>, expires_ms: u64) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(op.tag().as_bytes());
+        hasher.update(&expires_ms.to_le_bytes());
+        if let (ChunkOp::Get, Some(id)) = (op, id) {
+            hasher.update(&id.0);
+        }
+        let full = hasher.finalize();
+        full.as_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Checks `presented` for `op` on chunk `id` at `now_ms`.
+    pub fn check(
+        &self,
+        presented: Option<&str>,
+        op: ChunkOp,
+        id: Option<&ChunkId>,
+        now_ms: u64,
+    ) -> Result<(), CapabilityError> {
+        let presented = presented.ok_or(CapabilityError::Missing)?;
+        let mut parts = presented.splitn(3, '.');
+        let (Some(tag), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(CapabilityError::Malformed);
+        };
+        let expires_ms: u64 = expires.parse().map_err(|_| CapabilityError::Malformed)?;
+        if tag != op.tag() || !token_matches(mac, &self.mac(op, id, expires_ms)) {
+            return Err(CapabilityError::Invalid);
+        }
+        if expires_ms <= now_ms {
+            return Err(CapabilityError::Expired { expires_ms });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+
+    #[test]
+    fn a_capability_is_good_for_its_operation_chunk_and_time_only() {
+        let key = CapabilityKey::from_secret(b"a secret of some length");
+        let other_key = CapabilityKey::from_secret(b"another cluster's secret");
+        let a = ChunkId([1; 32]);
+        let b = ChunkId([2; 32]);
+        let cap = key.issue(ChunkOp::Get, Some(&a), 1_000);
+        assert_eq!(key.check(Some(&cap), ChunkOp::Get, Some(&a), 999), Ok(()));
+        assert_eq!(
+            key.check(Some(&cap), ChunkOp::Get, Some(&b), 999),
+            Err(CapabilityError::Invalid)
+        );
+        assert_eq!(
+            key.check(Some(&cap), ChunkOp::Put, Some(&a), 999),
+            Err(CapabilityError::Invalid)
+        );
+        assert_eq!(
+            other_key.check(Some(&cap), ChunkOp::Get, Some(&a), 999),
+            Err(CapabilityError::Invalid)
+        );
+        assert_eq!(
+            key.check(Some(&cap), ChunkOp::Get, Some(&a), 1_000),
+            Err(CapabilityError::Expired { expires_ms: 1_000 })
+        );
+        // A later expiry written over the old one breaks the MAC.
+        let stretched = cap.replacen("1000", "9000", 1);
+        assert_eq!(
+            key.check(Some(&stretched), ChunkOp::Get, Some(&a), 999),
+            Err(CapabilityError::Invalid)
+        );
+        assert_eq!(
+            key.check(Some("g.x.y"), ChunkOp::Get, Some(&a), 0),
+            Err(CapabilityError::Malformed)
+        );
+        assert_eq!(
+            key.check(None, ChunkOp::Get, Some(&a), 0),
+            Err(CapabilityError::Missing)
+        );
+        let put = key.issue(ChunkOp::Put, None, 1_000);
+        assert_eq!(key.check(Some(&put), ChunkOp::Put, Some(&b), 5), Ok(()));
+    }
 }

@@ -30,8 +30,14 @@ pub enum ErrorCode {
     /// A chunk server has no room for the chunk; writers go to another node.
     NoSpace,
     Unavailable,
-    /// The request lacks a credential it needs (the cluster secret).
+    /// The request lacks a credential it needs (a login, or the cluster
+    /// secret), or the one it carries is expired, revoked or forged.
     Unauthenticated,
+    /// The caller is known but may not do this (permission bits, admin-only
+    /// calls, a chunk capability for another chunk).
+    PermissionDenied,
+    /// Too many attempts (logins) in a short time; retry later.
+    TooManyRequests,
     Internal,
 }
 
@@ -52,6 +58,8 @@ impl ErrorCode {
             ErrorCode::NotLeader => 503,
             ErrorCode::NotEnoughNodes | ErrorCode::Unavailable => 503,
             ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
         }
     }

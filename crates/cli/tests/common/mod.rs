@@ -46,6 +46,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// Every member's address, comma-separated: what clients get as --meta.
     pub meta_addr: String,
+    /// The client config holding the admin's session (`--config`).
+    pub config: PathBuf,
     meta_args: Vec<String>,
     pub metas: Vec<MetaMember>,
     pub chunks: Vec<ChunkServer>,
@@ -100,10 +102,8 @@ impl Cluster {
         chunk_args: &[(&str, &str)],
     ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        write_secret(
-            &dir.path().join("cluster.secret"),
-            "the test cluster's secret",
-        );
+        write_secret(&dir.path().join("cluster.secret"), CLUSTER_SECRET);
+        write_secret(&dir.path().join("admin.password"), ADMIN_PASSWORD);
         let metas: Vec<MetaMember> = (1..=members as u64)
             .map(|id| MetaMember {
                 id,
@@ -123,6 +123,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
+            config: dir.path().join("client.json"),
             dir,
             meta_addr,
             meta_args: meta_args.iter().map(|s| s.to_string()).collect(),
@@ -134,11 +135,50 @@ impl Cluster {
                 .collect(),
         };
         cluster.start_meta();
+        cluster.login_admin();
         for _ in 0..nodes {
             cluster.add_chunk(&[]);
         }
         cluster.wait_nodes_up(nodes);
         cluster
+    }
+
+    /// Logs in as the first admin (waiting for the group to elect a leader
+    /// and create the user); the session goes in `self.config`.
+    pub fn login_admin(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.cairn_with_stdin(
+                &["login", "--user", "admin", "--password-stdin"],
+                format!("{ADMIN_PASSWORD}\n").as_bytes(),
+            );
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cannot log in as admin: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A client config for `user` (added with `password`), logged in.
+    pub fn login_as(&self, user: &str, password: &str) -> PathBuf {
+        let config = self.dir.path().join(format!("client-{user}.json"));
+        let out = run_cairn(
+            &self.meta_addr,
+            &config,
+            &["login", "--user", user, "--password-stdin"],
+            format!("{password}\n").as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "login as {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        config
     }
 
     /// Starts one more chunk server with its own flags; returns its index.
@@ -189,6 +229,15 @@ impl Cluster {
             args.push("--cluster-secret-file".into());
             args.push(self.secret_file());
         }
+        args.push("--admin-password-file".into());
+        args.push(
+            self.dir
+                .path()
+                .join("admin.password")
+                .to_str()
+                .unwrap()
+                .into(),
+        );
         args.extend(self.meta_args.iter().cloned());
         args.extend(member.args.iter().cloned());
         let log = self.member_log(i);
@@ -394,7 +443,12 @@ impl Cluster {
     }
 
     pub fn cairn_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        run_cairn(&self.meta_addr, args, stdin)
+        run_cairn(&self.meta_addr, &self.config, args, stdin)
+    }
+
+    /// Runs a client command as the user whose session is in `config`.
+    pub fn cairn_as(&self, config: &Path, args: &[&str], stdin: &[u8]) -> Output {
+        run_cairn(&self.meta_addr, config, args, stdin)
     }
 
     /// Runs a client command that must succeed; returns its stdout.
@@ -500,11 +554,30 @@ impl Drop for Cluster {
     }
 }
 
-pub fn run_cairn(meta_addr: &str, args: &[&str], stdin: &[u8]) -> Output {
+/// The secret every test cluster's processes share.
+pub const CLUSTER_SECRET: &str = "the test cluster's secret";
+
+/// The header with which a request passes as a cluster process.
+pub fn cluster_token_header() -> (&'static str, String) {
+    (
+        cairn_proto::api::CLUSTER_TOKEN_HEADER,
+        cairn_proto::api::cluster_token(CLUSTER_SECRET.as_bytes()),
+    )
+}
+
+/// The first admin's password in every test cluster.
+pub const ADMIN_PASSWORD: &str = "the test admin's password";
+
+/// Runs `cairn --meta META --config CONFIG ARGS...` with `stdin`.
+pub fn run_cairn(meta_addr: &str, config: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = Command::new(CAIRN)
         .arg("--meta")
         .arg(meta_addr)
+        .arg("--config")
+        .arg(config)
+        .env_remove("CAIRN_TOKEN")
+        .env_remove("CAIRN_CONFIG")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -549,13 +622,29 @@ pub fn try_http_within(
     body: &[u8],
     limit: Duration,
 ) -> Option<(u16, Vec<u8>)> {
+    try_http_full(addr, method, path, &[], body, limit)
+}
+
+/// One HTTP/1.1 request with extra headers (`name`, `value`).
+pub fn try_http_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    limit: Duration,
+) -> Option<(u16, Vec<u8>)> {
     use std::io::{Read, Write};
     let socket: std::net::SocketAddr = addr.parse().ok()?;
     let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(limit)).ok()?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
         body.len()
     )
     .ok()?;
