@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_client::MetaClient;
+use cairn_client::{ChunkClient, MetaClient};
 
 pub use store::ChunkStore;
 
@@ -38,6 +38,10 @@ pub struct ChunkConfig {
     /// Checks the capabilities clients present (derived from the cluster
     /// secret). `None`: chunk calls are not checked (said at start).
     pub capability_key: Option<cairn_proto::api::CapabilityKey>,
+    /// The certificate this server presents; `None`: plain HTTP.
+    pub tls: Option<cairn_transport::ServerTls>,
+    /// How this server calls the metadata service and its peers.
+    pub client_tls: cairn_transport::ClientTls,
     pub zone: String,
     /// Placement weight and the most bytes of chunks to hold; `None` means
     /// the size of the disk under `data_dir` (and no limit but the disk).
@@ -65,25 +69,37 @@ pub async fn run(
             reserve_bytes: config.reserve_bytes,
         });
     let store = Arc::new(store);
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another process using it? choose one with --listen",
-                config.listen
-            )
-        })?;
+    if config.tls.is_some() != config.client_tls.is_tls() {
+        anyhow::bail!(
+            "give --tls-cert and --tls-key together with --ca (the CA that signed every server's \
+             certificate), or none of them: a cluster speaks TLS everywhere or nowhere"
+        );
+    }
+    let listener = cairn_transport::bind(&config.listen).await?;
     let addr = listener.local_addr()?.to_string();
     let capacity_bytes = match config.capacity_bytes {
         Some(bytes) => bytes,
         None => store::disk_size_bytes(&config.data_dir)
             .context("cannot read the disk size; give --capacity")?,
     };
-    tracing::info!(node = %store.node_id(), %addr, data_dir = %config.data_dir.display(), "chunk server ready (plain HTTP)");
+    tracing::info!(
+        node = %store.node_id(),
+        %addr,
+        data_dir = %config.data_dir.display(),
+        transport = if config.tls.is_some() { "TLS" } else { "plain HTTP" },
+        "chunk server ready"
+    );
+    if config.tls.is_none() {
+        cairn_transport::warn_plain_http(&addr);
+    }
     let node = Arc::new(node::Node::new(
         store,
-        MetaClient::new(&config.meta).with_cluster_token(config.cluster_token.clone()),
-        config.cluster_token.clone(),
+        MetaClient::new(&config.meta)
+            .with_cluster_token(config.cluster_token.clone())
+            .with_tls(config.client_tls.clone()),
+        ChunkClient::new()
+            .with_cluster_token(config.cluster_token.clone())
+            .with_tls(config.client_tls.clone()),
     ));
     if config.capability_key.is_none() {
         tracing::warn!(
@@ -113,12 +129,16 @@ pub async fn run(
         cluster_token: config.cluster_token.clone(),
         capability_key: config.capability_key.clone(),
     };
-    let app = cairn_telemetry::instrument(server::router(node, access))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("chunk HTTP server failed");
+    let app = cairn_telemetry::instrument(server::router(node, access));
+    let result = cairn_transport::serve(
+        listener,
+        app,
+        config.tls.clone(),
+        cairn_transport::Limits::default(),
+        shutdown,
+    )
+    .await
+    .context("chunk HTTP server failed");
     for task in tasks {
         task.abort();
     }

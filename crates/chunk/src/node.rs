@@ -58,12 +58,13 @@ fn load(counter: &AtomicU64) -> u64 {
 }
 
 impl Node {
-    /// `cluster_token` proves to the peers that this is a chunk server.
-    pub fn new(store: Arc<ChunkStore>, meta: MetaClient, cluster_token: Option<String>) -> Node {
+    /// `peers` carries the cluster token, which proves to the other chunk
+    /// servers that this is one of them.
+    pub fn new(store: Arc<ChunkStore>, meta: MetaClient, peers: ChunkClient) -> Node {
         Node {
             store,
             meta,
-            peers: ChunkClient::new().with_cluster_token(cluster_token),
+            peers,
             map: watch::Sender::new(None),
             stats: Stats::default(),
             repair_wake: Notify::new(),

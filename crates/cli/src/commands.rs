@@ -300,7 +300,7 @@ pub async fn put(meta: &MetaClient, args: PutArgs) -> anyhow::Result<ExitCode> {
             path: Some(target.clone()),
         })
         .await?;
-    let chunks = ChunkClient::new().with_capability(grant.capability);
+    let chunks = chunk_client(meta).with_capability(grant.capability);
     let uploader = Uploader::new(chunks, &map, DEFAULT_WINDOW)?;
     let summary = if args.local == "-" {
         let bar = progress_bar(None, "put");
@@ -391,7 +391,7 @@ pub async fn get(meta: &MetaClient, args: GetArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let map = meta.map().await?;
-    let client = ChunkClient::new();
+    let client = chunk_client(meta);
     if args.local == "-" {
         let mut stdout = tokio::io::stdout();
         download(&client, &map, &stat, &mut stdout, DEFAULT_WINDOW, &|_| {}).await?;
@@ -514,6 +514,12 @@ pub async fn chown(meta: &MetaClient, args: ChownArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// A chunk client that talks to the chunk servers as `meta` talks to the
+/// metadata service (TLS with the same CA, or plain HTTP).
+fn chunk_client(meta: &MetaClient) -> ChunkClient {
+    ChunkClient::new().with_tls(meta.tls().clone())
+}
+
 /// A chunk client with an admin's capability, for presence and repair calls.
 async fn admin_chunk_client(meta: &MetaClient) -> anyhow::Result<ChunkClient> {
     let grant = meta
@@ -522,7 +528,7 @@ async fn admin_chunk_client(meta: &MetaClient) -> anyhow::Result<ChunkClient> {
             path: None,
         })
         .await?;
-    Ok(ChunkClient::new().with_capability(grant.capability))
+    Ok(chunk_client(meta).with_capability(grant.capability))
 }
 
 pub async fn rm(meta: &MetaClient, args: RmArgs) -> anyhow::Result<ExitCode> {

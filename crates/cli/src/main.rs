@@ -33,6 +33,10 @@ struct Cli {
     /// leader or a member is unreachable, as in 30s
     #[arg(long, global = true, default_value = "30s", value_parser = cairn_proto::units::parse_duration)]
     failover_timeout: std::time::Duration,
+    /// The cluster's CA certificate (PEM): talk TLS to servers whose
+    /// certificates it signed [default: the config's, else plain HTTP]
+    #[arg(long, global = true, env = "CAIRN_CA")]
+    ca: Option<std::path::PathBuf>,
     /// Client config file: metadata addresses and the login session
     /// [default: $CAIRN_CONFIG, else ~/.config/cairn/config.json]
     #[arg(long, global = true)]
@@ -124,14 +128,35 @@ fn main() -> ExitCode {
         .ok()
         .filter(|t| !t.is_empty())
         .or_else(|| config.token.clone());
+    let ca = cli
+        .ca
+        .clone()
+        .or_else(|| config.ca.as_ref().map(std::path::PathBuf::from));
+    let tls = match &ca {
+        Some(path) => match cairn_transport::ClientTls::from_ca_file(path) {
+            Ok(tls) => tls,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => cairn_transport::ClientTls::plain(),
+    };
     let meta = &cairn_client::MetaClient::new(&meta_addrs)
         .with_stale_ok(cli.stale_ok)
         .with_failover_timeout(cli.failover_timeout)
-        .with_token(token);
+        .with_token(token)
+        .with_tls(tls.clone());
+    let session = session::Session {
+        config_path: config_path.clone(),
+        config: config.clone(),
+        meta_addrs: meta_addrs.clone(),
+        ca: ca.clone(),
+    };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Meta(args) => servers::meta(args).await,
-            Command::Chunk(args) => servers::chunk(args, meta_addrs).await,
+            Command::Meta(args) => servers::meta(args, tls).await,
+            Command::Chunk(args) => servers::chunk(args, meta_addrs, tls).await,
             Command::Dev(mut args) => {
                 // For `dev`, `--meta N` is how many metadata members to run
                 // (an address, as from CAIRN_META, means the default).
@@ -140,10 +165,8 @@ fn main() -> ExitCode {
                 }
                 servers::dev(args).await
             }
-            Command::Login(args) => {
-                session::login(meta, &config_path, &config, &meta_addrs, args).await
-            }
-            Command::Logout(args) => session::logout(meta, &config_path, &config, args).await,
+            Command::Login(args) => session::login(meta, &session, args).await,
+            Command::Logout(args) => session::logout(meta, &session, args).await,
             Command::Whoami => session::whoami(meta).await,
             Command::User(command) => session::user(meta, command).await,
             Command::Chmod(args) => commands::chmod(meta, args).await,

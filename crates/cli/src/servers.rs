@@ -51,6 +51,13 @@ pub struct MetaArgs {
     /// who reaches the port may join]
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    /// This server's TLS certificate chain (PEM); with --tls-key it serves
+    /// only TLS, and every process of the cluster needs --ca
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// File with the first admin's password: read when the cluster has no
     /// user yet, or written (mode 0600) with a new random one if missing
     /// [default: DATA_DIR/admin.password]
@@ -108,6 +115,13 @@ pub struct ChunkArgs {
     /// File holding the cluster's secret, the same as the metadata members'
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    /// This server's TLS certificate chain (PEM); with --tls-key it serves
+    /// only TLS, and every process of the cluster needs --ca
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -133,6 +147,10 @@ pub struct DevArgs {
     /// Free disk space each chunk server leaves for everything else
     #[arg(long, default_value = "64MiB")]
     reserve: String,
+    /// Serve TLS: make a private CA and a certificate for 127.0.0.1 under
+    /// DIR/tls (once), and give them to every process and to the client config
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -146,7 +164,21 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
+/// The server side of TLS from --tls-cert and --tls-key.
+fn server_tls(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> anyhow::Result<Option<cairn_transport::ServerTls>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(cairn_transport::ServerTls::load(cert, key)?)),
+        _ => Ok(None),
+    }
+}
+
+pub async fn meta(
+    args: MetaArgs,
+    client_tls: cairn_transport::ClientTls,
+) -> anyhow::Result<ExitCode> {
     let peers = match &args.peers {
         Some(text) => cairn_meta::group::parse_peers(text).map_err(anyhow::Error::msg)?,
         None => Default::default(),
@@ -162,6 +194,8 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
         election_timeout: args.election_timeout,
         cluster_token: secret.as_ref().map(|s| s.token.clone()),
         capability_key: secret.map(|s| s.capability_key),
+        tls: server_tls(args.tls_cert.as_deref(), args.tls_key.as_deref())?,
+        client_tls,
         admin_password_file: args.admin_password_file,
         replication: args.replication,
         chunk_size_bytes: args.chunk_size,
@@ -172,7 +206,11 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
+pub async fn chunk(
+    args: ChunkArgs,
+    meta: String,
+    client_tls: cairn_transport::ClientTls,
+) -> anyhow::Result<ExitCode> {
     for (flag, value) in [
         ("--repair-rate", args.repair_rate),
         ("--scrub-rate", args.scrub_rate),
@@ -197,6 +235,8 @@ pub async fn chunk(args: ChunkArgs, meta: String) -> anyhow::Result<ExitCode> {
         meta,
         cluster_token: secret.as_ref().map(|s| s.token.clone()),
         capability_key: secret.map(|s| s.capability_key),
+        tls: server_tls(args.tls_cert.as_deref(), args.tls_key.as_deref())?,
+        client_tls,
         zone: args.zone,
         capacity_bytes: args.capacity,
         reserve_bytes: args.reserve,
@@ -326,6 +366,27 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let password_path = dir.join("admin.password");
     let new_password = ensure_secret_file(&password_path)?;
     let password_file = path_str(&password_path)?;
+    // With --tls: one CA and one certificate for every process (all on
+    // 127.0.0.1), made once and kept with the data.
+    let pki = if args.tls {
+        Some(cairn_transport::pki::ensure_dev_pki(
+            &dir.join("tls"),
+            &["127.0.0.1", "localhost"],
+        )?)
+    } else {
+        None
+    };
+    let mut tls_args: Vec<&str> = Vec::new();
+    if let Some(pki) = &pki {
+        tls_args.extend([
+            "--tls-cert",
+            path_str(&pki.server_cert)?,
+            "--tls-key",
+            path_str(&pki.server_key)?,
+            "--ca",
+            path_str(&pki.ca_cert)?,
+        ]);
+    }
     let peers = meta_addrs
         .iter()
         .enumerate()
@@ -360,6 +421,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         if args.meta > 1 {
             meta_args.extend(["--peers", &peers]);
         }
+        meta_args.extend(&tls_args);
         let child = spawn_child(&exe, &dir, &name, &meta_args)?;
         children.push((name, child));
     }
@@ -368,31 +430,28 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         let addr = format!("127.0.0.1:{}", args.port + args.meta - 1 + i);
         let data_dir = dir.join(format!("chunk-{i}"));
         let name = format!("chunk-{i}");
-        let child = spawn_child(
-            &exe,
-            &dir,
-            &name,
-            &[
-                "chunk",
-                "--meta",
-                &meta_list,
-                "--data-dir",
-                path_str(&data_dir)?,
-                "--listen",
-                &addr,
-                "--reserve",
-                &args.reserve,
-                "--cluster-secret-file",
-                secret_file,
-            ],
-        )?;
+        let mut chunk_args = vec![
+            "chunk",
+            "--meta",
+            &meta_list,
+            "--data-dir",
+            path_str(&data_dir)?,
+            "--listen",
+            &addr,
+            "--reserve",
+            &args.reserve,
+            "--cluster-secret-file",
+            secret_file,
+        ];
+        chunk_args.extend(&tls_args);
+        let child = spawn_child(&exe, &dir, &name, &chunk_args)?;
         children.push((name, child));
         chunk_addrs.push(addr);
     }
 
     let client_config = dir.join("client.json");
     let ready = tokio::select! {
-        ready = log_in_and_wait_healthy(&meta_list, &password_path, &client_config, args.nodes as usize) => ready,
+        ready = log_in_and_wait_healthy(&meta_list, &password_path, &client_config, pki.as_ref(), args.nodes as usize) => ready,
         (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
             "{name} exited while starting ({status}); see {}/{name}.log",
             dir.display()
@@ -434,6 +493,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         "Logged in as admin; the session is in {} (mode 0600).",
         client_config.display()
     );
+    match &pki {
+        Some(pki) => say!(
+            "Every process speaks TLS; clients trust the CA in {} (kept in the config; elsewhere pass --ca).",
+            pki.ca_cert.display()
+        ),
+        None => say!("Plain HTTP on loopback, for development (cairn dev --tls serves TLS)."),
+    }
     say!();
     say!("Try, in another terminal:");
     say!("  export CAIRN_CONFIG={}", client_config.display());
@@ -508,11 +574,18 @@ async fn log_in_and_wait_healthy(
     meta_list: &str,
     password_path: &Path,
     client_config: &Path,
+    pki: Option<&cairn_transport::pki::DevPki>,
     nodes: usize,
 ) -> anyhow::Result<()> {
     let password = std::fs::read_to_string(password_path)
         .with_context(|| format!("cannot read {}", password_path.display()))?;
-    let anonymous = MetaClient::new(meta_list).with_failover_timeout(DEV_START_TIMEOUT);
+    let tls = match pki {
+        Some(pki) => cairn_transport::ClientTls::from_ca_file(&pki.ca_cert)?,
+        None => cairn_transport::ClientTls::plain(),
+    };
+    let anonymous = MetaClient::new(meta_list)
+        .with_failover_timeout(DEV_START_TIMEOUT)
+        .with_tls(tls.clone());
     let login = anonymous
         .login(&cairn_proto::api::LoginRequest {
             user: "admin".into(),
@@ -528,9 +601,12 @@ async fn log_in_and_wait_healthy(
             user: Some(login.user),
             token: Some(login.token.clone()),
             expires_ms: Some(login.expires_ms),
+            ca: pki.map(|p| p.ca_cert.to_string_lossy().into_owned()),
         },
     )?;
-    let client = MetaClient::new(meta_list).with_token(Some(login.token));
+    let client = MetaClient::new(meta_list)
+        .with_token(Some(login.token))
+        .with_tls(tls);
     wait_healthy(&client, nodes).await
 }
 

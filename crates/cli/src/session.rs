@@ -29,6 +29,19 @@ pub struct ClientConfig {
     pub token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<u64>,
+    /// The cluster's CA certificate (PEM file), when it speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+/// What `login` and `logout` need to know about this invocation.
+pub struct Session {
+    pub config_path: PathBuf,
+    pub config: ClientConfig,
+    /// The metadata members this invocation talks to.
+    pub meta_addrs: String,
+    /// The CA it trusts (`--ca` or the config's).
+    pub ca: Option<PathBuf>,
 }
 
 /// The largest config file read (it holds a few short strings).
@@ -162,14 +175,13 @@ pub struct UserListArgs {
 
 pub async fn login(
     meta: &MetaClient,
-    config_path: &Path,
-    config: &ClientConfig,
-    meta_addrs: &str,
+    session: &Session,
     args: LoginArgs,
 ) -> anyhow::Result<ExitCode> {
+    let config_path = &session.config_path;
     let user = args
         .user
-        .or_else(|| config.user.clone())
+        .or_else(|| session.config.user.clone())
         .unwrap_or_else(|| "admin".to_string());
     let password = read_password(
         &format!("password for {user}: "),
@@ -183,11 +195,19 @@ pub async fn login(
             expires_in_secs: Some(args.expires_in.as_secs().max(1)),
         })
         .await?;
+    // The CA is kept as an absolute path, so the config works from anywhere.
+    let ca = session.ca.as_ref().map(|path| {
+        std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.clone())
+            .to_string_lossy()
+            .into_owned()
+    });
     let saved = ClientConfig {
-        meta: Some(meta_addrs.to_string()),
+        meta: Some(session.meta_addrs.clone()),
         user: Some(answer.user.clone()),
         token: Some(answer.token),
         expires_ms: Some(answer.expires_ms),
+        ca,
     };
     save(config_path, &saved)?;
     eprintln!(
@@ -201,10 +221,10 @@ pub async fn login(
 
 pub async fn logout(
     meta: &MetaClient,
-    config_path: &Path,
-    config: &ClientConfig,
+    session: &Session,
     args: LogoutArgs,
 ) -> anyhow::Result<ExitCode> {
+    let (config_path, config) = (&session.config_path, &session.config);
     if config.token.is_none() && std::env::var_os("CAIRN_TOKEN").is_none() {
         bail!(
             "not logged in (no token in {}); nothing to end",
@@ -371,6 +391,7 @@ mod tests {
             user: Some("alice".into()),
             token: Some("t".into()),
             expires_ms: Some(5),
+            ca: Some("/etc/cairn/ca.pem".into()),
         };
         save(&path, &config).unwrap();
         assert_eq!(load(&path).unwrap(), config);

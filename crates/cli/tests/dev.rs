@@ -195,3 +195,62 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
     );
     stop(child);
 }
+
+#[test]
+fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports_after(5);
+    // Three members: Raft and group formation go over TLS too.
+    let meta = (0..3)
+        .map(|i| format!("127.0.0.1:{}", port + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (child, banner) = start_dev_with(dir.path(), port, &["--tls", "--meta", "3"]);
+    let ca = dir.path().join("tls").join("ca.pem");
+    assert!(
+        banner.contains("speaks TLS") && banner.contains(ca.to_str().unwrap()),
+        "{banner}"
+    );
+    // The config cairn dev wrote carries the CA: puts and gets go over TLS.
+    let config = dir.path().join("client.json");
+    let data = random_bytes(300_000, 11);
+    let out = run_cairn(&meta, &config, &["put", "-", "/home/admin/f"], &data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_cairn(&meta, &config, &["cat", "/home/admin/f"], &[]);
+    assert!(out.status.success() && out.stdout == data);
+    let report = run_cairn(&meta, &config, &["fsck", "--json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["missing"], 0, "{report}");
+
+    // A client without the CA is told to pass --ca, by the metadata
+    // service and by a chunk server alike.
+    let bare = dir.path().join("bare.json");
+    let out = run_cairn(&meta, &bare, &["ls", "/"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--ca"), "{err}");
+    let chunk_addr = format!("127.0.0.1:{}", port + 3);
+    let (code, body) = http_request(&chunk_addr, "GET", "/v1/health");
+    assert_eq!(code, 400);
+    assert!(String::from_utf8_lossy(&body).contains("--ca"));
+    // With the CA but no login, the refusal is the login one.
+    let out = run_cairn(
+        &meta,
+        &bare,
+        &["--ca", ca.to_str().unwrap(), "ls", "/"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cairn login"), "{err}");
+    let logs: String = (1..=3)
+        .map(|i| std::fs::read_to_string(dir.path().join(format!("meta-{i}.log"))).unwrap())
+        .collect();
+    assert!(
+        logs.contains("plain HTTP on a TLS listener"),
+        "refusals are logged"
+    );
+    stop(child);
+}

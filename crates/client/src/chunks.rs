@@ -9,7 +9,17 @@ use cairn_proto::api::{
 use cairn_proto::{ApiError, ChunkId, ErrorCode};
 
 use crate::error::ClientError;
-use crate::meta::{decode_response, describe};
+use cairn_transport::ClientTls;
+
+fn http_client(tls: &ClientTls) -> reqwest::Client {
+    tls.client_builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(CHUNK_TIMEOUT)
+        .tcp_nodelay(true)
+        .build()
+        .expect("HTTP client builds with static settings")
+}
+use crate::meta::{decode_response, describe_tls};
 
 /// Time limit for moving one chunk (64 MiB at the most) to or from a node.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,10 +40,10 @@ impl std::fmt::Display for ChunkError {
 }
 
 impl ChunkError {
-    fn transport(e: &reqwest::Error) -> ChunkError {
+    fn transport(e: &reqwest::Error, tls: &ClientTls) -> ChunkError {
         ChunkError {
             code: None,
-            message: describe(e),
+            message: describe_tls(e, tls),
         }
     }
 }
@@ -41,6 +51,8 @@ impl ChunkError {
 #[derive(Clone)]
 pub struct ChunkClient {
     http: reqwest::Client,
+    /// Plain HTTP, or TLS trusting the cluster's CA.
+    tls: ClientTls,
     /// Sent on every call that is not given a capability of its own.
     credential: Option<Credential>,
 }
@@ -63,16 +75,23 @@ impl Default for ChunkClient {
 
 impl ChunkClient {
     pub fn new() -> ChunkClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(CHUNK_TIMEOUT)
-            .tcp_nodelay(true)
-            .build()
-            .expect("HTTP client builds with static settings");
+        let tls = ClientTls::plain();
         ChunkClient {
-            http,
+            http: http_client(&tls),
+            tls,
             credential: None,
         }
+    }
+
+    /// Talks TLS (`https://`) when `tls` has the cluster's CA.
+    pub fn with_tls(mut self, tls: ClientTls) -> ChunkClient {
+        self.http = http_client(&tls);
+        self.tls = tls;
+        self
+    }
+
+    fn url(&self, addr: &str, route: &str) -> String {
+        format!("{}{route}", self.tls.base_url(addr))
     }
 
     /// A client for a chunk server talking to its peers: every call
@@ -124,7 +143,7 @@ impl ChunkClient {
     ) -> Result<(), ChunkError> {
         let mut request = self.authorize(
             self.http
-                .put(format!("http://{addr}/v1/chunks/{id}"))
+                .put(self.url(addr, &format!("/v1/chunks/{id}")))
                 .body(data),
             None,
         );
@@ -134,7 +153,7 @@ impl ChunkClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ChunkError::transport(&e))?;
+            .map_err(|e| ChunkError::transport(&e, &self.tls))?;
         if response.status().is_success() {
             return Ok(());
         }
@@ -151,19 +170,19 @@ impl ChunkClient {
     ) -> Result<Bytes, ChunkError> {
         let response = self
             .authorize(
-                self.http.get(format!("http://{addr}/v1/chunks/{id}")),
+                self.http.get(self.url(addr, &format!("/v1/chunks/{id}"))),
                 capability,
             )
             .send()
             .await
-            .map_err(|e| ChunkError::transport(&e))?;
+            .map_err(|e| ChunkError::transport(&e, &self.tls))?;
         if !response.status().is_success() {
             return Err(error_text(response).await);
         }
         response
             .bytes()
             .await
-            .map_err(|e| ChunkError::transport(&e))
+            .map_err(|e| ChunkError::transport(&e, &self.tls))
     }
 
     /// Which of `ids` the node at `addr` holds.
@@ -180,15 +199,18 @@ impl ChunkClient {
         verify: bool,
     ) -> Result<HasChunksResponse, ClientError> {
         let server = format!("chunk server at {addr}");
-        let request =
-            self.http
-                .post(format!("http://{addr}/v1/chunks/has"))
-                .json(&HasChunksRequest {
-                    ids: ids.to_vec(),
-                    verify,
-                });
+        let request = self
+            .http
+            .post(self.url(addr, "/v1/chunks/has"))
+            .json(&HasChunksRequest {
+                ids: ids.to_vec(),
+                verify,
+            });
         let response = self.authorize(request, None).send().await.map_err(|e| {
-            ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
+            ClientError::Transfer(format!(
+                "cannot reach {server}: {}",
+                describe_tls(&e, &self.tls)
+            ))
         })?;
         let answer: HasChunksResponse = decode_response(response, &server).await?;
         let bad_corrupt = verify && answer.corrupt.len() != ids.len();
@@ -212,13 +234,16 @@ impl ChunkClient {
         let server = format!("chunk server at {addr}");
         let request = self
             .http
-            .post(format!("http://{addr}/v1/chunks/{id}/suspect"));
+            .post(self.url(addr, &format!("/v1/chunks/{id}/suspect")));
         let response = self
             .authorize(request, capability)
             .send()
             .await
             .map_err(|e| {
-                ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
+                ClientError::Transfer(format!(
+                    "cannot reach {server}: {}",
+                    describe_tls(&e, &self.tls)
+                ))
             })?;
         decode_response(response, &server).await
     }
@@ -227,11 +252,14 @@ impl ChunkClient {
     pub async fn request_repair(&self, addr: &str) -> Result<(), ClientError> {
         let server = format!("chunk server at {addr}");
         let response = self
-            .authorize(self.http.post(format!("http://{addr}/v1/repair")), None)
+            .authorize(self.http.post(self.url(addr, "/v1/repair")), None)
             .send()
             .await
             .map_err(|e| {
-                ClientError::Transfer(format!("cannot reach {server}: {}", describe(&e)))
+                ClientError::Transfer(format!(
+                    "cannot reach {server}: {}",
+                    describe_tls(&e, &self.tls)
+                ))
             })?;
         let _: serde_json::Value = decode_response(response, &server).await?;
         Ok(())

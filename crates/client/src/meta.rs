@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ClientError;
+use cairn_transport::ClientTls;
 
 /// Time limit of one attempt of a metadata call. A write waits for a
 /// majority's fsync; a member that stops answering (paused, cut off) is
@@ -64,6 +65,8 @@ pub struct MetaClient {
     cluster_token: Option<String>,
     /// A user's session token (from `login`), sent as `Authorization: Bearer`.
     token: Option<String>,
+    /// Plain HTTP, or TLS trusting the cluster's CA.
+    tls: ClientTls,
 }
 
 impl MetaClient {
@@ -72,7 +75,13 @@ impl MetaClient {
     pub fn new(addrs: &str) -> MetaClient {
         let mut members: Vec<String> = addrs
             .split(',')
-            .map(|a| a.trim().trim_start_matches("http://").trim_end_matches('/'))
+            .map(|a| {
+                let a = a.trim();
+                let a = a.strip_prefix("http://").unwrap_or(a);
+                a.strip_prefix("https://")
+                    .unwrap_or(a)
+                    .trim_end_matches('/')
+            })
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .collect();
@@ -81,22 +90,24 @@ impl MetaClient {
         if members.is_empty() {
             members.push(cairn_proto::DEFAULT_META_ADDR.to_string());
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            // Redirects to the leader are followed here, so that the
-            // client learns where the leader is.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client builds with static settings");
+        let tls = ClientTls::plain();
         MetaClient {
-            http,
+            http: http_client(&tls),
             target: Arc::new(Mutex::new(members[0].clone())),
             members: members.into(),
             stale_ok: false,
             failover_timeout: FAILOVER_TIMEOUT,
             cluster_token: None,
             token: None,
+            tls,
         }
+    }
+
+    /// Talks TLS (`https://`) when `tls` has the cluster's CA.
+    pub fn with_tls(mut self, tls: ClientTls) -> MetaClient {
+        self.http = http_client(&tls);
+        self.tls = tls;
+        self
     }
 
     /// Calls as the user whose session `token` is (see [`MetaClient::login`]).
@@ -122,6 +133,11 @@ impl MetaClient {
     pub fn with_stale_ok(mut self, stale_ok: bool) -> MetaClient {
         self.stale_ok = stale_ok;
         self
+    }
+
+    /// How this client talks to the cluster (chunk clients use the same).
+    pub fn tls(&self) -> &ClientTls {
+        &self.tls
     }
 
     /// The member calls go to now (the last leader seen).
@@ -377,7 +393,7 @@ impl MetaClient {
     }
 
     async fn attempt(&self, call: &Call, target: &str, request_id: Option<&str>) -> Attempt {
-        let url = format!("http://{target}{}", call.route);
+        let url = format!("{}{}", self.tls.base_url(target), call.route);
         let mut request = match &call.body {
             Some(body) => self
                 .http
@@ -405,7 +421,7 @@ impl MetaClient {
         }
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return Attempt::Unreachable(describe(&e)),
+            Err(e) => return Attempt::Unreachable(describe_tls(&e, &self.tls)),
         };
         let status = response.status();
         if status == reqwest::StatusCode::TEMPORARY_REDIRECT {
@@ -505,9 +521,21 @@ enum Attempt {
     Unreachable(String),
 }
 
-/// `host:port` of an `http://host:port/...` URL.
+/// The HTTP client of a `MetaClient`: redirects to the leader are
+/// followed by hand, so that the client learns where the leader is.
+fn http_client(tls: &ClientTls) -> reqwest::Client {
+    tls.client_builder()
+        .connect_timeout(Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client builds with static settings")
+}
+
+/// `host:port` of an `http(s)://host:port/...` URL.
 fn authority_of(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let authority = rest.split('/').next()?;
     (!authority.is_empty()).then(|| authority.to_string())
 }
@@ -546,6 +574,25 @@ fn decode_body<T: DeserializeOwned>(
                 String::from_utf8_lossy(&body[..body.len().min(200)])
             ),
         }),
+    }
+}
+
+/// [`describe`], with what to do when the failure looks like the two ends
+/// disagree about TLS or the CA.
+pub(crate) fn describe_tls(e: &reqwest::Error, tls: &ClientTls) -> String {
+    let reason = describe(e);
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("certificate") {
+        format!(
+            "{reason} (the server's certificate is not signed by the CA given with --ca; give the cluster's CA, \
+             as cairn dev --tls writes it to DIR/tls/ca.pem)"
+        )
+    } else if tls.is_tls()
+        && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
+    {
+        format!("{reason} (the server does not speak TLS; drop --ca, or start the servers with --tls-cert and --tls-key)")
+    } else {
+        reason
     }
 }
 

@@ -77,8 +77,10 @@ pub async fn form(
     id: RaftNodeId,
     peers: BTreeMap<RaftNodeId, String>,
     cluster_token: Option<String>,
+    tls: cairn_transport::ClientTls,
 ) {
-    let http = reqwest::Client::builder()
+    let http = tls
+        .client_builder()
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2))
         .build()
@@ -93,7 +95,7 @@ pub async fn form(
         let mut reachable = vec![id];
         let mut peer_initialized = None;
         for (&peer, addr) in peers.iter().filter(|(&p, _)| p != id) {
-            let mut hello = http.get(format!("http://{addr}/v1/meta/hello"));
+            let mut hello = http.get(format!("{}/v1/meta/hello", tls.base_url(addr)));
             if let Some(token) = &cluster_token {
                 hello = hello.header(CLUSTER_TOKEN_HEADER, token);
             }

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use cairn_proto::api::CLUSTER_TOKEN_HEADER;
+use cairn_transport::ClientTls;
 
 use crate::store::RaftNodeId;
 use crate::TypeConfig;
@@ -25,17 +26,20 @@ pub struct HttpNetworkFactory {
     client: reqwest::Client,
     /// Sent with every message: members refuse Raft from outsiders.
     cluster_token: Option<String>,
+    tls: ClientTls,
 }
 
 impl HttpNetworkFactory {
-    pub fn new(cluster_token: Option<String>) -> HttpNetworkFactory {
-        let client = reqwest::Client::builder()
+    pub fn new(cluster_token: Option<String>, tls: ClientTls) -> HttpNetworkFactory {
+        let client = tls
+            .client_builder()
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("HTTP client builds with static settings");
         HttpNetworkFactory {
             client,
             cluster_token,
+            tls,
         }
     }
 }
@@ -47,7 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
         HttpPeer {
             client: self.client.clone(),
             target,
-            addr: node.addr.clone(),
+            base_url: self.tls.base_url(&node.addr),
             cluster_token: self.cluster_token.clone(),
         }
     }
@@ -56,7 +60,8 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
 pub struct HttpPeer {
     client: reqwest::Client,
     target: RaftNodeId,
-    addr: String,
+    /// `http(s)://host:port` of the peer.
+    base_url: String,
     cluster_token: Option<String>,
 }
 
@@ -72,7 +77,7 @@ impl HttpPeer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}/v1/raft/{route}", self.addr);
+        let url = format!("{}/v1/raft/{route}", self.base_url);
         let mut post = self
             .client
             .post(url)
@@ -92,7 +97,7 @@ impl HttpPeer {
             let refusal = std::io::Error::other(format!(
                 "metadata member {} at {} refused this member's cluster token; give every member the same \
                  --cluster-secret-file",
-                self.target, self.addr
+                self.target, self.base_url
             ));
             tracing::error!(%refusal, "raft message refused");
             return Err(RPCError::Unreachable(Unreachable::new(&refusal)));

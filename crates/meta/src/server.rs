@@ -101,6 +101,11 @@ pub struct MetaConfig {
     /// Signs the chunk capabilities handed to clients (derived from the
     /// cluster secret). `None`: chunk servers check none either.
     pub capability_key: Option<CapabilityKey>,
+    /// The certificate this member presents; `None`: plain HTTP.
+    pub tls: Option<cairn_transport::ServerTls>,
+    /// How this member calls the others (Raft, group formation): with the
+    /// cluster's CA when the cluster speaks TLS.
+    pub client_tls: cairn_transport::ClientTls,
     /// Where the first admin's password is read from, or written to (mode
     /// 0600) when the cluster has no user yet [default: DATA_DIR/admin.password].
     pub admin_password_file: Option<PathBuf>,
@@ -116,6 +121,8 @@ pub struct MetaConfig {
 
 pub(crate) struct Meta {
     id: RaftNodeId,
+    /// `http` or `https`: how members are reached (redirects name it).
+    scheme: &'static str,
     pub(crate) cluster_token: Option<String>,
     capability_key: Option<CapabilityKey>,
     raft: Raft<TypeConfig>,
@@ -157,14 +164,13 @@ pub async fn run(
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another process using it? choose one with --listen",
-                config.listen
-            )
-        })?;
+    if config.tls.is_some() != config.client_tls.is_tls() {
+        anyhow::bail!(
+            "give --tls-cert and --tls-key together with --ca (the CA that signed every member's \
+             certificate), or none of them: a cluster speaks TLS everywhere or nowhere"
+        );
+    }
+    let listener = cairn_transport::bind(&config.listen).await?;
     let listen_addr = listener.local_addr()?.to_string();
     let db_path = config.data_dir.join("meta.redb");
     let db = open_database(&db_path).map_err(|e| match e {
@@ -200,7 +206,7 @@ pub async fn run(
     let raft = Raft::new(
         config.id,
         raft_config,
-        HttpNetworkFactory::new(config.cluster_token.clone()),
+        HttpNetworkFactory::new(config.cluster_token.clone(), config.client_tls.clone()),
         LogStore::new(db.clone()),
         StateMachine::new(db.clone()),
     )
@@ -218,6 +224,7 @@ pub async fn run(
         .unwrap_or_else(|| config.data_dir.join("admin.password"));
     let meta = Arc::new(Meta {
         id: config.id,
+        scheme: config.client_tls.scheme(),
         cluster_token: config.cluster_token.clone(),
         capability_key: config.capability_key.clone(),
         raft,
@@ -247,6 +254,7 @@ pub async fn run(
             config.id,
             peers.clone(),
             config.cluster_token.clone(),
+            config.client_tls.clone(),
         )
         .await;
         meta.raft
@@ -269,6 +277,7 @@ pub async fn run(
             config.id,
             peers.clone(),
             config.cluster_token.clone(),
+            config.client_tls.clone(),
         ));
     }
     if group::sole_voter(&meta.raft.metrics().borrow(), config.id) {
@@ -309,14 +318,22 @@ pub async fn run(
         member = config.id,
         members = peers.len(),
         data_dir = %config.data_dir.display(),
-        "metadata service serving (plain HTTP)"
+        transport = if config.tls.is_some() { "TLS" } else { "plain HTTP" },
+        "metadata service serving"
     );
+    if config.tls.is_none() {
+        cairn_transport::warn_plain_http(&listen_addr);
+    }
     let app = cairn_telemetry::instrument(router(meta.clone()));
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("metadata HTTP server failed")?;
+    cairn_transport::serve(
+        listener,
+        app,
+        config.tls.clone(),
+        cairn_transport::Limits::default(),
+        shutdown,
+    )
+    .await
+    .context("metadata HTTP server failed")?;
     meta.raft.shutdown().await.ok();
     tracing::info!("metadata service stopped");
     Ok(())
@@ -537,11 +554,11 @@ async fn route_to_leader(
         )
     };
     if leader != Some(meta.id) {
-        return redirect_to_leader(leader_addr, &path_and_query);
+        return redirect_to_leader(meta.scheme, leader_addr, &path_and_query);
     }
     let response = next.run(request).await;
     match response.extensions().get::<LeaderHint>() {
-        Some(LeaderHint(addr)) => redirect_to_leader(addr.clone(), &path_and_query),
+        Some(LeaderHint(addr)) => redirect_to_leader(meta.scheme, addr.clone(), &path_and_query),
         None => response,
     }
 }
@@ -551,12 +568,17 @@ async fn route_to_leader(
 #[derive(Clone)]
 struct LeaderHint(Option<String>);
 
-fn redirect_to_leader(leader_addr: Option<String>, path_and_query: &str) -> HttpResponse {
+/// `scheme` is this cluster's (`https` with TLS): every member speaks the same.
+fn redirect_to_leader(
+    scheme: &str,
+    leader_addr: Option<String>,
+    path_and_query: &str,
+) -> HttpResponse {
     let error = ApiError::not_leader(leader_addr.clone());
     let Some(addr) = leader_addr else {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(error)).into_response();
     };
-    let location = format!("http://{addr}{path_and_query}");
+    let location = format!("{scheme}://{addr}{path_and_query}");
     let mut response = (StatusCode::TEMPORARY_REDIRECT, Json(error)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -1460,7 +1482,8 @@ async fn add_member(
     ApiJson(req): ApiJson<AddMemberRequest>,
 ) -> ApiResult<MembersResponse> {
     caller.require_admin("change the metadata group")?;
-    let addr = req.addr.trim_start_matches("http://").to_string();
+    let addr = req.addr.trim_start_matches("http://");
+    let addr = addr.trim_start_matches("https://").to_string();
     group::add_member(&meta.raft, req.id, addr, req.learner).await?;
     Ok(Json(MembersResponse {
         members: group::members(&meta.raft.metrics().borrow()),
