@@ -152,7 +152,13 @@ impl Server {
 fn error(e: ApiError) -> Response {
     let status =
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(e)).into_response()
+    let rejection = cairn_telemetry::Rejection {
+        code: e.code.as_str().to_string(),
+        message: e.message.clone(),
+    };
+    let mut response = (status, Json(e)).into_response();
+    response.extensions_mut().insert(rejection);
+    response
 }
 
 fn parse_id(text: &str) -> Result<ChunkId, ApiError> {

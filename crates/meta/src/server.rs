@@ -795,7 +795,12 @@ impl IntoResponse for HttpError {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let hint = (self.0.code == ErrorCode::NotLeader).then(|| LeaderHint(self.0.leader.clone()));
+        let rejection = cairn_telemetry::Rejection {
+            code: self.0.code.as_str().to_string(),
+            message: self.0.message.clone(),
+        };
         let mut response = (status, Json(self.0)).into_response();
+        response.extensions_mut().insert(rejection);
         if let Some(hint) = hint {
             response.extensions_mut().insert(hint);
         }
@@ -841,10 +846,55 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // serde's query decoding replaces invalid UTF-8 with U+FFFD; a path
+        // must arrive as sent, so such a query is refused instead.
+        if !percent_decodes_to_utf8(parts.uri.query().unwrap_or_default()) {
+            return Err(HttpError(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "bad query string: its percent-encoded bytes are not valid UTF-8",
+            )));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(HttpError(query_rejection(rejection))),
         }
+    }
+}
+
+/// Whether a raw query string (`a=%2Fx&b=y`) decodes to UTF-8.
+fn percent_decodes_to_utf8(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|hex| bytes[i] == b'%' && hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decodes_to_utf8;
+
+    #[test]
+    fn queries_must_decode_to_utf8() {
+        assert!(percent_decodes_to_utf8("path=%2Fa%20b&x=%C3%A9"));
+        assert!(percent_decodes_to_utf8("path=100%"));
+        assert!(!percent_decodes_to_utf8("path=%FF%FE"));
+        assert!(!percent_decodes_to_utf8("path=%C3"));
     }
 }
 

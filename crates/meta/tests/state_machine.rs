@@ -1194,3 +1194,118 @@ proptest! {
         }
     }
 }
+
+// ---- fuzzing the command decoding (bounded, part of the suite) ----
+
+/// Paths with the pieces that break path handling.
+fn hostile_path() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/a".to_string()),
+        Just("/b".to_string()),
+        Just("/..".to_string()),
+        Just("/.".to_string()),
+        Just("/x\0y".to_string()),
+        Just("/home".to_string()),
+        Just("/alice".to_string()),
+        (250usize..260).prop_map(|n| format!("/{}", "n".repeat(n))),
+    ];
+    proptest::collection::vec(piece, 0..5).prop_map(|pieces| pieces.concat())
+}
+
+/// A request as a client could send it, any command, as JSON.
+fn request_json() -> impl Strategy<Value = Vec<u8>> {
+    let command = prop_oneof![
+        (
+            hostile_path(),
+            any::<bool>(),
+            proptest::option::of(0u32..0o10000)
+        )
+            .prop_map(|(p, parents, mode)| Command::Mkdir(MkdirRequest {
+                path: p,
+                parents,
+                mode
+            })),
+        (hostile_path(), any::<u8>()).prop_map(|(p, c)| put_command(
+            &p,
+            &[c; 5],
+            OnExists::Replace
+        )),
+        (hostile_path(), any::<bool>()).prop_map(|(p, r)| Command::Remove(RemoveRequest {
+            path: p,
+            recursive: r
+        })),
+        (hostile_path(), hostile_path(), any::<bool>()).prop_map(|(a, b, r)| Command::Rename(
+            MoveRequest {
+                src: a,
+                dst: b,
+                replace: r
+            }
+        )),
+        (hostile_path(), hostile_path()).prop_map(|(a, b)| Command::Copy(MoveRequest {
+            src: a,
+            dst: b,
+            replace: true
+        })),
+        (hostile_path(), 0u32..0o10000).prop_map(|(p, m)| chmod(&p, m)),
+        (hostile_path(), "[a-z]{0,4}").prop_map(|(p, g)| chgrp(&p, &g)),
+        "[a-z./]{0,6}".prop_map(|name| Command::RemoveUser { name }),
+        "[a-z./]{0,6}".prop_map(|name| Command::EndUserSessions { name }),
+    ];
+    (
+        command,
+        proptest::option::of(prop_oneof![
+            Just("admin".to_string()),
+            Just("alice".to_string()),
+            Just("nobody".to_string())
+        ]),
+    )
+        .prop_map(|(command, user)| {
+            serde_json::to_vec(&Request {
+                now_ms: 5_000,
+                request_id: None,
+                user,
+                command,
+            })
+            .unwrap()
+        })
+}
+
+/// Byte-level damage: flips, cuts and insertions.
+fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    for &(at, kind, value) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = at % bytes.len();
+        match kind % 3 {
+            0 => bytes[at] ^= value | 1,
+            1 => bytes.truncate(at),
+            _ => bytes.insert(at, value),
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever a request decodes to, applying it never panics, a refusal
+    /// writes nothing, and the tree stays well formed.
+    #[test]
+    fn damaged_and_hostile_requests_never_break_the_state_machine(
+        requests in proptest::collection::vec(
+            (request_json(), proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..3)),
+            1..24,
+        )
+    ) {
+        let mut f = Fixture::with_users();
+        for (json, edits) in requests {
+            let bytes = mutate(json, &edits);
+            let Ok(request) = serde_json::from_slice::<Request>(&bytes) else {
+                continue;
+            };
+            let _ = f.apply_full(None, request.user.as_deref(), request.command);
+            f.check_invariants();
+        }
+    }
+}

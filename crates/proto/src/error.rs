@@ -42,6 +42,30 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as it appears in JSON (`permission_denied`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::NotADirectory => "not_a_directory",
+            ErrorCode::IsADirectory => "is_a_directory",
+            ErrorCode::DirectoryNotEmpty => "directory_not_empty",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::HashMismatch => "hash_mismatch",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NotEnoughNodes => "not_enough_nodes",
+            ErrorCode::NotLeader => "not_leader",
+            ErrorCode::FailedPrecondition => "failed_precondition",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::NotFound => 404,
@@ -116,5 +140,37 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_read_the_same_in_logs_and_in_json() {
+        for code in [
+            ErrorCode::NotFound,
+            ErrorCode::AlreadyExists,
+            ErrorCode::NotADirectory,
+            ErrorCode::IsADirectory,
+            ErrorCode::DirectoryNotEmpty,
+            ErrorCode::InvalidName,
+            ErrorCode::InvalidArgument,
+            ErrorCode::HashMismatch,
+            ErrorCode::TooLarge,
+            ErrorCode::NotEnoughNodes,
+            ErrorCode::NotLeader,
+            ErrorCode::FailedPrecondition,
+            ErrorCode::NoSpace,
+            ErrorCode::Unavailable,
+            ErrorCode::Unauthenticated,
+            ErrorCode::PermissionDenied,
+            ErrorCode::TooManyRequests,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json.as_str(), Some(code.as_str()));
+        }
     }
 }

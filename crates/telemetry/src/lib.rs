@@ -66,14 +66,29 @@ pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router
         .layer(axum::middleware::from_fn(record_request))
 }
 
+/// Why a server refused a request: set on an error response by the
+/// server's error type, logged by [`instrument`]'s layer. It must carry no
+/// secret (the servers' error messages never quote a token or password).
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The API error code (`permission_denied`, ...).
+    pub code: String,
+    pub message: String,
+}
+
 /// Counts and times every request by route pattern (never by raw path, so
-/// chunk ids do not explode the label set) and status class.
+/// chunk ids do not explode the label set) and status class, and logs every
+/// refused one with its source and reason.
 async fn record_request(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
+    let source = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     let method = request.method().as_str().to_string();
     let bytes_in = content_length(request.headers());
     let started = Instant::now();
@@ -91,6 +106,16 @@ async fn record_request(request: Request, next: Next) -> Response {
     if status.is_client_error() || status.is_server_error() {
         counter!("cairn_http_errors_total", "route" => route.clone(), "method" => method.clone())
             .increment(1);
+        let (code, reason) = response
+            .extensions()
+            .get::<Rejection>()
+            .map_or(("", ""), |r| (r.code.as_str(), r.message.as_str()));
+        let source = source.map_or("unknown".to_string(), |s| s.to_string());
+        if status.is_server_error() {
+            tracing::error!(%source, %method, %route, status = status.as_u16(), code, reason, "request failed");
+        } else {
+            tracing::info!(%source, %method, %route, status = status.as_u16(), code, reason, "rejected a request");
+        }
     }
     histogram!("cairn_http_request_duration_seconds", "route" => route.clone(), "method" => method)
         .record(elapsed_seconds);

@@ -29,7 +29,8 @@ use tower_service::Service;
 pub struct Limits {
     /// Open connections at once; more are closed at once (and logged).
     pub max_connections: usize,
-    /// Bytes of request line and headers (hyper's read buffer).
+    /// Bytes of request line and headers. hyper checks between reads, so a
+    /// client may get up to twice this read before it is refused (431).
     pub max_header_bytes: usize,
     /// Time a client may take to send its request headers.
     pub header_read_timeout: Duration,
@@ -161,7 +162,9 @@ pub async fn serve(
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes);
+                .max_buf_size(limits.max_header_bytes)
+                .max_header_size(limits.max_header_bytes)
+                .max_headers(MAX_HEADERS);
             let Some(tls) = tls else {
                 let connection = http.serve_connection(TokioIo::new(stream), service);
                 let _ = watcher.watch(connection).await;
@@ -184,6 +187,9 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// Headers per request (ours send fewer than 10).
+const MAX_HEADERS: usize = 64;
 
 /// A TLS ClientHello starts with this byte (a handshake record).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
