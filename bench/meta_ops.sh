@@ -38,10 +38,11 @@ kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
 addrs=(); peers=()
 for i in 1 2 3; do p=$(free_port); addrs+=("127.0.0.1:$p"); peers+=("$i=127.0.0.1:$p"); done
 peer_list=$(IFS=,; echo "${peers[*]}")
+head -c 32 /dev/urandom | base64 > "$d/cluster.secret"; chmod 600 "$d/cluster.secret"
 addr_list=$(IFS=,; echo "${addrs[*]}")
 for i in 1 2 3; do
   "$bin" meta --data-dir "$d/m$i" --listen "${addrs[$((i-1))]}" --id "$i" --peers "$peer_list" \
-    --admin-password-file "$d/admin.password" 2>"$d/m$i.log" &
+    --cluster-secret-file "$d/cluster.secret" --admin-password-file "$d/admin.password" 2>"$d/m$i.log" &
   pids+=($!)
 done
 login_admin "$bin" "$addr_list" "$d" "$d/three.json"

@@ -52,14 +52,16 @@ wait_until() {
 
 # Servers started one by one (not `cairn dev`, which stops everything when
 # a child dies).
-"$cairn" meta --data-dir "$work/meta" --listen "$meta" --down-after 5s > "$work/meta.log" 2>&1 &
+head -c 32 /dev/urandom | base64 > "$work/cluster.secret"; chmod 600 "$work/cluster.secret"
+"$cairn" meta --data-dir "$work/meta" --listen "$meta" --down-after 5s \
+  --cluster-secret-file "$work/cluster.secret" > "$work/meta.log" 2>&1 &
 pids+=($!)
 source bench/lib.sh
 login_admin "$cairn" "$meta" "$work/meta" "$work/client.json"
 export CAIRN_CONFIG=$work/client.json
 for i in 1 2 3 4; do
   "$cairn" chunk --meta "$meta" --data-dir "$work/chunk-$i" --listen "127.0.0.1:$((port + i))" \
-    --reserve 256MiB > "$work/chunk-$i.log" 2>&1 &
+    --reserve 256MiB --cluster-secret-file "$work/cluster.secret" > "$work/chunk-$i.log" 2>&1 &
   pids+=($!)
 done
 wait_until 's["nodes_up"] == 4'

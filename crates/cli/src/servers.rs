@@ -47,8 +47,8 @@ pub struct MetaArgs {
     #[arg(long, default_value = "750ms", value_parser = parse_duration)]
     election_timeout: Duration,
     /// File holding the cluster's secret (at least 16 bytes): chunk servers
-    /// and other members must have the same to join [default: none, anyone
-    /// who reaches the port may join]
+    /// and other members must have the same to join. Required for a group;
+    /// a single member makes DATA_DIR/cluster.secret if not given
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
     /// This server's TLS certificate chain (PEM); with --tls-key it serves
@@ -183,7 +183,28 @@ pub async fn meta(
         Some(text) => cairn_meta::group::parse_peers(text).map_err(anyhow::Error::msg)?,
         None => Default::default(),
     };
-    let secret = read_cluster_secret(args.cluster_secret_file.as_deref())?;
+    let secret_file = match args.cluster_secret_file {
+        Some(path) => path,
+        // Every member of a group must hold the same secret: one made here
+        // would lock the others out.
+        None if !peers.is_empty() || args.join => bail!(
+            "a metadata group needs --cluster-secret-file, the same file for every member and chunk server; \
+             make one with `head -c 32 /dev/urandom | base64 > cluster.secret; chmod 600 cluster.secret`"
+        ),
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+            let path = args.data_dir.join("cluster.secret");
+            let made = ensure_secret_file(&path)?;
+            tracing::warn!(
+                file = %path.display(),
+                made,
+                "no --cluster-secret-file: using this one; give chunk servers --cluster-secret-file with a copy of it"
+            );
+            path
+        }
+    };
+    let secret = read_cluster_secret(Some(&secret_file))?;
     let config = cairn_meta::MetaConfig {
         data_dir: args.data_dir,
         listen: args.listen,

@@ -688,10 +688,28 @@ fn bad_group_flags_are_refused_at_start_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("meta");
     let listen = format!("127.0.0.1:{}", free_port());
+    let secret = dir.path().join("cluster.secret");
+    write_secret(&secret, CLUSTER_SECRET);
+    let secret = secret.to_str().unwrap();
     for (flags, says) in [
         (
-            vec!["--id", "2", "--peers", "1=127.0.0.1:1"],
+            vec![
+                "--id",
+                "2",
+                "--peers",
+                "1=127.0.0.1:1",
+                "--cluster-secret-file",
+                secret,
+            ],
             "--peers must list this member too",
+        ),
+        (
+            vec!["--peers", "1=127.0.0.1:1"],
+            "a metadata group needs --cluster-secret-file",
+        ),
+        (
+            vec!["--join"],
+            "a metadata group needs --cluster-secret-file",
         ),
         (vec!["--peers", "1="], "has no address"),
         (vec!["--peers", "1=a:1,1=b:2"], "names member 1 twice"),

@@ -657,24 +657,7 @@ impl Meta {
         let deadline = tokio::time::Instant::now() + CONFIRM_LEADER_TIMEOUT;
         let confirm = async {
             self.raft.ensure_linearizable().await?;
-            let (term, last_log_index) = {
-                let metrics = self.raft.metrics();
-                let metrics = metrics.borrow();
-                (metrics.current_term, metrics.last_log_index)
-            };
-            if self.log_applied_in_term.load(Ordering::Acquire) == term {
-                return Ok(true);
-            }
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let applied = self
-                .raft
-                .wait(Some(remaining))
-                .applied_index_at_least(last_log_index, "this leader's log is applied")
-                .await;
-            if applied.is_ok() {
-                self.log_applied_in_term.store(term, Ordering::Release);
-            }
-            Ok(applied.is_ok())
+            Ok(self.log_applied(deadline).await)
         };
         match tokio::time::timeout_at(deadline, confirm).await {
             Ok(Ok(true)) => Ok(()),
@@ -694,6 +677,67 @@ impl Meta {
                 format!("this metadata member cannot serve a consistent read: {e}"),
             )),
         }
+    }
+
+    /// Once per term, waits until this member has applied every entry of
+    /// its log (see `confirm_leader`); `false` if that did not happen by
+    /// `deadline`.
+    async fn log_applied(&self, deadline: tokio::time::Instant) -> bool {
+        let (term, last_log_index) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            (metrics.current_term, metrics.last_log_index)
+        };
+        if self.log_applied_in_term.load(Ordering::Acquire) == term {
+            return true;
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let applied = self
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(last_log_index, "this leader's log is applied")
+            .await
+            .is_ok();
+        if applied {
+            self.log_applied_in_term.store(term, Ordering::Release);
+        }
+        applied
+    }
+
+    /// Before a leader trusts its applied sessions and users (a logout or a
+    /// password change committed under the previous leader must count),
+    /// it applies its whole log, once per term.
+    pub(crate) async fn sessions_current(&self) -> Result<(), ApiError> {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            // Followers answer only stale reads, stale by request.
+            return Ok(());
+        }
+        if self
+            .log_applied(tokio::time::Instant::now() + CONFIRM_LEADER_TIMEOUT)
+            .await
+        {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "this new leader did not apply its log within {}s; retry shortly",
+                CONFIRM_LEADER_TIMEOUT.as_secs()
+            ),
+        ))
+    }
+
+    /// Runs a short `read` on this member's applied state on the calling
+    /// thread: for a few point lookups only.
+    pub(crate) fn read_inline<T>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StateError>,
+    ) -> Result<T, ApiError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| into_api_error(StateError::from(e)))?;
+        read(&txn).map_err(into_api_error)
     }
 
     /// Runs `read` on this member's applied state, as it is.

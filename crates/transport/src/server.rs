@@ -162,7 +162,7 @@ pub async fn serve(
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes)
+                // Not max_buf_size: it also caps the buffers of bodies.
                 .max_header_size(limits.max_header_bytes)
                 .max_headers(MAX_HEADERS);
             let Some(tls) = tls else {
