@@ -4,6 +4,7 @@
 # disk measured in the same run, plus small-file puts from 16 parallel clients.
 #
 #   bench/throughput.sh [SIZE_MIB]      (default 1024)
+#   TLS=1 bench/throughput.sh [SIZE_MIB]   (the same over TLS: cairn dev --tls)
 #
 # Data goes under $BENCH_DIR (default target/bench), removed at the end.
 set -euo pipefail
@@ -43,7 +44,9 @@ echo "generating ${size_mib} MiB of random data..."
 head -c $((size_mib << 20)) /dev/urandom > "$work/input"
 sync
 
-"$cairn" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
+tls_flag=(); transport="plain HTTP"
+if [ "${TLS:-0}" = 1 ]; then tls_flag=(--tls); transport="TLS"; fi
+"$cairn" dev --dir "$work/cluster" --port "$port" "${tls_flag[@]}" > "$work/dev.out" 2>&1 &
 dev_pid=$!
 # cairn dev logs in as admin and keeps the session here.
 export CAIRN_CONFIG=$work/cluster/client.json
@@ -77,7 +80,7 @@ t1=$(now)
 mkdir_rate=$(python3 -c "print(f'{$small_files/($t1-$t0):8.1f}')")
 
 echo
-echo "file size:               ${size_mib} MiB, rf 3, 3 chunk servers on this disk"
+echo "file size:               ${size_mib} MiB, rf 3, 3 chunk servers on this disk, ${transport}"
 echo "cp (page cache):         ${cp_rate} MiB/s"
 echo "cp + sync:               ${cp_sync_rate} MiB/s"
 echo "cairn put:               ${put_rate} MiB/s   ($(python3 -c "print(f'{$put_rate/$cp_sync_rate:.2f}')")x cp+sync; each byte written 3 times)"

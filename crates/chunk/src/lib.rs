@@ -69,12 +69,7 @@ pub async fn run(
             reserve_bytes: config.reserve_bytes,
         });
     let store = Arc::new(store);
-    if config.tls.is_some() != config.client_tls.is_tls() {
-        anyhow::bail!(
-            "give --tls-cert and --tls-key together with --ca (the CA that signed every server's \
-             certificate), or none of them: a cluster speaks TLS everywhere or nowhere"
-        );
-    }
+    cairn_transport::check_tls_settings(config.tls.as_ref(), &config.client_tls)?;
     let listener = cairn_transport::bind(&config.listen).await?;
     let addr = listener.local_addr()?.to_string();
     let capacity_bytes = match config.capacity_bytes {

@@ -264,6 +264,9 @@ pub async fn whoami(meta: &MetaClient) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn user(meta: &MetaClient, command: UserCommand) -> anyhow::Result<ExitCode> {
+    if matches!(command, UserCommand::Add(_) | UserCommand::Passwd(_)) {
+        warn_if_clear_text(meta);
+    }
     match command {
         UserCommand::Add(args) => {
             let password = read_password(
@@ -325,6 +328,27 @@ pub async fn user(meta: &MetaClient, command: UserCommand) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns before a password crosses a network in clear text: the cluster
+/// speaks plain HTTP and a member is not on this machine.
+fn warn_if_clear_text(meta: &MetaClient) {
+    let remote = meta.members().iter().any(|addr| {
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host != "localhost"
+            && !host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if remote && !meta.tls().is_tls() {
+        eprintln!(
+            "warning: this cluster speaks plain HTTP, so the password crosses the network in clear text; \
+             give the servers --tls-cert/--tls-key and this command --ca"
+        );
+    }
 }
 
 /// Reads a password: the first line of stdin with `from_stdin`, else from

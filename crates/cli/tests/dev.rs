@@ -245,6 +245,18 @@ fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cairn login"), "{err}");
+    // A server given a certificate but no CA refuses to start, saying so.
+    let tls_dir = dir.path().join("tls");
+    let out = Command::new(CAIRN)
+        .args(["chunk", "--meta", &meta, "--listen", "127.0.0.1:0"])
+        .args(["--data-dir", dir.path().join("lonely").to_str().unwrap()])
+        .args(["--tls-cert", tls_dir.join("server.pem").to_str().unwrap()])
+        .args(["--tls-key", tls_dir.join("server.key").to_str().unwrap()])
+        .env_remove("CAIRN_CA")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--ca"), "{err}");
     let logs: String = (1..=3)
         .map(|i| std::fs::read_to_string(dir.path().join(format!("meta-{i}.log"))).unwrap())
         .collect();

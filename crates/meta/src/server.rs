@@ -164,12 +164,7 @@ pub async fn run(
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    if config.tls.is_some() != config.client_tls.is_tls() {
-        anyhow::bail!(
-            "give --tls-cert and --tls-key together with --ca (the CA that signed every member's \
-             certificate), or none of them: a cluster speaks TLS everywhere or nowhere"
-        );
-    }
+    cairn_transport::check_tls_settings(config.tls.as_ref(), &config.client_tls)?;
     let listener = cairn_transport::bind(&config.listen).await?;
     let listen_addr = listener.local_addr()?.to_string();
     let db_path = config.data_dir.join("meta.redb");

@@ -41,3 +41,15 @@ pub fn warn_plain_http(listen_addr: &str) {
         );
     }
 }
+
+/// Refuses a server given a certificate but no CA, or a CA but no
+/// certificate: a cluster speaks TLS everywhere or nowhere.
+pub fn check_tls_settings(server: Option<&ServerTls>, client: &ClientTls) -> anyhow::Result<()> {
+    if server.is_some() == client.is_tls() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "give --tls-cert and --tls-key together with --ca (the CA that signed every server's \
+         certificate), or none of them: a cluster speaks TLS everywhere or nowhere"
+    )
+}
