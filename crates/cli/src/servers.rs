@@ -51,13 +51,8 @@ pub struct MetaArgs {
     /// a single member makes DATA_DIR/cluster.secret if not given
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
-    /// This server's TLS certificate chain (PEM); with --tls-key it serves
-    /// only TLS, and every process of the cluster needs --ca
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM)
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// File with the first admin's password: read when the cluster has no
     /// user yet, or written (mode 0600) with a new random one if missing
     /// [default: DATA_DIR/admin.password]
@@ -115,6 +110,13 @@ pub struct ChunkArgs {
     /// File holding the cluster's secret, the same as the metadata members'
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// The TLS flags of every server.
+#[derive(Args)]
+pub struct TlsArgs {
     /// This server's TLS certificate chain (PEM); with --tls-key it serves
     /// only TLS, and every process of the cluster needs --ca
     #[arg(long, requires = "tls_key")]
@@ -122,6 +124,16 @@ pub struct ChunkArgs {
     /// The private key of --tls-cert (PEM)
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The server side of TLS, if the flags ask for it.
+    fn load(&self) -> anyhow::Result<Option<cairn_transport::ServerTls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(cairn_transport::ServerTls::load(cert, key)?)),
+            _ => Ok(None),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -164,17 +176,6 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// The server side of TLS from --tls-cert and --tls-key.
-fn server_tls(
-    cert: Option<&Path>,
-    key: Option<&Path>,
-) -> anyhow::Result<Option<cairn_transport::ServerTls>> {
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(cairn_transport::ServerTls::load(cert, key)?)),
-        _ => Ok(None),
-    }
-}
-
 pub async fn meta(
     args: MetaArgs,
     client_tls: cairn_transport::ClientTls,
@@ -215,7 +216,7 @@ pub async fn meta(
         election_timeout: args.election_timeout,
         cluster_token: secret.as_ref().map(|s| s.token.clone()),
         capability_key: secret.map(|s| s.capability_key),
-        tls: server_tls(args.tls_cert.as_deref(), args.tls_key.as_deref())?,
+        tls: args.tls.load()?,
         client_tls,
         admin_password_file: args.admin_password_file,
         replication: args.replication,
@@ -256,7 +257,7 @@ pub async fn chunk(
         meta,
         cluster_token: secret.as_ref().map(|s| s.token.clone()),
         capability_key: secret.map(|s| s.capability_key),
-        tls: server_tls(args.tls_cert.as_deref(), args.tls_key.as_deref())?,
+        tls: args.tls.load()?,
         client_tls,
         zone: args.zone,
         capacity_bytes: args.capacity,

@@ -661,13 +661,7 @@ fn a_database_from_before_chunk_references_gets_them_built() {
 #[test]
 fn a_retried_request_applies_once_and_gets_the_first_outcome() {
     let mut f = Fixture::new();
-    let mkdir = || {
-        Command::Mkdir(MkdirRequest {
-            path: "/a".into(),
-            parents: false,
-            mode: None,
-        })
-    };
+    let mkdir = || mkdir_command("/a", false);
     let first = f.apply_as(Some(7), mkdir()).unwrap();
     // The retry of the same operation: answered, not applied again.
     assert_eq!(f.apply_as(Some(7), mkdir()).unwrap(), first);
@@ -688,13 +682,7 @@ fn a_retried_request_applies_once_and_gets_the_first_outcome() {
 #[test]
 fn request_outcomes_are_forgotten_after_the_retention() {
     let mut f = Fixture::new();
-    let mkdir = || {
-        Command::Mkdir(MkdirRequest {
-            path: "/a".into(),
-            parents: false,
-            mode: None,
-        })
-    };
+    let mkdir = || mkdir_command("/a", false);
     f.apply_as(Some(1), mkdir()).unwrap();
     f.clock += cairn_meta::state::REQUEST_RETENTION_MS + 1;
     // Any later entry forgets it; the same id is then a new operation.
