@@ -174,6 +174,13 @@ fn every_bad_request_gets_a_clear_4xx_and_changes_nothing() {
             "bad request body",
         ),
         (
+            "POST",
+            "/v1/auth/login".into(),
+            br#"{"user": "admin", "password": "whatever", "expires_in_secs": 0}"#.to_vec(),
+            400,
+            "a session lasts 1 s to 90 days",
+        ),
+        (
             "GET",
             "/v1/no/such/route".into(),
             vec![],

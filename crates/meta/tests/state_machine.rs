@@ -989,6 +989,23 @@ fn user_management_is_for_admins_and_keeps_one_admin() {
             password_hash: "h2".into(),
         },
     ));
+    denied(f.by("alice", Command::EndUserSessions { name: "bob".into() }));
+    // One's own sessions, and one's own password, are one's own business.
+    f.by(
+        "alice",
+        Command::EndUserSessions {
+            name: "alice".into(),
+        },
+    )
+    .unwrap();
+    f.by(
+        "alice",
+        Command::SetPassword {
+            name: "alice".into(),
+            password_hash: "h3".into(),
+        },
+    )
+    .unwrap();
     assert_eq!(
         f.by("admin", add("alice")).unwrap_err().code,
         ErrorCode::AlreadyExists
