@@ -173,6 +173,21 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(run_cairn(&meta, &config, &["status"], &[]).status.success());
+    // A client that talks TLS to this plain cluster is told so.
+    let foreign =
+        cairn_transport::pki::ensure_dev_pki(&dir.path().join("foreign-ca"), &["127.0.0.1"])
+            .unwrap();
+    let out = run_cairn(
+        &meta,
+        &config,
+        &["--ca", foreign.ca_cert.to_str().unwrap(), "status"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not speak TLS"),
+        "{err}"
+    );
     // Its servers share a cluster secret, and the password and the session
     // are kept, each readable by its owner only.
     use std::os::unix::fs::PermissionsExt;

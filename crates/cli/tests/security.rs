@@ -365,20 +365,35 @@ fn chunk_servers_serve_a_chunk_only_with_a_capability_for_it() {
         .status
         .success());
     ok_as(&cluster, &bob, &["chmod", "755", "/home/bob"]);
-    // The admin sees the chunk ids; bob's stat of his file carries one
-    // capability per chunk.
+    // The admin sees the chunk ids. Opening a file to read it (a stat
+    // with read=true, as `cairn get` makes) carries one capability per
+    // chunk; a plain stat carries none.
     let private = chunk_ids(&cluster, "/home/alice/p")[0].clone();
-    let shared: Value =
-        serde_json::from_str(&ok_as(&cluster, &bob, &["stat", "--json", "/home/bob/s"])).unwrap();
+    let open = |config: &Path, path: &str| {
+        meta_get(
+            &cluster,
+            &format!("/v1/fs/stat?path={path}&read=true"),
+            &token_of(config),
+        )
+    };
+    let (code, body) = open(&bob, "/home/bob/s");
+    assert_eq!(code, 200, "{body}");
+    let shared: Value = serde_json::from_str(&body).unwrap();
     let shared_id = shared["chunks"][0]["id"].as_str().unwrap().to_string();
     let capability = shared["capabilities"][0].as_str().unwrap().to_string();
+    let plain: Value =
+        serde_json::from_str(&ok_as(&cluster, &bob, &["stat", "--json", "/home/bob/s"])).unwrap();
+    assert!(plain.get("capabilities").is_none(), "{plain}");
     // Alice, who may read bob's file, gets one too; nobody gets one for
     // alice's private file but alice (and the admin).
-    let bob_view: Value =
-        serde_json::from_str(&ok_as(&cluster, &bob, &["stat", "--json", "/home/bob/s"])).unwrap();
-    assert!(bob_view["capabilities"]
+    let (code, body) = open(&alice, "/home/bob/s");
+    let alice_view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(alice_view["capabilities"]
         .as_array()
         .is_some_and(|c| c.len() == 1));
+    let (code, body) = open(&bob, "/home/alice/p");
+    assert_eq!(code, 403, "{body}");
 
     let node = &cluster.chunks[0].addr;
     let get = |id: &str, headers: &[(&str, &str)]| {

@@ -90,25 +90,17 @@ impl FromRequestParts<Arc<Meta>> for Caller {
             );
             crate::server::HttpError(ApiError::new(ErrorCode::Unauthenticated, message))
         };
-        if let Some(presented) = parts
-            .headers
-            .get(CLUSTER_TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            return match &meta.cluster_token {
-                Some(expected) if cairn_proto::api::token_matches(presented, expected) => {
-                    Ok(Caller {
-                        principal: Principal::system(),
-                        session: None,
-                    })
-                }
-                _ => Err(refuse(
-                    "wrong cluster token",
-                    "the cluster token is wrong: start the process with --cluster-secret-file naming the \
-                     same secret file as the rest of the cluster"
-                        .into(),
-                )),
-            };
+        match cluster_proof(meta, &parts.headers) {
+            ClusterProof::Valid => {
+                return Ok(Caller {
+                    principal: Principal::system(),
+                    session: None,
+                })
+            }
+            ClusterProof::Wrong => {
+                return Err(refuse("wrong cluster token", NEEDS_CLUSTER_SECRET.into()))
+            }
+            ClusterProof::Absent => {}
         }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(refuse(
@@ -171,6 +163,31 @@ impl FromRequestParts<Arc<Meta>> for Caller {
         }
     }
 }
+
+/// What a request's `x-cairn-cluster-token` header proves.
+pub(crate) enum ClusterProof {
+    Absent,
+    Valid,
+    /// Present but not this cluster's (or this member has no secret).
+    Wrong,
+}
+
+pub(crate) fn cluster_proof(meta: &Meta, headers: &axum::http::HeaderMap) -> ClusterProof {
+    let Some(presented) = headers.get(CLUSTER_TOKEN_HEADER) else {
+        return ClusterProof::Absent;
+    };
+    match (presented.to_str(), &meta.cluster_token) {
+        (Ok(token), Some(expected)) if cairn_proto::api::token_matches(token, expected) => {
+            ClusterProof::Valid
+        }
+        _ => ClusterProof::Wrong,
+    }
+}
+
+/// The refusal of a request that needs the cluster secret.
+pub(crate) const NEEDS_CLUSTER_SECRET: &str =
+    "this request needs the cluster secret: start the process with --cluster-secret-file naming \
+     the same secret file as the rest of the cluster";
 
 fn source_of(parts: &Parts) -> String {
     parts
@@ -253,11 +270,29 @@ async fn hash_password(meta: &Meta, password: String) -> Result<String, ApiError
         .map_err(ApiError::internal)
 }
 
-async fn verify_password(meta: &Meta, password: String, hash: String) -> Result<bool, ApiError> {
+/// Checks `password` against `hash` on the blocking pool; with no hash
+/// (no such user), against a hash nobody's password matches, so that a
+/// wrong user name costs as much as a wrong password.
+async fn verify_password(
+    meta: &Meta,
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, ApiError> {
     let _permit = acquire(&meta.hashing).await;
-    tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))
+    tokio::task::spawn_blocking(move || {
+        let matches = match &hash {
+            Some(hash) => auth::verify_password(&password, hash),
+            None => {
+                let dummy = DUMMY_HASH
+                    .get_or_init(|| auth::hash_password("no such user").unwrap_or_default());
+                auth::verify_password(&password, dummy);
+                false
+            }
+        };
+        matches
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))
 }
 
 async fn acquire(semaphore: &Semaphore) -> tokio::sync::SemaphorePermit<'_> {
@@ -267,8 +302,7 @@ async fn acquire(semaphore: &Semaphore) -> tokio::sync::SemaphorePermit<'_> {
         .expect("semaphore is never closed")
 }
 
-/// A hash of a password nobody has, checked when the user does not
-/// exist, so that a wrong user name takes as long as a wrong password.
+/// A hash of a password nobody has (see `verify_password`).
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub fn home_of(name: &str) -> String {
@@ -325,13 +359,8 @@ pub async fn login(
         .into());
     }
     let (hash, version, admin) = match &user {
-        Some(user) => (user.password_hash.clone(), user.version, user.admin),
-        None => {
-            let dummy = DUMMY_HASH
-                .get_or_init(|| auth::hash_password("no such user").unwrap_or_default())
-                .clone();
-            (dummy, 0, false)
-        }
+        Some(user) => (Some(user.password_hash.clone()), user.version, user.admin),
+        None => (None, 0, false),
     };
     let matches = verify_password(&meta, req.password, hash).await?;
     if user.is_none() || !matches {

@@ -35,8 +35,8 @@ use cairn_proto::api::{
     CommitResponse, GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, ListResponse,
     MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeReport, NodeRequest,
     NodeStatus, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
-    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, CLUSTER_TOKEN_HEADER,
-    MAX_HAS_CHUNKS_IDS, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, MAX_HAS_CHUNKS_IDS,
+    REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId, NodeId, NodeState};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -494,16 +494,14 @@ async fn require_cluster_token(
     request: HttpRequest,
     next: Next,
 ) -> HttpResponse {
-    let Some(expected) = &meta.cluster_token else {
-        return next.run(request).await;
-    };
-    let presented = request
-        .headers()
-        .get(CLUSTER_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok());
-    if presented.is_some_and(|token| cairn_proto::api::token_matches(token, expected)) {
+    if meta.cluster_token.is_none() {
         return next.run(request).await;
     }
+    let reason = match access::cluster_proof(&meta, request.headers()) {
+        access::ClusterProof::Valid => return next.run(request).await,
+        access::ClusterProof::Absent => "no cluster token",
+        access::ClusterProof::Wrong => "wrong cluster token",
+    };
     let source = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -511,13 +509,12 @@ async fn require_cluster_token(
     tracing::warn!(
         %source,
         route = request.uri().path(),
-        reason = if presented.is_some() { "wrong cluster token" } else { "no cluster token" },
+        reason,
         "refused a request that needs the cluster secret"
     );
     HttpError(ApiError::new(
         ErrorCode::Unauthenticated,
-        "this request needs the cluster secret: start the process with --cluster-secret-file naming \
-         the same secret file as the rest of the cluster",
+        access::NEEDS_CLUSTER_SECRET,
     ))
     .into_response()
 }
@@ -1329,7 +1326,8 @@ async fn referenced(
 struct StatQuery {
     path: Option<String>,
     id: Option<FileId>,
-    /// The caller is about to read the file: refuse unless it may.
+    /// The caller is about to read the file: refuse unless it may, and
+    /// hand out the capabilities to fetch its chunks.
     #[serde(default)]
     read: bool,
 }
@@ -1341,38 +1339,29 @@ async fn stat(
     ApiQuery(query): ApiQuery<StatQuery>,
 ) -> ApiResult<Stat> {
     let who = caller.principal;
-    let read = query.read;
-    let (mut stat, readable) = match (query.path, query.id) {
+    let reader = who.clone();
+    let (id, inode, named) = match (query.path, query.id) {
         (Some(path), None) => {
-            meta.read(consistency, move |txn| {
-                let (id, inode) = state::resolve(
-                    &txn.open_table(INODES)?,
-                    &txn.open_table(DIRENTS)?,
-                    &who,
-                    &path,
-                )?;
-                if read && inode.kind == cairn_proto::api::EntryKind::File {
-                    inode.require_read(&who, &path)?;
-                }
-                Ok((
-                    inode.to_stat(id, &who),
-                    inode.allows(&who, crate::perm::READ),
-                ))
-            })
-            .await?
+            let named = path.clone();
+            let (id, inode) = meta
+                .read(consistency, move |txn| {
+                    state::resolve(
+                        &txn.open_table(INODES)?,
+                        &txn.open_table(DIRENTS)?,
+                        &reader,
+                        &path,
+                    )
+                })
+                .await?;
+            (id, inode, named)
         }
         (None, Some(id)) => {
-            meta.read(consistency, move |txn| {
-                let inode = state::resolve_id(&txn.open_table(INODES)?, &who, id)?;
-                if read && inode.kind == cairn_proto::api::EntryKind::File {
-                    inode.require_read(&who, &format!("id {id}"))?;
-                }
-                Ok((
-                    inode.to_stat(id, &who),
-                    inode.allows(&who, crate::perm::READ),
-                ))
-            })
-            .await?
+            let inode = meta
+                .read(consistency, move |txn| {
+                    state::resolve_id(&txn.open_table(INODES)?, &reader, id)
+                })
+                .await?;
+            (id, inode, format!("id {id}"))
         }
         _ => {
             return Err(ApiError::new(
@@ -1382,15 +1371,20 @@ async fn stat(
             .into())
         }
     };
-    // The chunk servers serve a chunk only with a capability for it: one
-    // per chunk of a file the caller may read.
-    if let (Some(key), true) = (&meta.capability_key, readable) {
-        let expires_ms = now_ms() + CAPABILITY_TTL_MS;
-        stat.capabilities = stat
-            .chunks
-            .iter()
-            .map(|c| key.issue(ChunkOp::Get, Some(&c.id), expires_ms))
-            .collect();
+    let mut stat = inode.to_stat(id, &who);
+    if query.read && inode.kind == cairn_proto::api::EntryKind::File {
+        inode.require_read(&who, &named)?;
+        // The chunk servers serve a chunk only with a capability for it:
+        // one per chunk, issued only to a reader about to read (a plain
+        // stat, as `put` and `fsck` make, would pay a MAC per chunk).
+        if let Some(key) = &meta.capability_key {
+            let expires_ms = now_ms() + CAPABILITY_TTL_MS;
+            stat.capabilities = stat
+                .chunks
+                .iter()
+                .map(|c| key.issue(ChunkOp::Get, Some(&c.id), expires_ms))
+                .collect();
+        }
     }
     Ok(Json(stat))
 }

@@ -79,6 +79,8 @@ const KEY_DIR_COUNT: &str = "dir_count";
 const KEY_REMOVED_NODES: &str = "removed_nodes";
 /// Present once `chunk_refs` holds every file's references.
 const KEY_REFS_INDEXED: &str = "chunk_refs_indexed";
+/// Number of users (absent: none, as in a database from before users).
+const KEY_USER_COUNT: &str = "user_count";
 /// Present once every inode record names its parent (format 2).
 const KEY_PARENTS_INDEXED: &str = "inode_parents_indexed";
 /// The most removed node ids remembered (oldest forgotten first).
@@ -1095,7 +1097,8 @@ impl<'txn> Tables<'txn> {
             )
             .into());
         }
-        if auth::list_users(&self.auth)?.len() >= auth::MAX_USERS {
+        let users = self.user_count()?;
+        if users >= auth::MAX_USERS as u64 {
             return Err(ApiError::new(
                 ErrorCode::TooLarge,
                 format!(
@@ -1122,6 +1125,7 @@ impl<'txn> Tables<'txn> {
         // Only writes from here on.
         self.auth
             .insert(auth::user_key(name).as_slice(), encode(&user).as_slice())?;
+        self.put_u64(KEY_USER_COUNT, users + 1)?;
         self.ensure_home(&user.principal(name), now)?;
         Ok(UserResponse {
             name: name.to_string(),
@@ -1196,6 +1200,9 @@ impl<'txn> Tables<'txn> {
         // Only writes from here on. Their files keep naming them as owner
         // (as a removed uid on a POSIX disk); an admin may chown them.
         self.auth.remove(auth::user_key(name).as_slice())?;
+        let users = self.user_count()?;
+        assert!(users > 0, "a user was removed while the count says none");
+        self.put_u64(KEY_USER_COUNT, users - 1)?;
         let sessions_ended = self.end_all_sessions_of(name)?;
         Ok(UserResponse {
             name: name.to_string(),
@@ -1273,6 +1280,13 @@ impl<'txn> Tables<'txn> {
             name: name.to_string(),
             sessions_ended,
         })
+    }
+
+    fn user_count(&self) -> Result<u64, StateError> {
+        match self.meta.get(KEY_USER_COUNT)? {
+            Some(_) => get_u64(&self.meta, KEY_USER_COUNT),
+            None => Ok(0),
+        }
     }
 
     fn existing_user(&self, name: &str) -> Result<User, StateError> {

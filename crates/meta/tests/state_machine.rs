@@ -249,6 +249,15 @@ impl Fixture {
             actual_refs.insert(k.value(), v.value());
         }
         assert_eq!(actual_refs, expected_refs, "chunk reference counts");
+        // The user counter equals the user records.
+        let users = auth::list_users(&txn.open_table(AUTH).unwrap())
+            .unwrap()
+            .len() as u64;
+        let counted = match txn.open_table(SM_META).unwrap().get("user_count").unwrap() {
+            Some(_) => state::get_u64(&txn.open_table(SM_META).unwrap(), "user_count").unwrap(),
+            None => 0,
+        };
+        assert_eq!(counted, users, "user count");
         let (files, dirs) = state::counts(&txn.open_table(SM_META).unwrap()).unwrap();
         assert_eq!(
             files as usize,

@@ -38,8 +38,8 @@ pub struct Stat {
     /// caller may not read (as is `digest`).
     pub chunks: Vec<ChunkRef>,
     /// Capabilities to fetch the chunks, `capabilities[i]` for
-    /// `chunks[i]`, issued when the caller may read the file and the
-    /// cluster has a secret (see [`capability`]). Empty otherwise.
+    /// `chunks[i]`, issued on a stat with `read=true` (the caller may read
+    /// the file) when the cluster has a secret. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
 }
@@ -713,11 +713,8 @@ impl CapabilityKey {
         if let (ChunkOp::Get, Some(id)) = (op, id) {
             hasher.update(&id.0);
         }
-        let full = hasher.finalize();
-        full.as_bytes()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        // 128 bits: the first 32 hex digits.
+        hasher.finalize().to_hex()[..32].to_string()
     }
 
     /// Checks `presented` for `op` on chunk `id` at `now_ms`.

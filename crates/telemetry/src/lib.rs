@@ -111,10 +111,22 @@ async fn record_request(request: Request, next: Next) -> Response {
             .get::<Rejection>()
             .map_or(("", ""), |r| (r.code.as_str(), r.message.as_str()));
         let source = source.map_or("unknown".to_string(), |s| s.to_string());
-        if status.is_server_error() {
-            tracing::error!(%source, %method, %route, status = status.as_u16(), code, reason, "request failed");
-        } else {
-            tracing::info!(%source, %method, %route, status = status.as_u16(), code, reason, "rejected a request");
+        // A 404 is an answer (`put` stats every new name first), not worth
+        // a line each; a 503 is an election or a lost majority, not a bug.
+        let status_code = status.as_u16();
+        match status_code {
+            404 => {
+                tracing::debug!(%source, %method, %route, status = status_code, code, reason, "rejected a request")
+            }
+            500..=599 if code == "internal" => {
+                tracing::error!(%source, %method, %route, status = status_code, code, reason, "request failed")
+            }
+            500..=599 => {
+                tracing::warn!(%source, %method, %route, status = status_code, code, reason, "request failed")
+            }
+            _ => {
+                tracing::info!(%source, %method, %route, status = status_code, code, reason, "rejected a request")
+            }
         }
     }
     histogram!("cairn_http_request_duration_seconds", "route" => route.clone(), "method" => method)

@@ -228,7 +228,12 @@ async fn handshake(
 /// The answer to plain HTTP on a TLS port, in plain HTTP, as the JSON error
 /// every API answers with.
 async fn refuse_plain_http(mut stream: TcpStream) {
-    let body = r#"{"code":"invalid_argument","message":"this server speaks only TLS (https): give the client the cluster's CA certificate with --ca FILE (cairn dev --tls writes DIR/tls/ca.pem)"}"#;
+    let error = cairn_proto::ApiError::new(
+        cairn_proto::ErrorCode::InvalidArgument,
+        "this server speaks only TLS (https): give the client the cluster's CA certificate with --ca FILE \
+         (cairn dev --tls writes DIR/tls/ca.pem)",
+    );
+    let body = serde_json::to_string(&error).expect("errors serialize to JSON");
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
