@@ -331,6 +331,7 @@ pub async fn put(meta: &MetaClient, args: PutArgs) -> anyhow::Result<ExitCode> {
             digest: summary.digest,
             on_exists,
             mode: args.mode,
+            xattrs: None,
         })
         .await?;
     println!("{} {}", committed.id, committed.path);
@@ -509,6 +510,7 @@ pub async fn chown(meta: &MetaClient, args: ChownArgs) -> anyhow::Result<ExitCod
         path: args.path,
         owner,
         group,
+        ..ChownRequest::default()
     })
     .await?;
     Ok(ExitCode::SUCCESS)

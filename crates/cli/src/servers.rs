@@ -70,6 +70,10 @@ pub struct MetaArgs {
     /// A down node must heartbeat steadily this long before it is up again (flap damping)
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     up_after: Duration,
+    /// How long the chunk capabilities handed to readers and writers are
+    /// good for; clients ask for fresh ones before they run out
+    #[arg(long, default_value = "4h", value_parser = parse_duration)]
+    capability_ttl: Duration,
 }
 
 #[derive(Args)]
@@ -216,6 +220,7 @@ pub async fn meta(
         election_timeout: args.election_timeout,
         cluster_token: secret.as_ref().map(|s| s.token.clone()),
         capability_key: secret.map(|s| s.capability_key),
+        capability_ttl: args.capability_ttl,
         tls: args.tls.load()?,
         client_tls,
         admin_password_file: args.admin_password_file,

@@ -81,6 +81,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
                 digest: cairn_proto::file_digest(&[]),
                 on_exists: OnExists::Fail,
                 mode: None,
+                xattrs: None,
             })
             .await
             .map(drop),

@@ -20,6 +20,9 @@
 //! - Only the owner (or an admin) may chmod; only an admin may change an
 //!   owner; the owner may change the group to one of their own groups.
 //! - An admin passes every check (as root does).
+//!
+//! Owners and groups are numeric ids (the first admin is uid 0, group 0),
+//! as on a POSIX disk; names are looked up only to show them.
 
 use cairn_proto::{ApiError, ErrorCode};
 
@@ -27,8 +30,10 @@ pub const READ: u32 = 0o4;
 pub const WRITE: u32 = 0o2;
 pub const SEARCH: u32 = 0o1;
 
-/// The name of the user a fresh cluster starts with.
+/// The name of the user a fresh cluster starts with, and its ids.
 pub const ADMIN_USER: &str = "admin";
+pub const ROOT_UID: u32 = 0;
+pub const ROOT_GID: u32 = 0;
 
 /// Default permission bits of new files and directories.
 pub const FILE_MODE: u32 = 0o644;
@@ -39,43 +44,45 @@ pub const HOME_MODE: u32 = 0o700;
 /// The caller of an operation: a user, or the cluster itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    pub uid: u32,
+    /// The user's name, for messages.
     pub name: String,
     /// The user's groups; the first is their primary group, given to the
     /// files they create.
-    pub groups: Vec<String>,
+    pub gids: Vec<u32>,
     pub admin: bool,
 }
 
 impl Principal {
     /// Cluster processes (chunk servers, the liveness watcher) and
-    /// commands without a user, such as those logged before users existed.
+    /// commands without a user, such as those logged before users existed:
+    /// they act as root, and what they create belongs to uid 0.
     pub fn system() -> Principal {
         Principal {
-            name: ADMIN_USER.to_string(),
-            groups: vec![ADMIN_USER.to_string()],
+            uid: ROOT_UID,
+            name: "the cluster".to_string(),
+            gids: vec![ROOT_GID],
             admin: true,
         }
     }
 
-    pub fn primary_group(&self) -> &str {
-        self.groups
-            .first()
-            .map_or(self.name.as_str(), String::as_str)
+    pub fn primary_gid(&self) -> u32 {
+        self.gids.first().copied().unwrap_or(self.uid)
     }
 
-    pub fn in_group(&self, group: &str) -> bool {
-        self.groups.iter().any(|g| g == group)
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gids.contains(&gid)
     }
 
     /// Whether the caller has every bit of `want` on an object with this
     /// owner, group and mode.
-    pub fn may(&self, owner: &str, group: &str, mode: u32, want: u32) -> bool {
+    pub fn may(&self, uid: u32, gid: u32, mode: u32, want: u32) -> bool {
         if self.admin {
             return true;
         }
-        let class_bits = if owner == self.name {
+        let class_bits = if uid == self.uid {
             mode >> 6
-        } else if self.in_group(group) {
+        } else if self.in_group(gid) {
             mode >> 3
         } else {
             mode
@@ -158,34 +165,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn user(name: &str, groups: &[&str]) -> Principal {
+    const ALICE: u32 = 1000;
+    const BOB: u32 = 1001;
+    const ENG: u32 = 2000;
+    const OPS: u32 = 2001;
+
+    fn alice() -> Principal {
         Principal {
-            name: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
+            uid: ALICE,
+            name: "alice".into(),
+            gids: vec![ALICE, ENG],
             admin: false,
         }
     }
 
     #[test]
     fn exactly_one_class_applies() {
-        let alice = user("alice", &["alice", "eng"]);
+        let alice = alice();
         // Owner bits only, even when the group or others have more.
-        assert!(!alice.may("alice", "eng", 0o077, READ));
-        assert!(alice.may("alice", "eng", 0o400, READ));
+        assert!(!alice.may(ALICE, ENG, 0o077, READ));
+        assert!(alice.may(ALICE, ENG, 0o400, READ));
         // Group bits for a member who is not the owner.
-        assert!(alice.may("bob", "eng", 0o040, READ));
-        assert!(!alice.may("bob", "eng", 0o407, READ));
+        assert!(alice.may(BOB, ENG, 0o040, READ));
+        assert!(!alice.may(BOB, ENG, 0o407, READ));
         // Others' bits for everyone else.
-        assert!(alice.may("bob", "ops", 0o004, READ));
-        assert!(!alice.may("bob", "ops", 0o770, READ));
+        assert!(alice.may(BOB, OPS, 0o004, READ));
+        assert!(!alice.may(BOB, OPS, 0o770, READ));
         // Every wanted bit is needed.
-        assert!(!alice.may("alice", "x", 0o600, WRITE | SEARCH));
-        assert!(alice.may("alice", "x", 0o300, WRITE | SEARCH));
+        assert!(!alice.may(ALICE, 7, 0o600, WRITE | SEARCH));
+        assert!(alice.may(ALICE, 7, 0o300, WRITE | SEARCH));
     }
 
     #[test]
     fn admins_pass_every_check() {
-        assert!(Principal::system().may("bob", "bob", 0, READ | WRITE | SEARCH));
+        assert!(Principal::system().may(BOB, BOB, 0, READ | WRITE | SEARCH));
     }
 
     #[test]
@@ -200,9 +213,9 @@ mod tests {
         /// A check passes exactly when the one applicable class has the bits.
         #[test]
         fn matches_the_posix_rule(mode in 0u32..0o1000, want in 1u32..8, owns: bool, in_group: bool) {
-            let alice = user("alice", &["alice", "eng"]);
-            let owner = if owns { "alice" } else { "bob" };
-            let group = if in_group { "eng" } else { "ops" };
+            let alice = alice();
+            let owner = if owns { ALICE } else { BOB };
+            let group = if in_group { ENG } else { OPS };
             let class = if owns { (mode >> 6) & 7 } else if in_group { (mode >> 3) & 7 } else { mode & 7 };
             prop_assert_eq!(alice.may(owner, group, mode, want), class & want == want);
         }

@@ -3,23 +3,28 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_meta::auth::{self, AUTH};
+use cairn_meta::limits::{MAX_SESSIONS_PER_USER, PURGE_BATCH_ENTRIES, REQUEST_RETENTION_NS};
 use cairn_meta::perm::Principal;
+use cairn_meta::records::{decode, StateError};
 use cairn_meta::state::{
-    self, Command, Output, Request, StateError, Tables, CHUNK_REFS, DIRENTS, INODES, SM_META,
+    self, entry_name, get_counter_or_zero, keys, users, Command, Inode, Names, Output, ReadView,
+    Request, Tables, AUTH, CHUNK_REFS, DETACHED, DIRENTS, INODES, ORPHANS, SM_META, XATTRS,
 };
 use cairn_meta::store::open_database;
 use cairn_proto::api::{
-    CommitRequest, EntryKind, MkdirRequest, MoveRequest, OnExists, RegisterRequest, RemoveRequest,
+    ChownRequest, CommitRequest, EntryKind, MkdirRequest, MoveRequest, OnExists, RegisterRequest,
+    RemoveRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::ids::ROOT_ID;
+use cairn_proto::xattr::Xattr;
 use cairn_proto::{file_digest, ApiError, ChunkId, ChunkRef, ErrorCode, NodeId, NodeState};
 use proptest::prelude::*;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 struct Fixture {
     _dir: tempfile::TempDir,
     db: std::sync::Arc<Database>,
+    /// The proposer's clock, in nanoseconds.
     clock: u64,
 }
 
@@ -30,7 +35,7 @@ impl Fixture {
         Fixture {
             _dir: dir,
             db,
-            clock: 1000,
+            clock: 1_000_000_000,
         }
     }
 
@@ -57,23 +62,32 @@ impl Fixture {
         user: Option<&str>,
         command: Command,
     ) -> Result<Output, ApiError> {
-        self.clock += 1;
-        let txn = self.db.begin_write().unwrap();
-        let result = {
+        self.apply_batch(vec![(request_id, user.map(str::to_string), command)])
+            .pop()
+            .unwrap()
+    }
+
+    /// Applies many commands in one transaction, as a batch of log entries.
+    fn apply_batch(
+        &mut self,
+        commands: Vec<(Option<u128>, Option<String>, Command)>,
+    ) -> Vec<Result<Output, ApiError>> {
+        let mut txn = self.db.begin_write().unwrap();
+        txn.set_durability(redb::Durability::None).unwrap();
+        let mut outcomes = Vec::new();
+        {
             let mut tables = Tables::open(&txn).unwrap();
-            tables.apply_request(&Request {
-                now_ms: self.clock,
-                request_id,
-                user: user.map(str::to_string),
-                command,
-            })
-        };
-        txn.commit().unwrap();
-        match result {
-            Ok(outcome) => outcome,
-            Err(StateError::Api(e)) => panic!("a refusal must be an outcome: {e}"),
-            Err(other) => panic!("storage failure: {other}"),
+            for (request_id, user, command) in commands {
+                self.clock += 1_000;
+                match tables.apply_request(&Request::new(self.clock, request_id, user, command)) {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(StateError::Api(e)) => panic!("a refusal must be an outcome: {e}"),
+                    Err(other) => panic!("storage failure: {other}"),
+                }
+            }
         }
+        txn.commit().unwrap();
+        outcomes
     }
 
     fn mkdir(&mut self, path: &str, parents: bool) -> Result<Output, ApiError> {
@@ -90,22 +104,33 @@ impl Fixture {
             .code
     }
 
-    fn stat(&self, path: &str) -> Result<(u64, state::Inode), ErrorCode> {
+    /// Reads with the namespace tables of a read transaction.
+    fn view<T>(&self, read: impl FnOnce(&ReadView) -> T) -> T {
+        let txn = self.db.begin_read().unwrap();
+        read(&ReadView::open(&txn).unwrap())
+    }
+
+    fn stat(&self, path: &str) -> Result<(u64, Inode), ErrorCode> {
         self.stat_as(&Principal::system(), path)
     }
 
-    fn stat_as(&self, who: &Principal, path: &str) -> Result<(u64, state::Inode), ErrorCode> {
-        let txn = self.db.begin_read().unwrap();
-        match state::resolve(
-            &txn.open_table(INODES).unwrap(),
-            &txn.open_table(DIRENTS).unwrap(),
-            who,
-            path,
-        ) {
+    fn stat_as(&self, who: &Principal, path: &str) -> Result<(u64, Inode), ErrorCode> {
+        self.view(|view| match view.resolve(who, path) {
             Ok(found) => Ok(found),
             Err(StateError::Api(e)) => Err(e.code),
             Err(other) => panic!("{other}"),
-        }
+        })
+    }
+
+    /// (owner, group) names of the object at `path`.
+    fn owners(&self, path: &str) -> (String, String) {
+        let (_, inode) = self.stat(path).unwrap();
+        self.view(|view| {
+            (
+                view.user_name(inode.uid).unwrap(),
+                view.group_name(inode.gid).unwrap(),
+            )
+        })
     }
 
     fn names(&self, path: &str) -> Vec<String> {
@@ -113,26 +138,27 @@ impl Fixture {
     }
 
     fn list_as(&self, who: &Principal, path: &str) -> Result<Vec<String>, ErrorCode> {
-        let txn = self.db.begin_read().unwrap();
-        match state::list(
-            &txn.open_table(INODES).unwrap(),
-            &txn.open_table(DIRENTS).unwrap(),
-            who,
-            path,
-        ) {
-            Ok(listing) => Ok(listing.entries.into_iter().map(|e| e.name).collect()),
-            Err(StateError::Api(e)) => Err(e.code),
-            Err(other) => panic!("{other}"),
+        let mut names = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.view(|view| view.list(who, path, after.as_deref(), None));
+            match page {
+                Ok(page) => {
+                    names.extend(page.entries.into_iter().map(|e| e.name));
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => return Ok(names),
+                    }
+                }
+                Err(StateError::Api(e)) => return Err(e.code),
+                Err(other) => panic!("{other}"),
+            }
         }
     }
 
     /// The caller `name` as the server would build it from the users table.
     fn principal(&self, name: &str) -> Principal {
-        let txn = self.db.begin_read().unwrap();
-        auth::get_user(&txn.open_table(AUTH).unwrap(), name)
-            .unwrap()
-            .unwrap()
-            .principal(name)
+        self.view(|view| view.principal(Some(name)).unwrap())
     }
 
     /// The first admin, and users alice and bob (both in group eng) and
@@ -161,6 +187,25 @@ impl Fixture {
         }
         f
     }
+
+    /// Purges removed trees until none is left; returns the purges it took.
+    fn purge_all(&mut self) -> u64 {
+        let mut purges = 0;
+        loop {
+            let Output::Purged { trees_left, .. } = self
+                .apply(Command::Purge {
+                    max_entries: PURGE_BATCH_ENTRIES,
+                })
+                .unwrap()
+            else {
+                panic!("a purge answers what it did")
+            };
+            purges += 1;
+            if trees_left == 0 {
+                return purges;
+            }
+        }
+    }
 }
 
 fn mkdir_command(path: &str, parents: bool) -> Command {
@@ -171,14 +216,18 @@ fn mkdir_command(path: &str, parents: bool) -> Command {
     })
 }
 
-fn put_command(path: &str, content: &[u8], on_exists: OnExists) -> Command {
-    let chunks: Vec<ChunkRef> = content
+fn chunks_of(content: &[u8]) -> Vec<ChunkRef> {
+    content
         .chunks(4)
         .map(|c| ChunkRef {
             id: ChunkId::of(c),
             length_bytes: c.len() as u32,
         })
-        .collect();
+        .collect()
+}
+
+fn put_command(path: &str, content: &[u8], on_exists: OnExists) -> Command {
+    let chunks = chunks_of(content);
     Command::Commit(CommitRequest {
         path: path.into(),
         size_bytes: content.len() as u64,
@@ -186,46 +235,74 @@ fn put_command(path: &str, content: &[u8], on_exists: OnExists) -> Command {
         chunks,
         on_exists,
         mode: None,
+        xattrs: None,
+    })
+}
+
+fn remove_command(path: &str, recursive: bool) -> Command {
+    Command::Remove(RemoveRequest {
+        path: path.into(),
+        recursive,
     })
 }
 
 impl Fixture {
-    /// Every entry points at a live inode, every inode but the root is
-    /// reachable exactly once, directory sizes equal their entry counts and
-    /// the counters equal the real counts.
+    /// The tree is well formed: every entry points at a live inode of the
+    /// kind its key says, every inode is reachable exactly once from the
+    /// root or from the root of a removed tree, records name their parents,
+    /// directory sizes equal their entry counts, and every derived count
+    /// (chunk references, files, directories, users, xattr bytes) equals
+    /// what it counts.
     fn check_invariants(&self) {
         let txn = self.db.begin_read().unwrap();
         let inodes = txn.open_table(INODES).unwrap();
         let dirents = txn.open_table(DIRENTS).unwrap();
-        let mut all: HashMap<u64, state::Inode> = HashMap::new();
+        let mut all: HashMap<u64, Inode> = HashMap::new();
         for row in inodes.iter().unwrap() {
             let (k, v) = row.unwrap();
-            all.insert(k.value(), state::decode_inode(v.value()).unwrap());
+            all.insert(k.value(), decode(v.value()).unwrap());
         }
-        let mut referenced: HashSet<u64> = HashSet::new();
+        let mut linked: HashSet<u64> = HashSet::new();
         let mut children: HashMap<u64, u64> = HashMap::new();
         for row in dirents.iter().unwrap() {
             let (k, v) = row.unwrap();
-            let (parent, _) = k.value();
+            let (parent, key) = k.value();
+            let (name, is_dir) = entry_name(key);
+            cairn_proto::path::validate_name(name).unwrap();
             assert!(
                 all.get(&parent).is_some_and(|p| p.kind == EntryKind::Dir),
                 "entry under a non-directory"
             );
-            assert!(
-                all.contains_key(&v.value()),
-                "entry points at a missing inode"
-            );
-            assert!(referenced.insert(v.value()), "inode linked twice");
+            let child = all
+                .get(&v.value())
+                .expect("entry points at a missing inode");
             assert_eq!(
-                all[&v.value()].parent,
-                parent,
-                "an inode names its directory"
+                child.kind == EntryKind::Dir,
+                is_dir,
+                "key {key:?} says the kind"
             );
+            assert!(linked.insert(v.value()), "inode linked twice");
+            assert_eq!(child.parent, parent, "an inode names its directory");
             *children.entry(parent).or_default() += 1;
         }
+        let orphans: HashSet<u64> = txn
+            .open_table(ORPHANS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect();
         for (id, inode) in &all {
-            if *id != ROOT_ID {
-                assert!(referenced.contains(id), "orphan inode {id}");
+            if *id == ROOT_ID {
+                assert_eq!(inode.parent, ROOT_ID);
+            } else if orphans.contains(id) {
+                assert_eq!(inode.parent, DETACHED, "a removed tree's root is detached");
+                assert!(!linked.contains(id), "a removed tree's root has no entry");
+            } else {
+                assert!(
+                    linked.contains(id),
+                    "inode {id} is neither linked nor removed"
+                );
             }
             if inode.kind == EntryKind::Dir {
                 assert_eq!(
@@ -234,6 +311,7 @@ impl Fixture {
                     "entry count of {id}"
                 );
             }
+            assert!(inode.changed_ns >= inode.modified_ns, "ctime follows mtime");
         }
         // Every chunk's reference count is the number of times file records
         // list it, and no chunk without references is kept.
@@ -249,16 +327,37 @@ impl Fixture {
             actual_refs.insert(k.value(), v.value());
         }
         assert_eq!(actual_refs, expected_refs, "chunk reference counts");
-        // The user counter equals the user records.
-        let users = auth::list_users(&txn.open_table(AUTH).unwrap())
-            .unwrap()
-            .len() as u64;
-        let counted = match txn.open_table(SM_META).unwrap().get("user_count").unwrap() {
-            Some(_) => state::get_u64(&txn.open_table(SM_META).unwrap(), "user_count").unwrap(),
-            None => 0,
-        };
-        assert_eq!(counted, users, "user count");
-        let (files, dirs) = state::counts(&txn.open_table(SM_META).unwrap()).unwrap();
+        // Extended attributes belong to live inodes, which count their bytes.
+        let mut xattr_bytes: HashMap<u64, u32> = HashMap::new();
+        for row in txn.open_table(XATTRS).unwrap().iter().unwrap() {
+            let (k, v) = row.unwrap();
+            let (id, name) = k.value();
+            assert!(all.contains_key(&id), "attribute of a missing inode");
+            *xattr_bytes.entry(id).or_default() += (name.len() + v.value().len()) as u32;
+        }
+        for (id, inode) in &all {
+            assert_eq!(
+                inode.xattr_bytes,
+                xattr_bytes.get(id).copied().unwrap_or(0),
+                "xattr bytes of {id}"
+            );
+        }
+        // The counters equal what they count.
+        let meta = txn.open_table(SM_META).unwrap();
+        let auth = txn.open_table(AUTH).unwrap();
+        let (users, _) = users::users_page(&auth, None, usize::MAX).unwrap();
+        assert_eq!(
+            get_counter_or_zero(&meta, keys::USER_COUNT).unwrap(),
+            users.len() as u64,
+            "user count"
+        );
+        for (name, user) in &users {
+            assert_eq!(
+                users::user_name(&auth, user.uid).unwrap().as_deref(),
+                Some(name.as_str())
+            );
+        }
+        let (files, dirs) = state::counts(&meta).unwrap();
         assert_eq!(
             files as usize,
             all.values().filter(|i| i.kind == EntryKind::File).count()
@@ -368,6 +467,7 @@ fn commit_checks_the_chunk_list() {
         digest: file_digest(&[chunk]),
         on_exists: OnExists::Fail,
         mode: None,
+        xattrs: None,
     };
     assert_eq!(
         f.code(Command::Commit(wrong_size.clone())),
@@ -420,6 +520,16 @@ fn remove_semantics() {
     assert_eq!(f.stat("/d").unwrap_err(), ErrorCode::NotFound);
     assert!(f.names("/").is_empty());
     f.check_invariants();
+    f.purge_all();
+    f.check_invariants();
+    assert_eq!(f.view(|_| ()), ());
+    let txn = f.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(ORPHANS).unwrap().len().unwrap(), 0);
+    assert_eq!(
+        txn.open_table(INODES).unwrap().len().unwrap(),
+        1,
+        "the root only"
+    );
 }
 
 #[test]
@@ -545,6 +655,31 @@ enum Op {
     Remove(usize, bool),
     Rename(usize, usize, bool),
     Copy(usize, usize, bool),
+    SetXattr(usize, u8),
+    Purge(u8),
+}
+
+impl Op {
+    fn command(self) -> Command {
+        match self {
+            Op::Mkdir(p, parents) => mkdir_command(PATHS[p], parents),
+            Op::Put(p, c, o) => put_command(PATHS[p], &[c; 9], o),
+            Op::Remove(p, r) => remove_command(PATHS[p], r),
+            Op::Rename(a, b, r) => Command::Rename(mv(PATHS[a], PATHS[b], r)),
+            Op::Copy(a, b, r) => Command::Copy(mv(PATHS[a], PATHS[b], r)),
+            Op::SetXattr(p, size) => Command::SetXattr(XattrSetRequest {
+                path: PATHS[p].into(),
+                xattr: Xattr {
+                    name: format!("user.n{}", size % 3),
+                    value: vec![size; usize::from(size)],
+                },
+                mode: XattrSetMode::Any,
+            }),
+            Op::Purge(max) => Command::Purge {
+                max_entries: u64::from(max % 4),
+            },
+        }
+    }
 }
 
 const PATHS: [&str; 8] = ["/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/z", "/c", "/b/x/q"];
@@ -561,7 +696,9 @@ fn op() -> impl Strategy<Value = Op> {
         (p.clone(), any::<u8>(), on_exists).prop_map(|(a, c, o)| Op::Put(a, c, o)),
         (p.clone(), any::<bool>()).prop_map(|(a, r)| Op::Remove(a, r)),
         (p.clone(), p.clone(), any::<bool>()).prop_map(|(a, b, r)| Op::Rename(a, b, r)),
-        (p.clone(), p, any::<bool>()).prop_map(|(a, b, r)| Op::Copy(a, b, r)),
+        (p.clone(), p.clone(), any::<bool>()).prop_map(|(a, b, r)| Op::Copy(a, b, r)),
+        (p, any::<u8>()).prop_map(|(a, size)| Op::SetXattr(a, size)),
+        any::<u8>().prop_map(Op::Purge),
     ]
 }
 
@@ -573,15 +710,11 @@ proptest! {
     fn random_commands_keep_the_tree_well_formed(ops in proptest::collection::vec(op(), 1..40)) {
         let mut f = Fixture::new();
         for op in ops {
-            let _ = match op {
-                Op::Mkdir(p, parents) => f.mkdir(PATHS[p], parents),
-                Op::Put(p, c, o) => f.put(PATHS[p], &[c; 9], o),
-                Op::Remove(p, r) => f.apply(Command::Remove(RemoveRequest { path: PATHS[p].into(), recursive: r })),
-                Op::Rename(a, b, r) => f.apply(Command::Rename(mv(PATHS[a], PATHS[b], r))),
-                Op::Copy(a, b, r) => f.apply(Command::Copy(mv(PATHS[a], PATHS[b], r))),
-            };
+            let _ = f.apply(op.command());
             f.check_invariants();
         }
+        f.purge_all();
+        f.check_invariants();
     }
 }
 
@@ -642,32 +775,6 @@ fn chunk_references_follow_files() {
 }
 
 #[test]
-fn a_database_from_before_chunk_references_gets_them_built() {
-    let mut f = Fixture::new();
-    f.put("/a", b"aaaabbbbcc", OnExists::Fail).unwrap();
-    f.put("/b", b"aaaadddd", OnExists::Fail).unwrap();
-    // Make it look like a database written before the index existed.
-    let txn = f.db.begin_write().unwrap();
-    {
-        let mut refs = txn.open_table(CHUNK_REFS).unwrap();
-        refs.retain(|_, _| false).unwrap();
-        let mut meta = txn.open_table(SM_META).unwrap();
-        meta.remove("chunk_refs_indexed").unwrap();
-    }
-    txn.commit().unwrap();
-    let txn = f.db.begin_write().unwrap();
-    Tables::open(&txn).unwrap().ensure_initialized().unwrap();
-    txn.commit().unwrap();
-    f.check_invariants();
-    let txn = f.db.begin_read().unwrap();
-    let refs = txn.open_table(CHUNK_REFS).unwrap();
-    assert_eq!(
-        state::reference_count(&refs, &ChunkId::of(b"aaaa")).unwrap(),
-        2
-    );
-}
-
-#[test]
 fn a_retried_request_applies_once_and_gets_the_first_outcome() {
     let mut f = Fixture::new();
     let mkdir = || mkdir_command("/a", false);
@@ -693,7 +800,7 @@ fn request_outcomes_are_forgotten_after_the_retention() {
     let mut f = Fixture::new();
     let mkdir = || mkdir_command("/a", false);
     f.apply_as(Some(1), mkdir()).unwrap();
-    f.clock += cairn_meta::state::REQUEST_RETENTION_MS + 1;
+    f.clock += REQUEST_RETENTION_NS + 1;
     // Any later entry forgets it; the same id is then a new operation.
     f.mkdir("/other", false).unwrap();
     assert_eq!(
@@ -712,10 +819,10 @@ fn chmod(path: &str, mode: u32) -> Command {
 }
 
 fn chgrp(path: &str, group: &str) -> Command {
-    Command::Chown(cairn_proto::api::ChownRequest {
+    Command::Chown(ChownRequest {
         path: path.into(),
-        owner: None,
         group: Some(group.into()),
+        ..ChownRequest::default()
     })
 }
 
@@ -730,12 +837,11 @@ fn the_first_admin_and_each_user_get_a_private_home() {
     let f = Fixture::with_users();
     assert_eq!(f.names("/home"), ["admin", "alice", "bob", "carol"]);
     let (_, home) = f.stat("/home/alice").unwrap();
-    assert_eq!(
-        (home.owner.as_str(), home.group.as_str(), home.mode),
-        ("alice", "alice", 0o700)
-    );
+    assert_eq!(f.owners("/home/alice"), ("alice".into(), "alice".into()));
+    assert_eq!((home.uid, home.gid, home.mode), (1000, 1000, 0o700));
     let (_, root) = f.stat("/").unwrap();
-    assert_eq!((root.owner.as_str(), root.mode), ("admin", 0o755));
+    assert_eq!((root.uid, root.gid, root.mode), (0, 0, 0o755));
+    assert_eq!(f.owners("/"), ("admin".into(), "admin".into()));
     // A second bootstrap (another member, a retry) changes nothing.
     let mut f = f;
     assert_eq!(
@@ -746,7 +852,15 @@ fn the_first_admin_and_each_user_get_a_private_home() {
         Output::Nothing
     );
     let alice = f.principal("alice");
-    assert_eq!(alice.groups, ["alice", "eng"]);
+    let groups: Vec<String> = alice
+        .gids
+        .iter()
+        .map(|gid| f.view(|view| view.group_name(*gid).unwrap()))
+        .collect();
+    assert_eq!(groups, ["alice", "eng"]);
+    let bob = f.principal("bob");
+    assert_eq!(bob.gids[1], alice.gids[1], "eng is one group");
+    assert_ne!(bob.gids[0], bob.uid, "1001 went to eng before bob came");
     f.check_invariants();
 }
 
@@ -780,9 +894,17 @@ fn owner_group_and_other_bits_decide_reads() {
     );
     assert!(!file.allows(&carol, cairn_meta::perm::READ), "other");
     // What stat shows: the chunk list only to readers.
-    assert!(!file.to_stat(1, &bob).chunks.is_empty());
-    assert!(file.to_stat(1, &carol).chunks.is_empty());
-    assert!(file.to_stat(1, &carol).digest.is_none());
+    let stat_for = |who: &Principal| f.view(|view| Names::new(view).stat(1, &file, who).unwrap());
+    assert!(!stat_for(&bob).chunks.is_empty());
+    assert!(stat_for(&carol).chunks.is_empty());
+    assert!(stat_for(&carol).digest.is_none());
+    assert_eq!(
+        (
+            stat_for(&carol).owner.as_str(),
+            stat_for(&carol).group.as_str()
+        ),
+        ("alice", "eng")
+    );
     // Owner bits are the owner's only class, even when narrower.
     f.by("alice", chmod("/home/alice/shared/f", 0o044)).unwrap();
     let (_, file) = f.stat_as(&alice, "/home/alice/shared/f").unwrap();
@@ -823,14 +945,9 @@ fn search_is_needed_on_every_directory_of_a_path() {
     assert!(f.stat_as(&bob, "/home/alice/d/f").is_ok());
     // A lookup by id checks the directories above it the same way.
     let (id, _) = f.stat("/home/alice/d/f").unwrap();
-    let txn = f.db.begin_read().unwrap();
-    let inodes = txn.open_table(INODES).unwrap();
-    assert!(state::resolve_id(&inodes, &bob, id).is_ok());
-    drop((inodes, txn));
+    assert!(f.view(|view| view.resolve_id(&bob, id).is_ok()));
     f.by("alice", chmod("/home/alice/d", 0o700)).unwrap();
-    let txn = f.db.begin_read().unwrap();
-    let inodes = txn.open_table(INODES).unwrap();
-    let refused = state::resolve_id(&inodes, &bob, id).err().unwrap();
+    let refused = f.view(|view| view.resolve_id(&bob, id).err().unwrap());
     assert!(matches!(refused, StateError::Api(e) if e.code == ErrorCode::PermissionDenied));
 }
 
@@ -865,8 +982,7 @@ fn creating_removing_and_renaming_need_write_on_the_directory() {
         Command::Copy(mv("/home/alice/f", "/home/bob/", false)),
     )
     .unwrap();
-    let (_, copy) = f.stat("/home/bob/f").unwrap();
-    assert_eq!(copy.owner, "bob", "the copier owns the copy");
+    assert_eq!(f.owners("/home/bob/f").0, "bob", "the copier owns the copy");
     // A group-writable directory lets the group in.
     f.by("admin", mkdir_command("/team", false)).unwrap();
     f.by("admin", chgrp("/team", "eng")).unwrap();
@@ -898,7 +1014,7 @@ fn replacing_a_file_needs_write_on_the_file_not_on_its_directory() {
         .unwrap();
     let (_, log) = f.stat("/pub/log").unwrap();
     assert_eq!(
-        (log.owner.as_str(), log.version),
+        (f.owners("/pub/log").0.as_str(), log.version),
         ("admin", 3),
         "an in-place replace keeps the owner (version 2 was the chmod)"
     );
@@ -956,17 +1072,17 @@ fn only_owners_chmod_and_only_admins_give_files_away() {
     f.by("alice", chmod("/home/alice", 0o777)).unwrap();
     denied(f.by("bob", chmod("/home/alice/f", 0o777)));
     let give = |owner: &str| {
-        Command::Chown(cairn_proto::api::ChownRequest {
+        Command::Chown(ChownRequest {
             path: "/home/alice/f".into(),
             owner: Some(owner.into()),
-            group: None,
+            ..ChownRequest::default()
         })
     };
     denied(f.by("alice", give("bob")));
     denied(f.by("alice", chgrp("/home/alice/f", "carol")));
     f.by("alice", chgrp("/home/alice/f", "eng")).unwrap();
     f.by("admin", give("bob")).unwrap();
-    assert_eq!(f.stat("/home/alice/f").unwrap().1.owner, "bob");
+    assert_eq!(f.owners("/home/alice/f").0, "bob");
     assert_eq!(
         f.by("admin", give("nobody")).unwrap_err().code,
         ErrorCode::NotFound
@@ -1047,13 +1163,31 @@ fn user_management_is_for_admins_and_keeps_one_admin() {
             .code,
         ErrorCode::Unauthenticated
     );
-    assert_eq!(f.stat("/home/carol").unwrap().1.owner, "carol");
+    // ... owned by carol's uid, shown as the number, never given again.
+    assert_eq!(f.stat("/home/carol").unwrap().1.uid, 1002);
+    assert_eq!(f.owners("/home/carol").0, "1002");
+    f.by(
+        "admin",
+        Command::AddUser {
+            name: "carol".into(),
+            password_hash: "h".into(),
+            groups: vec![],
+            admin: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        f.principal("carol").uid,
+        1003,
+        "a new carol is another user"
+    );
+    assert_eq!(f.owners("/home/carol").0, "1002");
     f.check_invariants();
 }
 
 fn session_count(f: &Fixture, name: &str) -> usize {
     let txn = f.db.begin_read().unwrap();
-    auth::user_sessions(&txn.open_table(AUTH).unwrap(), name)
+    users::user_sessions(&txn.open_table(AUTH).unwrap(), name)
         .unwrap()
         .len()
 }
@@ -1078,8 +1212,8 @@ fn sessions_end_by_logout_password_change_expiry_and_removal() {
     let mut f = Fixture::with_users();
     open_session(&mut f, 1, "alice", u64::MAX, 1).unwrap();
     open_session(&mut f, 2, "alice", u64::MAX, 1).unwrap();
-    let soon = f.clock + 5;
-    open_session(&mut f, 3, "bob", soon, 1).unwrap();
+    let soon_ms = f.clock / 1_000_000 + 5;
+    open_session(&mut f, 3, "bob", soon_ms, 1).unwrap();
     assert_eq!(session_count(&f, "alice"), 2);
     f.apply(Command::EndSession {
         token_hash: [1; 32],
@@ -1105,9 +1239,8 @@ fn sessions_end_by_logout_password_change_expiry_and_removal() {
     );
     open_session(&mut f, 4, "alice", u64::MAX, 2).unwrap();
     // Expired sessions are forgotten by later commands.
-    for _ in 0..6 {
-        f.mkdir("/tick", true).unwrap();
-    }
+    f.clock += 10_000_000;
+    f.mkdir("/tick", true).unwrap();
     assert_eq!(session_count(&f, "bob"), 0);
     // Removing a user ends their sessions.
     f.by(
@@ -1118,7 +1251,7 @@ fn sessions_end_by_logout_password_change_expiry_and_removal() {
     )
     .unwrap();
     let txn = f.db.begin_read().unwrap();
-    assert!(auth::get_session(&txn.open_table(AUTH).unwrap(), &[4; 32])
+    assert!(users::get_session(&txn.open_table(AUTH).unwrap(), &[4; 32])
         .unwrap()
         .is_none());
 }
@@ -1126,24 +1259,606 @@ fn sessions_end_by_logout_password_change_expiry_and_removal() {
 #[test]
 fn a_user_keeps_at_most_a_bounded_number_of_sessions() {
     let mut f = Fixture::with_users();
-    for i in 0..(auth::MAX_SESSIONS_PER_USER as u8 + 3) {
+    for i in 0..(MAX_SESSIONS_PER_USER as u8 + 3) {
         open_session(&mut f, i, "bob", 10_000 + u64::from(i), 1).unwrap();
     }
-    assert_eq!(session_count(&f, "bob"), auth::MAX_SESSIONS_PER_USER);
+    assert_eq!(session_count(&f, "bob"), MAX_SESSIONS_PER_USER);
     let txn = f.db.begin_read().unwrap();
     let table = txn.open_table(AUTH).unwrap();
     assert!(
-        auth::get_session(&table, &[0; 32]).unwrap().is_none(),
+        users::get_session(&table, &[0; 32]).unwrap().is_none(),
         "the first to expire went"
     );
-    assert!(auth::get_session(&table, &[66; 32]).unwrap().is_some());
+    assert!(users::get_session(&table, &[66; 32]).unwrap().is_some());
+}
+
+// ---- removing trees of any size ----
+
+/// `count` empty files `/DIR/f00000`... committed in batches of one
+/// transaction each (as a leader applies a batch of log entries).
+fn fill(f: &mut Fixture, dir: &str, count: usize) {
+    f.mkdir(dir, true).unwrap();
+    let names: Vec<String> = (0..count).map(|i| format!("{dir}/f{i:06}")).collect();
+    for batch in names.chunks(5_000) {
+        let commands = batch
+            .iter()
+            .map(|path| (None, None, put_command(path, b"", OnExists::Fail)))
+            .collect();
+        for outcome in f.apply_batch(commands) {
+            outcome.unwrap();
+        }
+    }
 }
 
 #[test]
-fn records_written_before_users_read_as_the_admins() {
-    // An inode of format 1: no owner, group or parent.
+fn a_removed_tree_leaves_the_namespace_at_once_and_is_deleted_in_bounded_purges() {
+    let mut f = Fixture::new();
+    fill(&mut f, "/t/a", 1500);
+    fill(&mut f, "/t/b/c", 700);
+    f.put("/t/b/shared", b"shared content", OnExists::Fail)
+        .unwrap();
+    f.apply(Command::Copy(mv("/t/b/shared", "/kept", false)))
+        .unwrap();
+    let (deep, _) = f.stat("/t/b/c/f000001").unwrap();
+    let (files_before, dirs_before) = f.view(|_| {
+        let txn = f.db.begin_read().unwrap();
+        state::counts(&txn.open_table(SM_META).unwrap()).unwrap()
+    });
+    f.apply(remove_command("/t", true)).unwrap();
+    // Gone at once, by path and by id, even for an admin.
+    assert_eq!(f.stat("/t").unwrap_err(), ErrorCode::NotFound);
+    assert_eq!(f.names("/"), ["kept"]);
+    let by_id = f.view(|view| view.resolve_id(&Principal::system(), deep).err().unwrap());
+    assert!(matches!(by_id, StateError::Api(e) if e.code == ErrorCode::NotFound));
+    f.check_invariants();
+    // Each purge deletes at most its batch; the records go with them.
+    let mut purges = 0;
+    loop {
+        let Output::Purged {
+            entries,
+            trees_left,
+        } = f
+            .apply(Command::Purge {
+                max_entries: PURGE_BATCH_ENTRIES,
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(entries <= PURGE_BATCH_ENTRIES);
+        purges += 1;
+        f.check_invariants();
+        if trees_left == 0 {
+            break;
+        }
+    }
+    let entries = 1500 + 700 + 1 + 4; // files, and t, a, b, c
+    assert!(purges >= entries / PURGE_BATCH_ENTRIES, "{purges} purges");
+    let txn = f.db.begin_read().unwrap();
+    let (files, dirs) = state::counts(&txn.open_table(SM_META).unwrap()).unwrap();
+    assert_eq!((files, dirs), (files_before - 2201, dirs_before - 4));
+    // The copy outside the tree keeps its chunks referenced.
+    let shared = chunks_of(b"shared content")[0].id;
+    assert_eq!(
+        state::reference_count(&txn.open_table(CHUNK_REFS).unwrap(), &shared).unwrap(),
+        1
+    );
+}
+
+#[test]
+fn a_hundred_thousand_entries_are_listed_in_pages_and_removed_in_batches() {
+    const ENTRIES: usize = 100_000;
+    let mut f = Fixture::new();
+    fill(&mut f, "/big", ENTRIES);
+    // The default page, then the largest.
+    for (limit, pages_expected) in [
+        (None, ENTRIES / 1000 + 1),
+        (Some(10_000), ENTRIES / 10_000 + 1),
+    ] {
+        let mut seen = Vec::with_capacity(ENTRIES);
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = f
+                .view(|view| view.list(&Principal::system(), "/big", after.as_deref(), limit))
+                .unwrap();
+            pages += 1;
+            seen.extend(page.entries.into_iter().map(|e| e.name));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), ENTRIES);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+        assert!(pages <= pages_expected, "{pages} pages");
+    }
+    // A page larger than the maximum is the maximum.
+    let page = f
+        .view(|view| view.list(&Principal::system(), "/big", None, Some(1_000_000)))
+        .unwrap();
+    assert_eq!(page.entries.len(), 10_000);
+    f.apply(remove_command("/big", true)).unwrap();
+    assert!(f.names("/").is_empty());
+    let purges = f.purge_all();
+    assert_eq!(purges, ENTRIES as u64 / PURGE_BATCH_ENTRIES + 1);
+    let txn = f.db.begin_read().unwrap();
+    assert_eq!(
+        txn.open_table(INODES).unwrap().len().unwrap(),
+        1,
+        "the root only"
+    );
+}
+
+#[test]
+fn removing_a_tree_needs_every_check_before_anything_leaves() {
+    let mut f = Fixture::with_users();
+    f.by("admin", mkdir_command("/team/x/y", true)).unwrap();
+    f.by("admin", chmod("/team", 0o777)).unwrap();
+    f.by("admin", chmod("/team/x", 0o777)).unwrap();
+    f.by("admin", put_command("/team/x/y/f", b"x", OnExists::Fail))
+        .unwrap();
+    denied(f.by("bob", remove_command("/team/x", true)));
+    assert_eq!(f.names("/team/x/y"), ["f"]);
+    let txn = f.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(ORPHANS).unwrap().len().unwrap(), 0);
+}
+
+// ---- order, listing pages and walks ----
+
+#[test]
+fn entries_sort_in_the_byte_order_of_full_paths() {
+    let mut f = Fixture::new();
+    f.mkdir("/a", false).unwrap();
+    f.put("/a/inner", b"i", OnExists::Fail).unwrap();
+    f.put("/a-b", b"x", OnExists::Fail).unwrap();
+    f.put("/a.txt", b"x", OnExists::Fail).unwrap();
+    f.put("/ab", b"x", OnExists::Fail).unwrap();
+    // '-' (0x2d) and '.' (0x2e) sort before '/' (0x2f): as S3 orders keys.
+    assert_eq!(f.names("/"), ["a-b", "a.txt", "a", "ab"]);
+    let walk = f
+        .view(|view| view.walk(&Principal::system(), "/", None, None))
+        .unwrap();
+    let paths: Vec<&str> = walk.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["/a-b", "/a.txt", "/a", "/a/inner", "/ab"]);
+    assert_eq!(walk.next, None);
+    // A cursor that is not an entry key is refused.
+    let bad = f
+        .view(|view| view.list(&Principal::system(), "/", Some("a/b"), None))
+        .unwrap_err();
+    assert!(matches!(bad, StateError::Api(e) if e.code == ErrorCode::InvalidArgument));
+}
+
+/// Every walk entry below `path`, page by page of `limit`.
+fn walk_all(f: &Fixture, who: &Principal, path: &str, limit: u32) -> (Vec<String>, Vec<String>) {
+    let mut paths = Vec::new();
+    let mut skipped = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = f
+            .view(|view| view.walk(who, path, after.as_deref(), Some(limit)))
+            .unwrap();
+        assert!(page.entries.len() <= limit as usize);
+        paths.extend(page.entries.iter().map(|e| e.path.clone()));
+        skipped.extend(page.skipped);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return (paths, skipped),
+        }
+    }
+}
+
+#[test]
+fn a_walk_in_pages_sees_every_entry_once_in_order() {
+    let mut f = Fixture::new();
+    for dir in ["/w/a", "/w/a/b", "/w/a-c", "/w/b/c/d", "/w/e"] {
+        f.mkdir(dir, true).unwrap();
+    }
+    for file in [
+        "/w/a/1",
+        "/w/a/b/2",
+        "/w/a-c/3",
+        "/w/a.x",
+        "/w/b/c/d/4",
+        "/w/b/c/5",
+        "/w/z",
+    ] {
+        f.put(file, b"x", OnExists::Fail).unwrap();
+    }
+    let system = Principal::system();
+    let (whole, _) = walk_all(&f, &system, "/w", 10_000);
+    assert_eq!(whole.len(), 14);
+    // Byte order of the paths with a '/' after each directory's name.
+    let dirs: HashSet<&str> = [
+        "/w/a", "/w/a/b", "/w/a-c", "/w/b", "/w/b/c", "/w/b/c/d", "/w/e",
+    ]
+    .into();
+    let keys: Vec<String> = whole
+        .iter()
+        .map(|p| {
+            if dirs.contains(p.as_str()) {
+                format!("{p}/")
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    for limit in [1, 2, 3, 5] {
+        assert_eq!(
+            walk_all(&f, &system, "/w", limit).0,
+            whole,
+            "pages of {limit}"
+        );
+    }
+    assert_eq!(
+        whole[..5],
+        ["/w/a-c", "/w/a-c/3", "/w/a.x", "/w/a", "/w/a/1"]
+    );
+    // A directory removed between two pages is passed over.
+    let first = f
+        .view(|view| view.walk(&system, "/w", None, Some(5)))
+        .unwrap();
+    assert_eq!(first.entries.last().unwrap().path, "/w/a/1");
+    f.apply(remove_command("/w/a", true)).unwrap();
+    let rest = f
+        .view(|view| view.walk(&system, "/w", first.next.as_deref(), None))
+        .unwrap();
+    assert_eq!(rest.entries[0].path, "/w/b");
+    // A walk of a file is that file.
+    let one = f
+        .view(|view| view.walk(&system, "/w/z", None, None))
+        .unwrap();
+    assert_eq!(one.entries.len(), 1);
+}
+
+#[test]
+fn a_walk_shows_but_does_not_enter_what_the_caller_may_not_list() {
+    let mut f = Fixture::with_users();
+    f.by(
+        "alice",
+        put_command("/home/alice/secret", b"s", OnExists::Fail),
+    )
+    .unwrap();
+    f.by("bob", put_command("/home/bob/mine", b"m", OnExists::Fail))
+        .unwrap();
+    let bob = f.principal("bob");
+    let (paths, skipped) = walk_all(&f, &bob, "/home", 2);
+    assert_eq!(
+        paths,
+        [
+            "/home/admin",
+            "/home/alice",
+            "/home/bob",
+            "/home/bob/mine",
+            "/home/carol"
+        ]
+    );
+    assert_eq!(skipped, ["/home/admin", "/home/alice", "/home/carol"]);
+    let refused = f
+        .view(|view| view.walk(&bob, "/home/alice", None, None))
+        .unwrap_err();
+    assert!(matches!(refused, StateError::Api(e) if e.code == ErrorCode::PermissionDenied));
+}
+
+#[test]
+fn users_are_listed_in_pages() {
+    let f = Fixture::with_users();
+    let txn = f.db.begin_read().unwrap();
+    let auth = txn.open_table(AUTH).unwrap();
+    let first = state::users_page(&auth, None, Some(3), 0).unwrap();
+    let names: Vec<&str> = first.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["admin", "alice", "bob"]);
+    assert_eq!(first.users[0].uid, 0);
+    assert_eq!(first.users[1].groups, ["alice", "eng"]);
+    let rest = state::users_page(&auth, first.next.as_deref(), Some(3), 0).unwrap();
+    assert_eq!(rest.users.len(), 1);
+    assert_eq!(rest.users[0].name, "carol");
+    assert_eq!(rest.next, None);
+}
+
+// ---- extended attributes ----
+
+fn set_xattr(path: &str, name: &str, value: &[u8], mode: XattrSetMode) -> Command {
+    Command::SetXattr(XattrSetRequest {
+        path: path.into(),
+        xattr: Xattr {
+            name: name.into(),
+            value: value.to_vec(),
+        },
+        mode,
+    })
+}
+
+fn xattrs_of(
+    f: &Fixture,
+    who: &Principal,
+    path: &str,
+) -> Result<Vec<(String, Vec<u8>)>, ErrorCode> {
+    f.view(|view| {
+        let (id, inode) = view.resolve(who, path).map_err(code_of)?;
+        let list = view.xattrs(who, id, &inode, path, None).map_err(code_of)?;
+        Ok(list.into_iter().map(|x| (x.name, x.value)).collect())
+    })
+}
+
+fn code_of(e: StateError) -> ErrorCode {
+    match e {
+        StateError::Api(e) => e.code,
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn extended_attributes_are_set_read_and_removed_within_limits() {
+    let mut f = Fixture::with_users();
+    f.by(
+        "alice",
+        put_command("/home/alice/f", b"data", OnExists::Fail),
+    )
+    .unwrap();
+    f.by("alice", chmod("/home/alice", 0o755)).unwrap();
+    let (alice, bob) = (f.principal("alice"), f.principal("bob"));
+    let (_, before) = f.stat("/home/alice/f").unwrap();
+    f.by(
+        "alice",
+        set_xattr("/home/alice/f", "user.color", b"red", XattrSetMode::Any),
+    )
+    .unwrap();
+    let (_, after) = f.stat("/home/alice/f").unwrap();
+    assert_eq!(
+        after.modified_ns, before.modified_ns,
+        "attributes are not contents"
+    );
+    assert!(after.changed_ns > before.changed_ns);
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(
+        xattrs_of(&f, &bob, "/home/alice/f").unwrap(),
+        [("user.color".into(), b"red".to_vec())]
+    );
+    // XATTR_CREATE and XATTR_REPLACE.
+    assert_eq!(
+        f.by(
+            "alice",
+            set_xattr("/home/alice/f", "user.color", b"blue", XattrSetMode::Create)
+        )
+        .unwrap_err()
+        .code,
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        f.by(
+            "alice",
+            set_xattr("/home/alice/f", "user.size", b"1", XattrSetMode::Replace)
+        )
+        .unwrap_err()
+        .code,
+        ErrorCode::NotFound
+    );
+    // user. needs write on the file; trusted. and security. need an admin.
+    denied(f.by(
+        "bob",
+        set_xattr("/home/alice/f", "user.color", b"x", XattrSetMode::Any),
+    ));
+    denied(f.by(
+        "alice",
+        set_xattr("/home/alice/f", "trusted.t", b"x", XattrSetMode::Any),
+    ));
+    f.by(
+        "admin",
+        set_xattr("/home/alice/f", "trusted.t", b"t", XattrSetMode::Any),
+    )
+    .unwrap();
+    f.by(
+        "admin",
+        set_xattr("/home/alice/f", "security.s", b"s", XattrSetMode::Any),
+    )
+    .unwrap();
+    let names = |list: Vec<(String, Vec<u8>)>| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(
+        names(xattrs_of(&f, &alice, "/home/alice/f").unwrap()),
+        ["security.s", "user.color"]
+    );
+    assert_eq!(
+        names(xattrs_of(&f, &Principal::system(), "/home/alice/f").unwrap()),
+        ["security.s", "trusted.t", "user.color"]
+    );
+    f.by("alice", chmod("/home/alice/f", 0o600)).unwrap();
+    assert_eq!(
+        names(xattrs_of(&f, &bob, "/home/alice/f").unwrap()),
+        ["security.s"],
+        "user. needs read"
+    );
+    // The per-inode budget counts names and values.
+    let big = vec![7u8; cairn_proto::limits::MAX_XATTR_VALUE_BYTES];
+    assert_eq!(
+        f.by(
+            "alice",
+            set_xattr("/home/alice/f", "user.big", &big, XattrSetMode::Any)
+        )
+        .unwrap_err()
+        .code,
+        ErrorCode::TooLarge
+    );
+    let fits = vec![7u8; cairn_proto::limits::MAX_XATTR_VALUE_BYTES - 100];
+    f.by(
+        "alice",
+        set_xattr("/home/alice/f", "user.big", &fits, XattrSetMode::Any),
+    )
+    .unwrap();
+    assert_eq!(
+        f.by(
+            "alice",
+            set_xattr("/home/alice/f", "user.more", &[1; 80], XattrSetMode::Any)
+        )
+        .unwrap_err()
+        .code,
+        ErrorCode::TooLarge
+    );
+    f.check_invariants();
+    // Removal, and a name that is not there.
+    f.by(
+        "alice",
+        Command::RemoveXattr(XattrRemoveRequest {
+            path: "/home/alice/f".into(),
+            name: "user.big".into(),
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        f.by(
+            "alice",
+            Command::RemoveXattr(XattrRemoveRequest {
+                path: "/home/alice/f".into(),
+                name: "user.big".into(),
+            }),
+        )
+        .unwrap_err()
+        .code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        f.by(
+            "alice",
+            set_xattr("/home/alice/f", "color", b"x", XattrSetMode::Any)
+        )
+        .unwrap_err()
+        .code,
+        ErrorCode::InvalidName
+    );
+    f.check_invariants();
+    // Removing the file removes its attributes (the invariants check it).
+    f.by("alice", remove_command("/home/alice/f", false))
+        .unwrap();
+    f.check_invariants();
+}
+
+#[test]
+fn a_commit_can_set_the_attributes_with_the_contents() {
+    let mut f = Fixture::new();
+    let with_xattrs = |content: &[u8], xattrs: Option<Vec<Xattr>>| {
+        let Command::Commit(mut commit) = put_command("/obj", content, OnExists::Replace) else {
+            unreachable!()
+        };
+        commit.xattrs = xattrs;
+        Command::Commit(commit)
+    };
+    let meta = |name: &str, value: &str| Xattr {
+        name: name.into(),
+        value: value.as_bytes().to_vec(),
+    };
+    f.apply(with_xattrs(
+        b"v1",
+        Some(vec![meta("user.a", "1"), meta("user.b", "2")]),
+    ))
+    .unwrap();
+    let system = Principal::system();
+    assert_eq!(xattrs_of(&f, &system, "/obj").unwrap().len(), 2);
+    // None keeps them; Some replaces them all.
+    f.apply(with_xattrs(b"v2", None)).unwrap();
+    assert_eq!(xattrs_of(&f, &system, "/obj").unwrap().len(), 2);
+    f.apply(with_xattrs(b"v3", Some(vec![meta("user.c", "3")])))
+        .unwrap();
+    assert_eq!(
+        xattrs_of(&f, &system, "/obj").unwrap(),
+        [("user.c".into(), b"3".to_vec())]
+    );
+    assert_eq!(
+        f.code(with_xattrs(
+            b"v4",
+            Some(vec![meta("user.c", "3"), meta("user.c", "4")])
+        )),
+        ErrorCode::InvalidArgument
+    );
+    f.check_invariants();
+}
+
+// ---- times and numeric owners ----
+
+#[test]
+fn times_follow_the_posix_rules() {
+    let mut f = Fixture::new();
+    f.mkdir("/d", false).unwrap();
+    f.mkdir("/e", false).unwrap();
+    f.put("/d/f", b"one", OnExists::Fail).unwrap();
+    let (_, dir) = f.stat("/d").unwrap();
+    let (_, file) = f.stat("/d/f").unwrap();
+    assert_eq!(
+        dir.modified_ns, file.created_ns,
+        "a new entry changes its directory"
+    );
+    // chmod: ctime only.
+    f.apply(chmod("/d/f", 0o600)).unwrap();
+    let (_, chmodded) = f.stat("/d/f").unwrap();
+    assert_eq!(chmodded.modified_ns, file.modified_ns);
+    assert!(chmodded.changed_ns > file.changed_ns);
+    // New contents: the file's mtime and ctime, not its directory's.
+    f.put("/d/f", b"two", OnExists::Replace).unwrap();
+    let (_, replaced) = f.stat("/d/f").unwrap();
+    assert!(replaced.modified_ns > chmodded.modified_ns);
+    assert_eq!(replaced.changed_ns, replaced.modified_ns);
+    assert_eq!(f.stat("/d").unwrap().1.modified_ns, dir.modified_ns);
+    // A rename changes both directories and the moved file's ctime.
+    f.apply(Command::Rename(mv("/d/f", "/e/f", false))).unwrap();
+    let (_, moved) = f.stat("/e/f").unwrap();
+    assert_eq!(moved.modified_ns, replaced.modified_ns);
+    assert!(moved.changed_ns > replaced.changed_ns);
+    assert_eq!(f.stat("/d").unwrap().1.modified_ns, moved.changed_ns);
+    assert_eq!(f.stat("/e").unwrap().1.modified_ns, moved.changed_ns);
+    f.check_invariants();
+}
+
+#[test]
+fn owners_are_numbers_and_chown_takes_names_or_numbers() {
+    let mut f = Fixture::with_users();
+    f.by("alice", put_command("/home/alice/f", b"x", OnExists::Fail))
+        .unwrap();
+    let eng = f.principal("alice").gids[1];
+    let by_number = |uid: Option<u32>, gid: Option<u32>| {
+        Command::Chown(ChownRequest {
+            path: "/home/alice/f".into(),
+            uid,
+            gid,
+            ..ChownRequest::default()
+        })
+    };
+    // The owner may pick one of their groups by number.
+    f.by("alice", by_number(None, Some(eng))).unwrap();
+    assert_eq!(f.owners("/home/alice/f"), ("alice".into(), "eng".into()));
+    denied(f.by("alice", by_number(None, Some(0))));
+    // An admin may give a file to any uid, even one no user has.
+    f.by("admin", by_number(Some(4242), Some(4343))).unwrap();
+    let (_, file) = f.stat("/home/alice/f").unwrap();
+    assert_eq!((file.uid, file.gid), (4242, 4343));
+    assert_eq!(f.owners("/home/alice/f"), ("4242".into(), "4343".into()));
+    let both = Command::Chown(ChownRequest {
+        path: "/home/alice/f".into(),
+        owner: Some("bob".into()),
+        uid: Some(1),
+        ..ChownRequest::default()
+    });
+    assert_eq!(
+        f.by("admin", both).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        f.by("admin", chgrp("/home/alice/f", "nosuch"))
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+}
+
+// ---- databases written by earlier releases ----
+
+/// A state of format 1, as the first release wrote it: inodes without
+/// owners or parents, no chunk reference index, no users.
+#[test]
+fn a_state_from_before_users_is_upgraded_when_opened() {
     #[derive(serde::Serialize)]
-    struct V1 {
+    struct InodeV1 {
         kind: EntryKind,
         mode: u32,
         version: u64,
@@ -1153,23 +1868,191 @@ fn records_written_before_users_read_as_the_admins() {
         digest: Option<ChunkId>,
         chunks: Vec<ChunkRef>,
     }
-    let old = V1 {
-        kind: EntryKind::File,
-        mode: 0o644,
-        version: 3,
-        created_ms: 1,
-        modified_ms: 2,
-        size_bytes: 0,
-        digest: None,
-        chunks: vec![],
+    let v1 = |kind, size_bytes, chunks: Vec<ChunkRef>| {
+        let digest = (kind == EntryKind::File).then(|| file_digest(&chunks));
+        let mut out = vec![1u8];
+        out.extend(
+            postcard::to_stdvec(&InodeV1 {
+                kind,
+                mode: 0o755,
+                version: 2,
+                created_ms: 1_000,
+                modified_ms: 2_000,
+                size_bytes,
+                digest,
+                chunks,
+            })
+            .unwrap(),
+        );
+        out
     };
-    let inode = state::decode_inode(&state::encode(&old)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    let chunks = chunks_of(b"abcdefgh");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut inodes = txn.open_table(INODES).unwrap();
+            inodes
+                .insert(1, v1(EntryKind::Dir, 1, vec![]).as_slice())
+                .unwrap();
+            inodes
+                .insert(2, v1(EntryKind::Dir, 1, vec![]).as_slice())
+                .unwrap();
+            inodes
+                .insert(3, v1(EntryKind::File, 8, chunks.clone()).as_slice())
+                .unwrap();
+            let mut dirents = txn.open_table(DIRENTS).unwrap();
+            dirents.insert((1, "d"), 2).unwrap();
+            dirents.insert((2, "f"), 3).unwrap();
+            let mut meta = txn.open_table(SM_META).unwrap();
+            for (key, value) in [("next_id", 4u64), ("file_count", 1), ("dir_count", 2)] {
+                meta.insert(key, value.to_le_bytes().as_slice()).unwrap();
+            }
+            let map = cairn_proto::ClusterMap {
+                epoch: 1,
+                replication: 3,
+                chunk_size_bytes: 4 << 20,
+                nodes: vec![],
+            };
+            meta.insert("cluster_map", cairn_meta::records::encode(&map).as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let f = Fixture {
+        db: open_database(&path).unwrap(),
+        _dir: dir,
+        clock: 3_000_000_000,
+    };
+    f.check_invariants();
+    let (id, file) = f.stat("/d/f").unwrap();
+    assert_eq!((id, file.uid, file.gid, file.parent), (3, 0, 0, 2));
     assert_eq!(
-        (inode.owner.as_str(), inode.group.as_str(), inode.version),
-        ("admin", "admin", 3)
+        (file.created_ns, file.modified_ns),
+        (1_000_000_000, 2_000_000_000)
+    );
+    assert_eq!(f.names("/"), ["d"]);
+    let txn = f.db.begin_read().unwrap();
+    let refs = txn.open_table(CHUNK_REFS).unwrap();
+    assert_eq!(state::reference_count(&refs, &chunks[0].id).unwrap(), 1);
+    let meta = txn.open_table(SM_META).unwrap();
+    assert_eq!(
+        get_counter_or_zero(&meta, keys::STATE_FORMAT).unwrap(),
+        state::STATE_FORMAT
     );
 }
 
+/// The data directory written by the previous release
+/// (`crates/testkit/fixtures/release-1`, made by its script).
+fn previous_release_database() -> (tempfile::TempDir, std::path::PathBuf) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testkit/fixtures/release-1/meta/meta.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    std::fs::copy(&fixture, &path).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn the_database_of_the_previous_release_is_upgraded_when_opened() {
+    let (dir, path) = previous_release_database();
+    let f = Fixture {
+        db: open_database(&path).unwrap(),
+        _dir: dir,
+        clock: 4_000_000_000_000_000_000,
+    };
+    f.check_invariants();
+    // What the fixture's script stored (CONTENTS beside it).
+    let contents = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testkit/fixtures/release-1/CONTENTS"),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for line in contents.lines().filter(|l| l.starts_with('/')) {
+        let fields: Vec<&str> = line.split('|').collect();
+        let (path, kind, owners, mode) = (fields[0], fields[1], fields[2], fields[3]);
+        let (_, inode) = f.stat(path).unwrap_or_else(|e| panic!("{path}: {e:?}"));
+        let (owner, group) = owners.split_once(':').unwrap();
+        assert_eq!(
+            f.owners(path),
+            (owner.to_string(), group.to_string()),
+            "{path}"
+        );
+        assert_eq!(inode.mode, u32::from_str_radix(mode, 8).unwrap(), "{path}");
+        assert_eq!(inode.kind == EntryKind::Dir, kind == "dir", "{path}");
+        assert!(
+            inode.modified_ns > 1_700_000_000_000_000_000,
+            "{path}: times in ns"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+    // Users got ids by age (admin 0), their own groups the same ids.
+    let (admin, alice, bob) = (
+        f.principal("admin"),
+        f.principal("alice"),
+        f.principal("bob"),
+    );
+    assert_eq!((admin.uid, alice.uid, bob.uid), (0, 1000, 1001));
+    assert_eq!(admin.gids, [0]);
+    assert_eq!(alice.gids[0], 1000);
+    assert_eq!(bob.gids[1], alice.gids[1], "eng is one group");
+    // Passwords still verify.
+    let txn = f.db.begin_read().unwrap();
+    let auth = txn.open_table(AUTH).unwrap();
+    let hash = |name: &str| users::get_user(&auth, name).unwrap().unwrap().password_hash;
+    assert!(cairn_meta::auth::verify_password(
+        "alice password",
+        &hash("alice")
+    ));
+    assert!(cairn_meta::auth::verify_password(
+        "release-1 admin password",
+        &hash("admin")
+    ));
+    // Chunks stay referenced: big.txt and its copy share one.
+    let (_, big) = f.stat("/shared/docs/big.txt").unwrap();
+    assert_eq!(
+        state::reference_count(&txn.open_table(CHUNK_REFS).unwrap(), &big.chunks[0].id).unwrap(),
+        2
+    );
+    drop((auth, txn));
+    // The namespace works as usual after the upgrade.
+    let mut f = f;
+    f.by(
+        "alice",
+        put_command("/shared/docs/new.txt", b"new", OnExists::Fail),
+    )
+    .unwrap();
+    f.by("bob", remove_command("/home/bob/note.txt", false))
+        .unwrap();
+    f.check_invariants();
+}
+
+#[tokio::test]
+async fn the_log_of_the_previous_release_still_reads() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::RaftLogReader;
+    let (_dir, path) = previous_release_database();
+    let db = open_database(&path).unwrap();
+    let mut log = cairn_meta::store::LogStore::new(db);
+    let state = log.get_log_state().await.unwrap();
+    let last = state.last_log_id.unwrap().index;
+    let entries = log.try_get_log_entries(0..=last).await.unwrap();
+    assert!(!entries.is_empty());
+    for entry in &entries {
+        if let openraft::EntryPayload::Normal(request) = &entry.payload {
+            assert_eq!(
+                request.format,
+                state::REQUEST_FORMAT,
+                "read as the current format"
+            );
+            assert!(request.now_ns > 1_700_000_000_000_000_000, "ms became ns");
+        }
+    }
+}
 #[derive(Debug, Clone)]
 enum UserOp {
     Op(Op),
@@ -1196,11 +2079,7 @@ proptest! {
         for (user, op) in ops {
             let user = ["admin", "alice", "bob"][user];
             let command = match op {
-                UserOp::Op(Op::Mkdir(p, parents)) => mkdir_command(PATHS[p], parents),
-                UserOp::Op(Op::Put(p, c, o)) => put_command(PATHS[p], &[c; 9], o),
-                UserOp::Op(Op::Remove(p, r)) => Command::Remove(RemoveRequest { path: PATHS[p].into(), recursive: r }),
-                UserOp::Op(Op::Rename(a, b, r)) => Command::Rename(mv(PATHS[a], PATHS[b], r)),
-                UserOp::Op(Op::Copy(a, b, r)) => Command::Copy(mv(PATHS[a], PATHS[b], r)),
+                UserOp::Op(op) => op.command(),
                 UserOp::Chmod(p, m) => chmod(PATHS[p], u32::from(m)),
             };
             let _ = f.by(user, command);
@@ -1263,6 +2142,17 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
         (hostile_path(), 0u32..0o10000).prop_map(|(p, m)| chmod(&p, m)),
         (hostile_path(), "[a-z]{0,4}").prop_map(|(p, g)| chgrp(&p, &g)),
         "[a-z./]{0,6}".prop_map(|name| Command::RemoveUser { name }),
+        (
+            hostile_path(),
+            "[a-z.]{0,8}",
+            proptest::collection::vec(any::<u8>(), 0..4)
+        )
+            .prop_map(|(path, name, value)| Command::SetXattr(XattrSetRequest {
+                path,
+                xattr: Xattr { name, value },
+                mode: XattrSetMode::Any,
+            })),
+        (0u64..5).prop_map(|max_entries| Command::Purge { max_entries }),
         "[a-z./]{0,6}".prop_map(|name| Command::EndUserSessions { name }),
     ];
     (
@@ -1274,13 +2164,7 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
         ]),
     )
         .prop_map(|(command, user)| {
-            serde_json::to_vec(&Request {
-                now_ms: 5_000,
-                request_id: None,
-                user,
-                command,
-            })
-            .unwrap()
+            serde_json::to_vec(&Request::new(5_000_000_000, None, user, command)).unwrap()
         })
 }
 

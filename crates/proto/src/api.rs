@@ -5,7 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChunkId, ChunkRef, FileId, NodeId};
+pub use crate::limits::{
+    DEFAULT_SESSION_SECS, MAX_HAS_CHUNKS_IDS, MAX_PASSWORD_BYTES, MAX_SESSION_SECS,
+    MAX_USER_GROUPS, MAX_USER_NAME_BYTES, MIN_PASSWORD_BYTES,
+};
 use crate::map::{ClusterMap, NodeState};
+use crate::xattr::Xattr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,15 +28,33 @@ pub struct Stat {
     pub size_bytes: u64,
     /// POSIX permission bits (`0o644`); cairn has no setuid, setgid or sticky bit.
     pub mode: u32,
-    /// The user who owns it, and its group.
+    /// The name of the user who owns it, and of its group (the number, as
+    /// text, when no user or group has that id any more).
     #[serde(default)]
     pub owner: String,
     #[serde(default)]
     pub group: String,
-    /// Bumped on every change of the record.
+    /// The owner's and the group's numeric ids (the first admin is 0).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    /// The directory that holds it (the root's is itself).
+    #[serde(default)]
+    pub parent: FileId,
+    /// Bumped on every change of the record (contents, attributes, entries).
     pub version: u64,
+    /// Times in milliseconds since the Unix epoch (kept for scripts), and
+    /// the same in nanoseconds with the change time (ctime: contents or
+    /// attributes) beside the modification time (mtime: contents).
     pub created_ms: u64,
     pub modified_ms: u64,
+    #[serde(default)]
+    pub created_ns: u64,
+    #[serde(default)]
+    pub modified_ns: u64,
+    #[serde(default)]
+    pub changed_ns: u64,
     /// Whole-file digest ([`crate::file_digest`]); `None` for directories.
     pub digest: Option<ChunkId>,
     /// The ordered chunk list; empty for directories, and for a file the
@@ -42,6 +65,14 @@ pub struct Stat {
     /// the file) when the cluster has a secret. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// When those capabilities expire (ms since the Unix epoch; 0: none
+    /// were issued). A reader asks again before then.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub capabilities_expire_ms: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// One row of a directory listing.
@@ -56,14 +87,55 @@ pub struct DirEntry {
     pub owner: String,
     #[serde(default)]
     pub group: String,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
     pub version: u64,
     pub modified_ms: u64,
+    #[serde(default)]
+    pub modified_ns: u64,
+    #[serde(default)]
+    pub changed_ns: u64,
 }
 
+/// One page of a directory listing (`fs/list`): entries in byte order of
+/// their names, a directory's name taken with a trailing `/` (the order S3
+/// lists keys in). `next`, when present, is passed back as `after` for the
+/// following page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResponse {
     pub path: String,
     pub entries: Vec<DirEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One entry of a recursive walk (`fs/walk`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkEntry {
+    /// Full path (a directory's without a trailing `/`).
+    pub path: String,
+    #[serde(flatten)]
+    pub entry: DirEntry,
+}
+
+/// One page of a recursive walk: every file and directory below `path`
+/// in byte order of their full paths, a directory's path taken with a
+/// trailing `/` (so a directory comes just before its contents, and the
+/// order is S3's order of keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkResponse {
+    pub path: String,
+    pub entries: Vec<WalkEntry>,
+    /// Pass back as `after` for the following page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Directories on this page the caller may not list (read and search
+    /// are needed): they appear as entries, their contents do not. At most
+    /// [`crate::limits::MAX_WALK_SKIPPED_NAMED`] are named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// What a commit does when the path already names a file.
@@ -92,6 +164,11 @@ pub struct CommitRequest {
     /// Permission bits of a new file [default: 0o644]; a replaced file keeps its own.
     #[serde(default)]
     pub mode: Option<u32>,
+    /// The file's extended attributes after the commit, set in the same
+    /// step as its contents (S3 metadata). `None` keeps those of a
+    /// replaced file (a new file has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xattrs: Option<Vec<Xattr>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,14 +197,56 @@ pub struct ChmodRequest {
 }
 
 /// Body of `fs/chown`: an admin sets the owner and/or group; an owner may
-/// set the group to one of their own groups.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// set the group to one of their own groups. Each is given by name or by
+/// number (`uid`, `gid`), not both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ChownRequest {
     pub path: String,
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]
     pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+/// What `fs/xattr/set` does when the attribute exists, or does not (as
+/// setxattr(2)'s flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum XattrSetMode {
+    /// Create it or replace it.
+    #[default]
+    Any,
+    /// Refuse with `already_exists` if it exists (XATTR_CREATE).
+    Create,
+    /// Refuse with `not_found` if it does not (XATTR_REPLACE).
+    Replace,
+}
+
+/// Body of `fs/xattr/set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrSetRequest {
+    pub path: String,
+    #[serde(flatten)]
+    pub xattr: Xattr,
+    #[serde(default)]
+    pub mode: XattrSetMode,
+}
+
+/// Body of `fs/xattr/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrRemoveRequest {
+    pub path: String,
+    pub name: String,
+}
+
+/// Answer of `fs/xattrs`: a file's extended attributes, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrsResponse {
+    pub xattrs: Vec<Xattr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +376,10 @@ pub struct StatusResponse {
     pub healthy: bool,
     pub file_count: u64,
     pub dir_count: u64,
+    /// Removed directory trees whose entries are still being deleted in
+    /// the background (they left the namespace at once).
+    #[serde(default)]
+    pub trees_being_deleted: u64,
     /// Raft id of the leader as this server sees it.
     pub leader: Option<u64>,
     pub term: u64,
@@ -369,17 +492,17 @@ impl std::fmt::Debug for LoginResponse {
     }
 }
 
-/// Default length of a session.
-pub const DEFAULT_SESSION_SECS: u64 = 24 * 3600;
-/// Longest session a login may ask for.
-pub const MAX_SESSION_SECS: u64 = 90 * 24 * 3600;
-
 /// Who the caller is (`auth/whoami`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhoAmI {
     pub user: String,
+    #[serde(default)]
+    pub uid: u32,
     pub admin: bool,
+    /// The user's groups, the primary one first, and their ids.
     pub groups: Vec<String>,
+    #[serde(default)]
+    pub gids: Vec<u32>,
     pub home: String,
     /// When the caller's session ends; `None` for cluster processes.
     pub expires_ms: Option<u64>,
@@ -433,6 +556,8 @@ pub struct UserRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
     pub name: String,
+    #[serde(default)]
+    pub uid: u32,
     pub admin: bool,
     pub groups: Vec<String>,
     pub created_ms: u64,
@@ -440,27 +565,25 @@ pub struct UserInfo {
     pub sessions: u64,
 }
 
+/// One page of users, by name; `next` is passed back as `after`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsersResponse {
     pub users: Vec<UserInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Answer of the user calls that change something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserResponse {
     pub name: String,
+    /// The user's id (0 when the call ended sessions only).
+    #[serde(default)]
+    pub uid: u32,
     /// Sessions ended by the call.
     #[serde(default)]
     pub sessions_ended: u64,
 }
-
-/// The longest user name, in bytes.
-pub const MAX_USER_NAME_BYTES: usize = 32;
-/// The most groups a user may be in.
-pub const MAX_USER_GROUPS: usize = 32;
-/// Password length bounds, in bytes: the upper one caps hashing work.
-pub const MIN_PASSWORD_BYTES: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Checks a user or group name: 1 to 32 bytes of ASCII letters, digits,
 /// `_`, `-` and `.`, starting with a letter or `_` (as useradd(8) would).
@@ -603,9 +726,6 @@ pub struct RemoveNodeRequest {
 /// a chunk no file references ages toward collection wherever it is copied
 /// and cannot bounce between nodes forever with a fresh time.
 pub const RECEIVED_MS_HEADER: &str = "x-cairn-received-ms";
-
-/// The most ids one presence call may ask about.
-pub const MAX_HAS_CHUNKS_IDS: usize = 4096;
 
 /// A chunk server's health answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,12 +3,7 @@
 
 use crate::error::{ApiError, ErrorCode};
 
-/// Longest allowed name of one file or directory, in bytes (as POSIX NAME_MAX).
-pub const MAX_NAME_BYTES: usize = 255;
-/// Deepest allowed path, in components.
-pub const MAX_PATH_DEPTH: usize = 256;
-/// Longest allowed path, in bytes.
-pub const MAX_PATH_BYTES: usize = 4096;
+pub use crate::limits::{MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH};
 
 /// Checks one name: not empty, not `.` or `..`, no `/` or NUL, at most
 /// [`MAX_NAME_BYTES`] bytes.

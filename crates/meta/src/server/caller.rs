@@ -1,0 +1,166 @@
+//! Who is calling. Every API call but `health`, `auth/login` and the
+//! members' own calls names its caller with `Authorization: Bearer TOKEN`
+//! (a session opened by `auth/login`), or proves it is a cluster process
+//! with the cluster token. [`Caller`] checks that before the handler runs:
+//! a missing, unknown (revoked, forged) or expired token is refused with
+//! `401 unauthenticated` and a message that says to log in, and the refusal
+//! is logged with its source and reason, never with the token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use cairn_proto::api::{BEARER_PREFIX, CLUSTER_TOKEN_HEADER};
+use cairn_proto::{ApiError, ErrorCode};
+
+use crate::auth::{self, TokenHash};
+use crate::perm::Principal;
+use crate::state::{users, AUTH};
+
+use super::core::{now_ms, Meta};
+use super::http::HttpError;
+
+/// The caller of a request, as its credentials prove.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The session the caller's token opened, and when it expires; `None`
+    /// for cluster processes.
+    pub session: Option<(TokenHash, u64)>,
+}
+
+impl Caller {
+    /// The user name proposals carry; `None` for cluster processes, which
+    /// the state machine treats as having every right.
+    pub fn user(&self) -> Option<String> {
+        self.session.as_ref().map(|_| self.principal.name.clone())
+    }
+
+    pub fn require_admin(&self, doing: &str) -> Result<(), ApiError> {
+        crate::state::require_admin(&self.principal, doing)
+    }
+}
+
+impl FromRequestParts<Arc<Meta>> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        meta: &Arc<Meta>,
+    ) -> Result<Self, Self::Rejection> {
+        let refuse = |reason: &str, message: String| {
+            tracing::warn!(
+                source = %source_of(parts),
+                route = parts.uri.path(),
+                reason,
+                "refused a request"
+            );
+            HttpError(ApiError::new(ErrorCode::Unauthenticated, message))
+        };
+        match cluster_proof(meta, &parts.headers) {
+            ClusterProof::Valid => {
+                return Ok(Caller {
+                    principal: Principal::system(),
+                    session: None,
+                })
+            }
+            ClusterProof::Wrong => {
+                return Err(refuse("wrong cluster token", NEEDS_CLUSTER_SECRET.into()))
+            }
+            ClusterProof::Absent => {}
+        }
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(refuse(
+                "no token",
+                "this request needs a login: run `cairn login` (or pass a token in CAIRN_TOKEN)"
+                    .into(),
+            ));
+        };
+        let Some(token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix(BEARER_PREFIX))
+        else {
+            return Err(refuse(
+                "malformed authorization header",
+                "the Authorization header must be `Bearer TOKEN`; run `cairn login` for a token"
+                    .into(),
+            ));
+        };
+        let hash = auth::token_hash(token.trim());
+        meta.sessions_current().await?;
+        // Two point reads of small, hot records: done on this thread, as a
+        // hop to the blocking pool would cost more than the reads
+        // (bench/meta_ops.sh: stat throughput).
+        let found = meta.read_inline(|txn| {
+            let table = txn.open_table(AUTH)?;
+            let Some(session) = users::get_session(&table, &hash)? else {
+                return Ok(None);
+            };
+            let principal = users::principal(&table, &session.user)?;
+            Ok(Some((session, principal)))
+        })?;
+        let now = now_ms();
+        match found {
+            None => Err(refuse(
+                "unknown token",
+                "this login token is not valid here (it was revoked, ended by a password change or logout, \
+                 or belongs to another cluster); run `cairn login` again"
+                    .into(),
+            )),
+            Some((session, _)) if session.expires_ms <= now => Err(refuse(
+                "expired token",
+                format!(
+                    "your login as {} expired {} s ago; run `cairn login` again",
+                    session.user,
+                    (now - session.expires_ms) / 1000
+                ),
+            )),
+            Some((session, None)) => Err(refuse(
+                "token of a removed user",
+                format!(
+                    "user {} no longer exists; log in as another user",
+                    session.user
+                ),
+            )),
+            Some((session, Some(principal))) => Ok(Caller {
+                principal,
+                session: Some((hash, session.expires_ms)),
+            }),
+        }
+    }
+}
+
+/// What a request's `x-cairn-cluster-token` header proves.
+pub enum ClusterProof {
+    Absent,
+    Valid,
+    /// Present but not this cluster's (or this member has no secret).
+    Wrong,
+}
+
+pub fn cluster_proof(meta: &Meta, headers: &axum::http::HeaderMap) -> ClusterProof {
+    let Some(presented) = headers.get(CLUSTER_TOKEN_HEADER) else {
+        return ClusterProof::Absent;
+    };
+    match (presented.to_str(), &meta.cluster_token) {
+        (Ok(token), Some(expected)) if cairn_proto::api::token_matches(token, expected) => {
+            ClusterProof::Valid
+        }
+        _ => ClusterProof::Wrong,
+    }
+}
+
+/// The refusal of a request that needs the cluster secret.
+pub const NEEDS_CLUSTER_SECRET: &str =
+    "this request needs the cluster secret: start the process with --cluster-secret-file naming \
+     the same secret file as the rest of the cluster";
+
+pub fn source_of(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or("unknown".to_string(), |c| c.0.to_string())
+}

@@ -1,0 +1,232 @@
+//! The running member ([`Meta`]) and the consensus plumbing every route
+//! stands on: proposing a command and waiting for it to apply, and reading
+//! the applied state after confirming leadership.
+//!
+//! Writes are Raft proposals: acknowledged only once committed (by a
+//! majority) and applied. Reads first confirm leadership
+//! (`ensure_linearizable`), then read the applied state from redb, so a
+//! read never misses an acknowledged write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cairn_proto::api::CapabilityKey;
+use cairn_proto::{ApiError, ClusterMap, ErrorCode};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{Raft, ServerState};
+use redb::{Database, ReadTransaction, ReadableDatabase};
+
+use crate::limits::{CONFIRM_LEADER_TIMEOUT, PROPOSE_TIMEOUT};
+use crate::liveness::{Liveness, Timing};
+use crate::records::StateError;
+use crate::state::{self, Command, Output, SM_META};
+use crate::store::RaftNodeId;
+use crate::TypeConfig;
+
+use super::http::{into_api_error, Consistency};
+use super::limiter::LoginLimiter;
+
+pub struct Meta {
+    pub id: RaftNodeId,
+    /// `http` or `https`: how members are reached (redirects name it).
+    pub scheme: &'static str,
+    pub cluster_token: Option<String>,
+    pub capability_key: Option<CapabilityKey>,
+    /// How long the chunk capabilities this member issues are good for.
+    pub capability_ttl: Duration,
+    pub raft: Raft<TypeConfig>,
+    pub db: Arc<Database>,
+    pub timing: Timing,
+    pub liveness: Mutex<Liveness>,
+    pub logins: LoginLimiter,
+    /// Bounds the password hashes computed at once.
+    pub hashing: tokio::sync::Semaphore,
+    /// Wakes the purge loop when a tree was removed.
+    pub purge_wanted: tokio::sync::Notify,
+    /// The term in which this member, leading, has applied its whole log
+    /// once (0: not yet). From then on its commit index is fresh, and a
+    /// consistent read needs only openraft's check (see `confirm_leader`).
+    pub log_applied_in_term: AtomicU64,
+}
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+pub fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+impl Meta {
+    /// Proposes a command and waits until it is committed by a majority
+    /// and applied. `request_id` makes a retried proposal apply once.
+    /// `user` is who the command runs as (`None`: the cluster itself).
+    pub async fn propose(
+        &self,
+        command: Command,
+        request_id: Option<u128>,
+        user: Option<String>,
+    ) -> Result<Output, ApiError> {
+        let request = state::Request::new(now_ns(), request_id, user, command);
+        let write = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(request));
+        match write.await {
+            Ok(Ok(response)) => response.data,
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Err(ApiError::not_leader(forward.leader_node.map(|n| n.addr)))
+            }
+            Ok(Err(e)) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the metadata service cannot commit: {e}"),
+            )),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the write was not committed within {}s: this member cannot reach a majority of the \
+                     metadata members. It may still commit; retrying it with the same request id applies it once",
+                    PROPOSE_TIMEOUT.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Runs `read` on the applied state after confirming leadership, or
+    /// at once on a stale-ok read.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        consistency: Consistency,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if consistency == Consistency::Linearizable {
+            self.confirm_leader().await?;
+        }
+        self.read_local(read).await
+    }
+
+    /// Waits until a majority confirms this member leads and everything
+    /// committed before the read is applied here.
+    ///
+    /// openraft's check waits for the leader's commit index, which may be
+    /// behind after a restart: the commit index is not fsynced, and a
+    /// member that led before a crash resumes leading the same term without
+    /// a new entry. So, once per term, a read also waits until every entry
+    /// in this leader's log is applied: that log holds every committed
+    /// entry, and from then on the commit index only advances by real
+    /// commits. (A term has one leader, and a restart forgets the flag.)
+    async fn confirm_leader(&self) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + CONFIRM_LEADER_TIMEOUT;
+        let confirm = async {
+            self.raft.ensure_linearizable().await?;
+            Ok(self.log_applied(deadline).await)
+        };
+        match tokio::time::timeout_at(deadline, confirm).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) | Err(_) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "a majority of the metadata members did not confirm this leader, or its log did not \
+                     apply, within {}s; is a majority running and reachable? (stale reads: --stale-ok)",
+                    CONFIRM_LEADER_TIMEOUT.as_secs()
+                ),
+            )),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                Err(ApiError::not_leader(forward.leader_node.map(|n| n.addr)))
+            }
+            Ok(Err(e)) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("this metadata member cannot serve a consistent read: {e}"),
+            )),
+        }
+    }
+
+    /// Once per term, waits until this member has applied every entry of
+    /// its log (see `confirm_leader`); `false` if that did not happen by
+    /// `deadline`.
+    async fn log_applied(&self, deadline: tokio::time::Instant) -> bool {
+        let (term, last_log_index) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            (metrics.current_term, metrics.last_log_index)
+        };
+        if self.log_applied_in_term.load(Ordering::Acquire) == term {
+            return true;
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let applied = self
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(last_log_index, "this leader's log is applied")
+            .await
+            .is_ok();
+        if applied {
+            self.log_applied_in_term.store(term, Ordering::Release);
+        }
+        applied
+    }
+
+    /// Before a leader trusts its applied sessions and users (a logout or a
+    /// password change committed under the previous leader must count),
+    /// it applies its whole log, once per term.
+    pub async fn sessions_current(&self) -> Result<(), ApiError> {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            // Followers answer only stale reads, stale by request.
+            return Ok(());
+        }
+        if self
+            .log_applied(tokio::time::Instant::now() + CONFIRM_LEADER_TIMEOUT)
+            .await
+        {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "this new leader did not apply its log within {}s; retry shortly",
+                CONFIRM_LEADER_TIMEOUT.as_secs()
+            ),
+        ))
+    }
+
+    /// Runs a short `read` on this member's applied state on the calling
+    /// thread: for a few point lookups only.
+    pub fn read_inline<T>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StateError>,
+    ) -> Result<T, ApiError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| into_api_error(StateError::from(e)))?;
+        read(&txn).map_err(into_api_error)
+    }
+
+    /// Runs `read` on this member's applied state, as it is.
+    pub async fn read_local<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(StateError::from)?;
+            read(&txn)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
+        .map_err(into_api_error)
+    }
+
+    pub async fn map(&self, consistency: Consistency) -> Result<ClusterMap, ApiError> {
+        self.read(consistency, |txn| {
+            state::read_map(&txn.open_table(SM_META)?)
+        })
+        .await
+    }
+
+    /// Whether this member leads now (as far as it knows).
+    pub fn leads(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+}

@@ -1,0 +1,272 @@
+//! The namespace routes (`/v1/fs/...`) and chunk grants.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use cairn_proto::api::{
+    ChmodRequest, ChownRequest, ChunkOp, CommitRequest, CommitResponse, EntryKind, GrantOp,
+    GrantRequest, GrantResponse, ListResponse, MkdirRequest, MoveRequest, MutationResponse,
+    RemoveRequest, Stat, WalkResponse, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
+};
+use cairn_proto::{ApiError, ErrorCode, FileId};
+use serde::Deserialize;
+
+use crate::perm::Principal;
+use crate::records::StateError;
+use crate::state::{Command, Inode, Names, Output, ReadView};
+
+use super::caller::Caller;
+use super::core::{now_ms, Meta};
+use super::http::{ApiJson, ApiQuery, ApiResult, Consistency, RequestId};
+
+/// A file or directory named by path or by id (`?path=` or `?id=`).
+enum Target {
+    Path(String),
+    Id(FileId),
+}
+
+impl Target {
+    fn of(path: Option<String>, id: Option<FileId>) -> Result<Target, ApiError> {
+        match (path, id) {
+            (Some(path), None) => Ok(Target::Path(path)),
+            (None, Some(id)) => Ok(Target::Id(id)),
+            _ => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "name the file or directory with exactly one of ?path= or ?id=",
+            )),
+        }
+    }
+
+    /// Resolves the target as `who` may reach it: (id, record, its name
+    /// for messages).
+    fn resolve(
+        &self,
+        view: &ReadView,
+        who: &Principal,
+    ) -> Result<(FileId, Inode, String), StateError> {
+        match self {
+            Target::Path(path) => {
+                let (id, inode) = view.resolve(who, path)?;
+                Ok((id, inode, cairn_proto::path::normalize(path)?))
+            }
+            Target::Id(id) => Ok((*id, view.resolve_id(who, *id)?, format!("id {id}"))),
+        }
+    }
+}
+
+// (No `#[serde(flatten)]` in queries: it makes numbers fail to parse.)
+#[derive(Deserialize)]
+pub struct StatQuery {
+    path: Option<String>,
+    id: Option<FileId>,
+    /// The caller is about to read the file: refuse unless it may, and
+    /// hand out the capabilities to fetch its chunks.
+    #[serde(default)]
+    read: bool,
+}
+
+pub async fn stat(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    consistency: Consistency,
+    ApiQuery(query): ApiQuery<StatQuery>,
+) -> ApiResult<Stat> {
+    let target = Target::of(query.path, query.id)?;
+    let read = query.read;
+    let who = caller.principal;
+    let mut stat = meta
+        .read(consistency, move |txn| {
+            let view = ReadView::open(txn)?;
+            let (id, inode, named) = target.resolve(&view, &who)?;
+            if read && !inode.is_dir() {
+                view.require_read(&inode, &who, &named)?;
+            }
+            Names::new(&view).stat(id, &inode, &who)
+        })
+        .await?;
+    if read && stat.kind == EntryKind::File {
+        // The chunk servers serve a chunk only with a capability for it:
+        // one per chunk, issued only to a reader about to read (a plain
+        // stat, as `put` and `fsck` make, would pay a MAC per chunk).
+        if let Some(key) = &meta.capability_key {
+            let expires_ms = now_ms() + meta.capability_ttl.as_millis() as u64;
+            stat.capabilities = stat
+                .chunks
+                .iter()
+                .map(|c| key.issue(ChunkOp::Get, Some(&c.id), expires_ms))
+                .collect();
+            stat.capabilities_expire_ms = expires_ms;
+        }
+    }
+    Ok(Json(stat))
+}
+
+/// A capability to store chunks (for a file the caller may write at
+/// `path`) or for the admin chunk calls.
+pub async fn grant(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<GrantRequest>,
+) -> ApiResult<GrantResponse> {
+    let op = match req.op {
+        GrantOp::Admin => {
+            caller.require_admin("check or repair chunks on the storage nodes")?;
+            ChunkOp::Admin
+        }
+        GrantOp::Put => {
+            let Some(path) = req.path else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "a put grant names the file to write: {\"op\": \"put\", \"path\": \"/a/b\"}",
+                )
+                .into());
+            };
+            let who = caller.principal.clone();
+            meta.read(Consistency::Linearizable, move |txn| {
+                ReadView::open(txn)?.check_writable(&who, &path)
+            })
+            .await?;
+            ChunkOp::Put
+        }
+    };
+    let expires_ms = now_ms() + meta.capability_ttl.as_millis() as u64;
+    Ok(Json(GrantResponse {
+        capability: meta
+            .capability_key
+            .as_ref()
+            .map(|key| key.issue(op, None, expires_ms)),
+        expires_ms,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    path: String,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    consistency: Consistency,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<ListResponse> {
+    let who = caller.principal;
+    let listing = meta
+        .read(consistency, move |txn| {
+            ReadView::open(txn)?.list(&who, &query.path, query.after.as_deref(), query.limit)
+        })
+        .await?;
+    Ok(Json(listing))
+}
+
+pub async fn walk(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    consistency: Consistency,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<WalkResponse> {
+    let who = caller.principal;
+    let page = meta
+        .read(consistency, move |txn| {
+            ReadView::open(txn)?.walk(&who, &query.path, query.after.as_deref(), query.limit)
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+#[derive(Deserialize)]
+pub struct XattrsQuery {
+    path: Option<String>,
+    id: Option<FileId>,
+    /// One attribute only.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn xattrs(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    consistency: Consistency,
+    ApiQuery(query): ApiQuery<XattrsQuery>,
+) -> ApiResult<XattrsResponse> {
+    let target = Target::of(query.path, query.id)?;
+    let who = caller.principal;
+    let xattrs = meta
+        .read(consistency, move |txn| {
+            let view = ReadView::open(txn)?;
+            let (id, inode, named) = target.resolve(&view, &who)?;
+            view.xattrs(&who, id, &inode, &named, query.name.as_deref())
+        })
+        .await?;
+    Ok(Json(XattrsResponse { xattrs }))
+}
+
+async fn mutation(
+    meta: &Meta,
+    caller: &Caller,
+    command: Command,
+    request_id: Option<u128>,
+) -> ApiResult<MutationResponse> {
+    match meta.propose(command, request_id, caller.user()).await? {
+        Output::Mutation(m) => Ok(Json(m)),
+        other => Err(ApiError::internal(format!("mutation answered {other:?}")).into()),
+    }
+}
+
+/// A route that proposes `$command($body)` and answers its mutation.
+macro_rules! mutation_route {
+    ($name:ident, $body:ty, $command:path) => {
+        pub async fn $name(
+            State(meta): State<Arc<Meta>>,
+            caller: Caller,
+            RequestId(request_id): RequestId,
+            ApiJson(req): ApiJson<$body>,
+        ) -> ApiResult<MutationResponse> {
+            mutation(&meta, &caller, $command(req), request_id).await
+        }
+    };
+}
+
+mutation_route!(mkdir, MkdirRequest, Command::Mkdir);
+mutation_route!(rename, MoveRequest, Command::Rename);
+mutation_route!(copy, MoveRequest, Command::Copy);
+mutation_route!(chmod, ChmodRequest, Command::Chmod);
+mutation_route!(chown, ChownRequest, Command::Chown);
+mutation_route!(set_xattr, XattrSetRequest, Command::SetXattr);
+mutation_route!(remove_xattr, XattrRemoveRequest, Command::RemoveXattr);
+
+/// Removes a file or a tree; a tree's entries are then deleted in the
+/// background (the purge loop is woken).
+pub async fn remove(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<RemoveRequest>,
+) -> ApiResult<MutationResponse> {
+    let recursive = req.recursive;
+    let answer = mutation(&meta, &caller, Command::Remove(req), request_id).await?;
+    if recursive {
+        meta.purge_wanted.notify_one();
+    }
+    Ok(answer)
+}
+
+pub async fn commit(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<CommitRequest>,
+) -> ApiResult<CommitResponse> {
+    match meta
+        .propose(Command::Commit(req), request_id, caller.user())
+        .await?
+    {
+        Output::Commit(c) => Ok(Json(c)),
+        other => Err(ApiError::internal(format!("commit answered {other:?}")).into()),
+    }
+}

@@ -1,0 +1,122 @@
+//! The inode record: one file or directory.
+
+use cairn_proto::api::EntryKind;
+use cairn_proto::{ChunkId, ChunkRef, FileId};
+use serde::{Deserialize, Serialize};
+
+use crate::perm::Principal;
+use crate::records::{Initial, Versioned};
+
+/// `parent` of the root of a removed tree: it left the namespace and its
+/// entries are being deleted (see `Command::Purge`). No file has id 0.
+pub const DETACHED: FileId = 0;
+
+/// A file or directory record (format 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inode {
+    pub kind: EntryKind,
+    /// POSIX permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bumped on every change of the record (contents, attributes, and a
+    /// directory's entries).
+    pub version: u64,
+    /// Nanoseconds since the Unix epoch: creation, last change of the
+    /// contents (mtime) and last change of contents or attributes (ctime).
+    pub created_ns: u64,
+    pub modified_ns: u64,
+    pub changed_ns: u64,
+    /// File: its length. Directory: its number of entries.
+    pub size_bytes: u64,
+    pub digest: Option<ChunkId>,
+    pub chunks: Vec<ChunkRef>,
+    /// The directory holding it (there are no hard links); the root's is
+    /// itself, a removed tree's root's is [`DETACHED`]. Lets a lookup by id
+    /// check the path.
+    pub parent: FileId,
+    /// Bytes (names and values) of its extended attributes, kept in the
+    /// `xattrs` table: bounds them without reading them.
+    pub xattr_bytes: u32,
+}
+
+impl Versioned for Inode {
+    const NAME: &'static str = "inode";
+    const FORMAT: u8 = 3;
+    // Formats 1 and 2 named owners by name; turning names into ids needs
+    // the user table, so they are upgraded with the whole state when the
+    // database is opened (`upgrade.rs`).
+    type Previous = Initial;
+    fn upgrade(previous: Initial) -> Inode {
+        match previous {}
+    }
+}
+
+impl Inode {
+    pub fn new_dir(now_ns: u64, who: &Principal, mode: u32, parent: FileId) -> Inode {
+        Inode::new(EntryKind::Dir, now_ns, who, mode, parent)
+    }
+
+    pub fn new_file(now_ns: u64, who: &Principal, mode: u32, parent: FileId) -> Inode {
+        Inode::new(EntryKind::File, now_ns, who, mode, parent)
+    }
+
+    fn new(kind: EntryKind, now_ns: u64, who: &Principal, mode: u32, parent: FileId) -> Inode {
+        Inode {
+            kind,
+            mode,
+            uid: who.uid,
+            gid: who.primary_gid(),
+            version: 1,
+            created_ns: now_ns,
+            modified_ns: now_ns,
+            changed_ns: now_ns,
+            size_bytes: 0,
+            digest: None,
+            chunks: Vec::new(),
+            parent,
+            xattr_bytes: 0,
+        }
+    }
+
+    /// With these contents (a file).
+    pub fn with_contents(
+        mut self,
+        size_bytes: u64,
+        digest: Option<ChunkId>,
+        chunks: Vec<ChunkRef>,
+    ) -> Inode {
+        self.size_bytes = size_bytes;
+        self.digest = digest;
+        self.chunks = chunks;
+        self
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+
+    /// Whether `who` has every bit of `want` on this object.
+    pub fn allows(&self, who: &Principal, want: u32) -> bool {
+        who.may(self.uid, self.gid, self.mode, want)
+    }
+
+    /// Records a change of the contents at `now_ns`: mtime and ctime.
+    pub fn touch_contents(&mut self, now_ns: u64) {
+        self.version += 1;
+        self.modified_ns = now_ns;
+        self.changed_ns = now_ns;
+    }
+
+    /// Records a change of attributes only (mode, owner, xattrs, links):
+    /// ctime, not mtime.
+    pub fn touch_attributes(&mut self, now_ns: u64) {
+        self.version += 1;
+        self.changed_ns = now_ns;
+    }
+}
+
+/// Milliseconds for the API fields kept from before nanoseconds.
+pub fn ns_to_ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}

@@ -1,0 +1,934 @@
+//! Commands on the namespace: mkdir, commit, remove (and purge), rename,
+//! copy, chmod, chown and extended attributes.
+//!
+//! Each checks everything that can be refused (names, existence, kinds,
+//! permissions) before its first write ("only writes from here on"), so a
+//! refused command changes nothing. Writes go through `write.rs`.
+//!
+//! Times follow POSIX: creating or removing an entry changes its
+//! directory's mtime and ctime; new contents change a file's mtime and
+//! ctime; mode, owner, attributes and renames change ctime only.
+
+use cairn_proto::api::{
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, MkdirRequest, MoveRequest,
+    MutationResponse, OnExists, RemoveRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+};
+use cairn_proto::ids::ROOT_ID;
+use cairn_proto::limits::MAX_XATTR_BYTES_PER_INODE;
+use cairn_proto::path::{join, split_path};
+use cairn_proto::xattr::{validate_xattr, validate_xattr_name, xattr_cost, Xattr, XattrNamespace};
+use cairn_proto::{
+    file_digest, ApiError, ErrorCode, FileId, MAX_CHUNKS_PER_FILE, MAX_CHUNK_SIZE_BYTES,
+};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{MAX_REMOVE_CHECK_ENTRIES, MAX_RENAME_ATTEMPTS};
+use crate::perm::{self, Principal, DIR_MODE, FILE_MODE, READ, SEARCH, WRITE};
+use crate::records::{encode, Initial, StateError, Versioned};
+use crate::state::accounts::require_admin;
+use crate::state::command::Output;
+use crate::state::inode::{Inode, DETACHED};
+use crate::state::tables::{entry_name, Tables};
+use crate::state::users;
+use crate::state::view::{child_path, not_found};
+
+/// The root of a removed tree whose entries are still being deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    pub detached_ns: u64,
+}
+
+impl Versioned for Orphan {
+    const NAME: &'static str = "orphan";
+    const FORMAT: u8 = 1;
+    type Previous = Initial;
+    fn upgrade(previous: Initial) -> Orphan {
+        match previous {}
+    }
+}
+
+/// The directory an operation creates, removes or renames an entry in.
+struct ParentDir {
+    /// The directory's path.
+    path: String,
+    id: FileId,
+    inode: Inode,
+    /// The entry's name in it.
+    name: String,
+}
+
+struct Source {
+    path: String,
+    /// Its directory; `parent.name` is its name.
+    parent: ParentDir,
+    id: FileId,
+    inode: Inode,
+}
+
+struct Destination {
+    path: String,
+    /// The directory it goes into; `parent.name` is its name there.
+    parent: ParentDir,
+    /// A file at the destination that the move or copy replaces.
+    replaced: Option<FileId>,
+}
+
+impl Tables<'_> {
+    pub fn mkdir(
+        &mut self,
+        who: &Principal,
+        req: &MkdirRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let mode = req.mode.unwrap_or(DIR_MODE);
+        perm::validate_mode(mode)?;
+        let names = split_path(&req.path)?;
+        let path = join(&names);
+        let mut dir = ROOT_ID;
+        let mut dir_inode = self.ns.inode(ROOT_ID)?;
+        let mut first_missing = names.len();
+        for (depth, name) in names.iter().enumerate() {
+            let here = join(&names[..depth]);
+            self.ns
+                .require(&dir_inode, who, SEARCH, &format!("reach {path}"), &here)?;
+            match self.ns.lookup(dir, name)? {
+                Some((child, true)) => {
+                    dir = child;
+                    dir_inode = self.ns.inode(child)?;
+                }
+                Some((_, false)) => {
+                    return Err(not_a_directory(&join(&names[..=depth])).into());
+                }
+                None => {
+                    first_missing = depth;
+                    break;
+                }
+            }
+        }
+        if first_missing == names.len() {
+            // Everything exists already.
+            if req.parents {
+                return Ok(MutationResponse { id: dir, path });
+            }
+            return Err(
+                ApiError::new(ErrorCode::AlreadyExists, format!("{path} already exists")).into(),
+            );
+        }
+        if first_missing + 1 < names.len() && !req.parents {
+            let parent = join(&names[..=first_missing]);
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("cannot create {path}: parent directory {parent} does not exist; use mkdir -p to create parents"),
+            )
+            .into());
+        }
+        // The directories below are new and the caller's own: only the
+        // existing one they go into needs checking.
+        self.ns.require(
+            &dir_inode,
+            who,
+            WRITE,
+            &format!("create {path}"),
+            &join(&names[..first_missing]),
+        )?;
+        // Only writes from here on: every name below is new.
+        for (depth, name) in names.iter().enumerate().skip(first_missing) {
+            let id = self.alloc_id()?;
+            // As mkdir -p -m: the mode is the last directory's; the
+            // parents made on the way get the default.
+            let this_mode = if depth + 1 == names.len() {
+                mode
+            } else {
+                DIR_MODE
+            };
+            self.save_inode(id, &Inode::new_dir(now, who, this_mode, dir))?;
+            self.link(dir, name, id, true, now)?;
+            dir = id;
+        }
+        Ok(MutationResponse { id: dir, path })
+    }
+
+    pub fn commit(
+        &mut self,
+        who: &Principal,
+        req: &CommitRequest,
+        now: u64,
+    ) -> Result<CommitResponse, StateError> {
+        validate_chunk_list(req)?;
+        let mode = req.mode.unwrap_or(FILE_MODE);
+        perm::validate_mode(mode)?;
+        if let Some(xattrs) = &req.xattrs {
+            validate_xattr_set(who, xattrs, &req.path)?;
+        }
+        let parent = self.resolve_parent(who, &req.path)?;
+        let mut name = parent.name.clone();
+        let replace = match self.ns.lookup(parent.id, &name)? {
+            None => None,
+            Some((_, true)) => {
+                let path = child_path(&parent.path, &name);
+                return Err(ApiError::new(
+                    ErrorCode::IsADirectory,
+                    format!("{path} is a directory; give a file name inside it, as in {path}/NAME"),
+                )
+                .into());
+            }
+            Some((id, false)) => {
+                let path = child_path(&parent.path, &name);
+                match req.on_exists {
+                    OnExists::Fail => return Err(already_exists_file(&path).into()),
+                    OnExists::Replace => {
+                        // Rewriting a file in place needs write on it, not
+                        // on its directory (as open(2) with O_TRUNC).
+                        let inode = self.ns.inode(id)?;
+                        self.ns
+                            .require(&inode, who, WRITE, &format!("replace {path}"), &path)?;
+                        Some((id, inode))
+                    }
+                    OnExists::Rename => {
+                        name = self.unique_name(parent.id, &name)?;
+                        None
+                    }
+                }
+            }
+        };
+        let path = child_path(&parent.path, &name);
+        if replace.is_none() {
+            self.require_write_in(&parent, who, &format!("create {path}"))?;
+        }
+        // Only writes from here on.
+        let is_new = replace.is_none();
+        let (id, mut inode) = match replace {
+            Some((id, mut old)) => {
+                old.touch_contents(now);
+                (id, old)
+            }
+            None => (self.alloc_id()?, Inode::new_file(now, who, mode, parent.id)),
+        };
+        inode = inode.with_contents(req.size_bytes, Some(req.digest), req.chunks.clone());
+        if let Some(xattrs) = &req.xattrs {
+            if inode.xattr_bytes > 0 {
+                self.clear_xattrs(id)?;
+                inode.xattr_bytes = 0;
+            }
+            for xattr in xattrs {
+                self.write_xattr(id, &mut inode, &xattr.name, &xattr.value)?;
+            }
+        }
+        self.save_inode(id, &inode)?;
+        if is_new {
+            self.link(parent.id, &name, id, false, now)?;
+        }
+        Ok(CommitResponse {
+            id,
+            path,
+            version: inode.version,
+        })
+    }
+
+    pub fn remove(
+        &mut self,
+        who: &Principal,
+        req: &RemoveRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let names = split_path(&req.path)?;
+        let path = join(&names);
+        if names.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "cannot remove the root directory /",
+            )
+            .into());
+        }
+        let parent = self.resolve_parent(who, &path)?;
+        let (id, is_dir) = self
+            .ns
+            .lookup(parent.id, &parent.name)?
+            .ok_or_else(|| not_found(&path))?;
+        let mut inode = self.ns.inode(id)?;
+        let tree = is_dir && inode.size_bytes > 0;
+        if tree && !req.recursive {
+            return Err(ApiError::new(
+                ErrorCode::DirectoryNotEmpty,
+                format!("{path} is a directory with {} entries; use rm -r to remove it and everything in it", inode.size_bytes),
+            )
+            .into());
+        }
+        self.require_write_in(&parent, who, &format!("remove {path}"))?;
+        if tree && !who.admin {
+            self.check_tree_removable(who, id, &inode, &path)?;
+        }
+        // Only writes from here on. A tree leaves the namespace now, whole:
+        // nothing in it can be reached by path or id from this entry on.
+        // Its entries are deleted by purges, a bounded number per log entry.
+        self.unlink(parent.id, &parent.name, is_dir, now)?;
+        if tree {
+            inode.parent = DETACHED;
+            inode.touch_attributes(now);
+            self.save_inode(id, &inode)?;
+            let orphan = Orphan { detached_ns: now };
+            self.orphans.insert(id, encode(&orphan).as_slice())?;
+        } else {
+            self.delete_inode(id)?;
+        }
+        Ok(MutationResponse { id, path })
+    }
+
+    /// `rm -r` empties every directory below: each non-empty one needs
+    /// read (to list it), write and search (to remove its entries). Reads
+    /// only the directories' records (an entry's key says whether it is
+    /// one), at most [`MAX_REMOVE_CHECK_ENTRIES`] entries.
+    fn check_tree_removable(
+        &self,
+        who: &Principal,
+        id: FileId,
+        inode: &Inode,
+        path: &str,
+    ) -> Result<(), StateError> {
+        const PAGE: usize = 1024;
+        let doing = format!("remove {path} and everything in it");
+        let mut scanned = 0u64;
+        let mut stack = vec![(id, inode.clone(), path.to_string())];
+        while let Some((dir, dir_inode, dir_path)) = stack.pop() {
+            if dir_inode.size_bytes == 0 {
+                continue;
+            }
+            self.ns
+                .require(&dir_inode, who, READ | WRITE | SEARCH, &doing, &dir_path)?;
+            let mut after = String::new();
+            loop {
+                let page = self.ns.entries(dir, &after, PAGE)?;
+                for (key, child) in &page {
+                    scanned += 1;
+                    let (name, is_dir) = entry_name(key);
+                    if is_dir {
+                        stack.push((*child, self.ns.inode(*child)?, child_path(&dir_path, name)));
+                    }
+                }
+                if scanned > MAX_REMOVE_CHECK_ENTRIES {
+                    return Err(ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "{path} holds more than {MAX_REMOVE_CHECK_ENTRIES} entries, too many to check your \
+                             permissions in one step; remove its subdirectories one by one, or ask an admin"
+                        ),
+                    )
+                    .into());
+                }
+                match page.last() {
+                    Some((key, _)) if page.len() == PAGE => after = key.clone(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `max_entries` entries of removed trees, depth first
+    /// from the oldest tree: files and empty directories go at once; a
+    /// directory with entries becomes the root of a removed tree itself.
+    pub fn purge(&mut self, max_entries: u64, now: u64) -> Result<Output, StateError> {
+        let mut budget = max_entries;
+        let mut deleted = 0;
+        while budget > 0 {
+            let Some(root) = self.orphans.first()?.map(|(id, _)| id.value()) else {
+                break;
+            };
+            let inode = self.ns.inode(root)?;
+            assert_eq!(inode.parent, DETACHED, "orphan {root} is still linked");
+            if !inode.is_dir() || inode.size_bytes == 0 {
+                self.orphans.remove(root)?;
+                self.delete_inode(root)?;
+                deleted += 1;
+                budget -= 1;
+                continue;
+            }
+            let page = self.ns.entries(root, "", budget as usize)?;
+            assert!(
+                !page.is_empty(),
+                "directory {root} counts entries it does not have"
+            );
+            let keys: Vec<&str> = page.iter().map(|(key, _)| key.as_str()).collect();
+            self.unlink_entries(root, &keys, now)?;
+            for (key, child) in &page {
+                let mut child_inode = self.ns.inode(*child)?;
+                if entry_name(key).1 && child_inode.size_bytes > 0 {
+                    child_inode.parent = DETACHED;
+                    self.save_inode(*child, &child_inode)?;
+                    let orphan = Orphan { detached_ns: now };
+                    self.orphans.insert(*child, encode(&orphan).as_slice())?;
+                } else {
+                    self.delete_inode(*child)?;
+                    deleted += 1;
+                }
+                budget -= 1;
+            }
+        }
+        Ok(Output::Purged {
+            entries: deleted,
+            trees_left: self.orphans.len()?,
+        })
+    }
+
+    pub fn rename(
+        &mut self,
+        who: &Principal,
+        req: &MoveRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let src = self.resolve_source(who, &req.src)?;
+        let dst = self.resolve_destination(who, &req.dst, &src, req.replace)?;
+        let unchanged = MutationResponse {
+            id: src.id,
+            path: src.path.clone(),
+        };
+        if dst.path == src.path {
+            return Ok(unchanged);
+        }
+        if src.inode.is_dir() && dst.path.starts_with(&format!("{}/", src.path)) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "cannot move directory {} into itself ({})",
+                    src.path, dst.path
+                ),
+            )
+            .into());
+        }
+        let doing = format!("move {} to {}", src.path, dst.path);
+        self.require_write_in(&src.parent, who, &doing)?;
+        self.require_write_in(&dst.parent, who, &doing)?;
+        let is_dir = src.inode.is_dir();
+        if is_dir && dst.parent.id != src.parent.id {
+            // Its ".." changes: POSIX asks write on the directory itself.
+            self.ns.require(&src.inode, who, WRITE, &doing, &src.path)?;
+        }
+        // Only writes from here on.
+        if let Some(old) = dst.replaced {
+            self.unlink(dst.parent.id, &dst.parent.name, false, now)?;
+            self.delete_inode(old)?;
+        }
+        self.unlink(src.parent.id, &src.parent.name, is_dir, now)?;
+        let mut moved = src.inode;
+        moved.parent = dst.parent.id;
+        moved.touch_attributes(now);
+        self.save_inode(src.id, &moved)?;
+        self.link(dst.parent.id, &dst.parent.name, src.id, is_dir, now)?;
+        Ok(MutationResponse {
+            id: src.id,
+            path: dst.path,
+        })
+    }
+
+    pub fn copy(
+        &mut self,
+        who: &Principal,
+        req: &MoveRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let src = self.resolve_source(who, &req.src)?;
+        if src.inode.is_dir() {
+            return Err(ApiError::new(
+                ErrorCode::IsADirectory,
+                format!(
+                    "{} is a directory; cp copies files (copy the files inside it one by one)",
+                    src.path
+                ),
+            )
+            .into());
+        }
+        let dst = self.resolve_destination(who, &req.dst, &src, req.replace)?;
+        if dst.path == src.path {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("cannot copy {} onto itself", src.path),
+            )
+            .into());
+        }
+        let doing = format!("copy {} to {}", src.path, dst.path);
+        self.ns.require(&src.inode, who, READ, &doing, &src.path)?;
+        self.require_write_in(&dst.parent, who, &doing)?;
+        // Only writes from here on. The copy shares the chunk list: no data
+        // moves. As cp(1) without -p: the caller owns the copy, which keeps
+        // the source's bits, and no extended attributes.
+        if let Some(old) = dst.replaced {
+            self.unlink(dst.parent.id, &dst.parent.name, false, now)?;
+            self.delete_inode(old)?;
+        }
+        let id = self.alloc_id()?;
+        let inode = Inode::new_file(now, who, src.inode.mode, dst.parent.id).with_contents(
+            src.inode.size_bytes,
+            src.inode.digest,
+            src.inode.chunks.clone(),
+        );
+        self.save_inode(id, &inode)?;
+        self.link(dst.parent.id, &dst.parent.name, id, false, now)?;
+        Ok(MutationResponse { id, path: dst.path })
+    }
+
+    pub fn chmod(
+        &mut self,
+        who: &Principal,
+        req: &ChmodRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        perm::validate_mode(req.mode)?;
+        let (id, mut inode) = self.ns.resolve(who, &req.path)?;
+        let path = cairn_proto::path::normalize(&req.path)?;
+        if !who.admin && inode.uid != who.uid {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "permission denied: only the owner of {path} ({}) or an admin may change its mode",
+                    self.ns.user_name(inode.uid)?
+                ),
+            )
+            .into());
+        }
+        // Only writes from here on.
+        inode.mode = req.mode;
+        inode.touch_attributes(now);
+        self.save_inode(id, &inode)?;
+        Ok(MutationResponse { id, path })
+    }
+
+    pub fn chown(
+        &mut self,
+        who: &Principal,
+        req: &ChownRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let new_uid = self.owner_id(req)?;
+        let new_gid = self.group_id(req)?;
+        if new_uid.is_none() && new_gid.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "chown needs a new owner, a new group, or both (OWNER, OWNER:GROUP or :GROUP)",
+            )
+            .into());
+        }
+        let (id, mut inode) = self.ns.resolve(who, &req.path)?;
+        let path = cairn_proto::path::normalize(&req.path)?;
+        if let Some(uid) = new_uid {
+            if !who.admin && uid != inode.uid {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("permission denied: only an admin may give {path} to another owner"),
+                )
+                .into());
+            }
+        }
+        if let Some(gid) = new_gid {
+            let owns = inode.uid == who.uid;
+            if !(who.admin || owns && who.in_group(gid)) {
+                let mut own_groups = Vec::new();
+                for gid in &who.gids {
+                    own_groups.push(self.ns.group_name(*gid)?);
+                }
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "permission denied: the owner of {path} may set its group only to one of their own groups \
+                         ({}); an admin may set any",
+                        own_groups.join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
+        // Only writes from here on.
+        if let Some(uid) = new_uid {
+            inode.uid = uid;
+        }
+        if let Some(gid) = new_gid {
+            inode.gid = gid;
+        }
+        inode.touch_attributes(now);
+        self.save_inode(id, &inode)?;
+        Ok(MutationResponse { id, path })
+    }
+
+    /// The uid a chown names, by name (which must exist) or number.
+    fn owner_id(&self, req: &ChownRequest) -> Result<Option<u32>, StateError> {
+        match (&req.owner, req.uid) {
+            (Some(_), Some(_)) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "give the new owner by name or by uid, not both",
+            )
+            .into()),
+            (Some(name), None) => {
+                cairn_proto::api::validate_user_name("user", name)?;
+                let user = users::get_user(&self.ns.auth, name)?.ok_or_else(|| {
+                    ApiError::not_found(format!("user {name} (see `cairn user list`)"))
+                })?;
+                Ok(Some(user.uid))
+            }
+            (None, uid) => Ok(uid),
+        }
+    }
+
+    /// The gid a chown names, by name (which must exist) or number.
+    fn group_id(&self, req: &ChownRequest) -> Result<Option<u32>, StateError> {
+        match (&req.group, req.gid) {
+            (Some(_), Some(_)) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "give the new group by name or by gid, not both",
+            )
+            .into()),
+            (Some(name), None) => {
+                cairn_proto::api::validate_user_name("group", name)?;
+                let group = users::get_group(&self.ns.auth, name)?.ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "group {name} (groups come with `cairn user add --groups`)"
+                    ))
+                })?;
+                Ok(Some(group.gid))
+            }
+            (None, gid) => Ok(gid),
+        }
+    }
+
+    pub fn set_xattr(
+        &mut self,
+        who: &Principal,
+        req: &XattrSetRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        validate_xattr(&req.xattr)?;
+        let (id, mut inode) = self.ns.resolve(who, &req.path)?;
+        let path = cairn_proto::path::normalize(&req.path)?;
+        let name = &req.xattr.name;
+        self.require_xattr_write(who, &inode, name, &path)?;
+        let old_len = self
+            .ns
+            .xattrs
+            .get((id, name.as_str()))?
+            .map(|v| v.value().len());
+        match (req.mode, old_len) {
+            (XattrSetMode::Create, Some(_)) => {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("{path} already has the extended attribute {name}"),
+                )
+                .into())
+            }
+            (XattrSetMode::Replace, None) => return Err(no_such_xattr(&path, name).into()),
+            _ => {}
+        }
+        let after = inode.xattr_bytes as usize - old_len.map_or(0, |len| xattr_cost(name, len))
+            + xattr_cost(name, req.xattr.value.len());
+        if after > MAX_XATTR_BYTES_PER_INODE {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{path} has no room for extended attribute {name}: its attributes would take {after} bytes, \
+                     over the {MAX_XATTR_BYTES_PER_INODE} a file or directory may have"
+                ),
+            )
+            .into());
+        }
+        // Only writes from here on.
+        self.write_xattr(id, &mut inode, name, &req.xattr.value)?;
+        inode.touch_attributes(now);
+        self.save_inode(id, &inode)?;
+        Ok(MutationResponse { id, path })
+    }
+
+    pub fn remove_xattr(
+        &mut self,
+        who: &Principal,
+        req: &XattrRemoveRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        validate_xattr_name(&req.name)?;
+        let (id, mut inode) = self.ns.resolve(who, &req.path)?;
+        let path = cairn_proto::path::normalize(&req.path)?;
+        self.require_xattr_write(who, &inode, &req.name, &path)?;
+        if self.ns.xattrs.get((id, req.name.as_str()))?.is_none() {
+            return Err(no_such_xattr(&path, &req.name).into());
+        }
+        // Only writes from here on.
+        self.erase_xattr(id, &mut inode, &req.name)?;
+        inode.touch_attributes(now);
+        self.save_inode(id, &inode)?;
+        Ok(MutationResponse { id, path })
+    }
+
+    /// `user.` attributes need write on the object; the others, an admin.
+    fn require_xattr_write(
+        &self,
+        who: &Principal,
+        inode: &Inode,
+        name: &str,
+        path: &str,
+    ) -> Result<(), StateError> {
+        match XattrNamespace::of(name) {
+            XattrNamespace::User => self.ns.require(
+                inode,
+                who,
+                WRITE,
+                &format!("change extended attribute {name} of {path}"),
+                path,
+            ),
+            XattrNamespace::Trusted | XattrNamespace::Security => Ok(require_admin(
+                who,
+                &format!("change extended attribute {name}"),
+            )?),
+        }
+    }
+
+    // ---- resolution of the objects a command works on ----
+
+    /// Resolves the directory that holds `path`'s last name, checking
+    /// search on every directory on the way.
+    fn resolve_parent(&self, who: &Principal, path: &str) -> Result<ParentDir, StateError> {
+        let names = split_path(path)?;
+        let Some((name, parents)) = names.split_last() else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "the root directory / cannot be the target",
+            )
+            .into());
+        };
+        let (id, inode) = self.ns.walk_dirs(who, parents, &join(&names))?;
+        Ok(ParentDir {
+            path: join(parents),
+            id,
+            inode,
+            name: name.to_string(),
+        })
+    }
+
+    /// Adding or removing an entry needs write and search on the directory.
+    fn require_write_in(
+        &self,
+        dir: &ParentDir,
+        who: &Principal,
+        doing: &str,
+    ) -> Result<(), StateError> {
+        self.ns
+            .require(&dir.inode, who, WRITE | SEARCH, doing, &dir.path)
+    }
+
+    fn resolve_source(&self, who: &Principal, path: &str) -> Result<Source, StateError> {
+        let parent = self.resolve_parent(who, path)?;
+        let path = child_path(&parent.path, &parent.name);
+        let (id, _) = self
+            .ns
+            .lookup(parent.id, &parent.name)?
+            .ok_or_else(|| not_found(&path))?;
+        let inode = self.ns.inode(id)?;
+        Ok(Source {
+            path,
+            parent,
+            id,
+            inode,
+        })
+    }
+
+    /// Where `src` goes when moved or copied to `dst`: into `dst` if it is a
+    /// directory, else at `dst`, replacing a file there only with `replace`.
+    fn resolve_destination(
+        &self,
+        who: &Principal,
+        dst: &str,
+        src: &Source,
+        replace: bool,
+    ) -> Result<Destination, StateError> {
+        let names = split_path(dst)?;
+        let mut dst_path = join(&names);
+        let (mut parent, mut existing) = match names.split_last() {
+            None => {
+                let root = ParentDir {
+                    path: "/".to_string(),
+                    id: ROOT_ID,
+                    inode: self.ns.inode(ROOT_ID)?,
+                    name: src.parent.name.clone(),
+                };
+                (root, Some((ROOT_ID, true)))
+            }
+            Some((last, parents)) => {
+                let (id, inode) = self.ns.walk_dirs(who, parents, &dst_path)?;
+                let existing = self.ns.lookup(id, last)?;
+                let parent = ParentDir {
+                    path: join(parents),
+                    id,
+                    inode,
+                    name: last.to_string(),
+                };
+                (parent, existing)
+            }
+        };
+        if let Some((id, true)) = existing {
+            if id != src.id {
+                // "into it"
+                let inode = self.ns.inode(id)?;
+                self.ns.require(
+                    &inode,
+                    who,
+                    SEARCH,
+                    &format!("move or copy into {dst_path}"),
+                    &dst_path,
+                )?;
+                parent = ParentDir {
+                    path: dst_path.clone(),
+                    id,
+                    inode,
+                    name: src.parent.name.clone(),
+                };
+                dst_path = child_path(&dst_path, &parent.name);
+                existing = self.ns.lookup(parent.id, &parent.name)?;
+            }
+        }
+        let mut replaced = None;
+        match existing {
+            Some((id, _)) if id == src.id => {}
+            None => {}
+            Some((_, true)) => {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("{dst_path} already exists and is a directory; remove it first or choose another name"),
+                )
+                .into());
+            }
+            Some((id, false)) => {
+                if src.inode.is_dir() {
+                    return Err(ApiError::new(
+                        ErrorCode::AlreadyExists,
+                        format!(
+                            "{dst_path} already exists and is a file; a directory cannot replace it"
+                        ),
+                    )
+                    .into());
+                }
+                if !replace {
+                    return Err(ApiError::new(
+                        ErrorCode::AlreadyExists,
+                        format!("{dst_path} already exists; use --force to replace it"),
+                    )
+                    .into());
+                }
+                replaced = Some(id);
+            }
+        }
+        Ok(Destination {
+            path: dst_path,
+            parent,
+            replaced,
+        })
+    }
+
+    fn unique_name(&self, parent: FileId, name: &str) -> Result<String, StateError> {
+        let (stem, ext) = match name.rfind('.') {
+            Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+            _ => (name, ""),
+        };
+        for n in 1..=MAX_RENAME_ATTEMPTS {
+            let candidate = format!("{stem}-{n}{ext}");
+            if cairn_proto::path::validate_name(&candidate).is_err() {
+                break;
+            }
+            if self.ns.lookup(parent, &candidate)?.is_none() {
+                return Ok(candidate);
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!("found no free name like {name:?} in its directory; choose a name yourself"),
+        )
+        .into())
+    }
+}
+
+/// The attributes a commit sets: each valid, each name once, within the
+/// per-inode budget, and only in namespaces the caller may write.
+fn validate_xattr_set(who: &Principal, xattrs: &[Xattr], path: &str) -> Result<(), ApiError> {
+    let mut total = 0;
+    let mut names = std::collections::BTreeSet::new();
+    for xattr in xattrs {
+        validate_xattr(xattr)?;
+        if !names.insert(xattr.name.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "extended attribute {} is given twice for {path}",
+                    xattr.name
+                ),
+            ));
+        }
+        if XattrNamespace::of(&xattr.name) != XattrNamespace::User {
+            require_admin(who, &format!("set extended attribute {}", xattr.name))?;
+        }
+        total += xattr_cost(&xattr.name, xattr.value.len());
+    }
+    if total > MAX_XATTR_BYTES_PER_INODE {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "the extended attributes given for {path} take {total} bytes; a file may have {MAX_XATTR_BYTES_PER_INODE}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_chunk_list(req: &CommitRequest) -> Result<(), ApiError> {
+    if req.chunks.len() > MAX_CHUNKS_PER_FILE {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} has {} chunks; the limit is {MAX_CHUNKS_PER_FILE}",
+                req.path,
+                req.chunks.len()
+            ),
+        ));
+    }
+    let total: u64 = req.chunks.iter().map(|c| u64::from(c.length_bytes)).sum();
+    let bad_length = req
+        .chunks
+        .iter()
+        .any(|c| c.length_bytes == 0 || u64::from(c.length_bytes) > MAX_CHUNK_SIZE_BYTES);
+    if total != req.size_bytes || bad_length {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "commit of {}: chunk lengths add up to {total} bytes but the size is {}, or a chunk is empty or over {} MiB",
+                req.path,
+                req.size_bytes,
+                MAX_CHUNK_SIZE_BYTES >> 20
+            ),
+        ));
+    }
+    if file_digest(&req.chunks) != req.digest {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "commit of {}: the digest does not match the chunk list",
+                req.path
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn not_a_directory(path: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotADirectory,
+        format!("{path} is a file, not a directory"),
+    )
+}
+
+fn already_exists_file(path: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::AlreadyExists,
+        format!("{path} already exists; use --force to replace it or --rename to store under a new name"),
+    )
+}
+
+pub fn no_such_xattr(path: &str, name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("{path} has no extended attribute {name}"),
+    )
+}
