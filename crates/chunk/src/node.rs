@@ -232,7 +232,7 @@ impl Node {
             if &peer.id == me {
                 continue;
             }
-            let data = match self.peers.get(&peer.addr, id, None).await {
+            let data = match self.peers.get(&peer.addr, id, None, None).await {
                 Ok(data) => data,
                 Err(e) => {
                     failures.push(format!("{}: {e}", peer.addr));

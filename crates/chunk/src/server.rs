@@ -402,6 +402,23 @@ async fn has_chunks(
             }
         });
     }
+    // A copy found corrupt now is moved to quarantine/ (above, in the
+    // background), so it counts as quarantined too.
+    let quarantined = if verify {
+        let store = server.store.clone();
+        match tokio::task::spawn_blocking(move || store.quarantined_ids()).await {
+            Ok(Ok(held)) => request
+                .ids
+                .iter()
+                .zip(&checked)
+                .map(|(id, p)| *p == Presence::Corrupt || held.contains(id))
+                .collect(),
+            Ok(Err(e)) => return internal("cannot list the quarantine", e),
+            Err(e) => return internal("quarantine task failed", e),
+        }
+    } else {
+        Vec::new()
+    };
     Json(HasChunksResponse {
         present: checked.iter().map(|p| *p == Presence::Held).collect(),
         corrupt: if verify {
@@ -409,6 +426,7 @@ async fn has_chunks(
         } else {
             Vec::new()
         },
+        quarantined,
         epoch: server.node.epoch(),
     })
     .into_response()

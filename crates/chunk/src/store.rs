@@ -214,6 +214,19 @@ impl ChunkStore {
         Ok(true)
     }
 
+    /// The chunks this node keeps a quarantined (corrupt) copy of.
+    pub fn quarantined_ids(&self) -> io::Result<std::collections::HashSet<ChunkId>> {
+        let mut ids = std::collections::HashSet::new();
+        for entry in fs::read_dir(&self.quarantine_dir)? {
+            let name = entry?.file_name();
+            let hex = name.to_str().and_then(|n| n.split('.').next());
+            if let Some(id) = hex.and_then(|h| h.parse::<ChunkId>().ok()) {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Deletes the oldest quarantined copies beyond [`MAX_QUARANTINED`].
     fn trim_quarantine(&self) -> io::Result<()> {
         let mut kept: Vec<(u128, PathBuf)> = fs::read_dir(&self.quarantine_dir)?

@@ -1,18 +1,28 @@
 //! `cairn`: every Cairn process and the command-line client in one binary.
 //!
 //! - `servers.rs`: `cairn meta`, `cairn chunk`, `cairn dev`
-//! - `commands.rs`: the client commands (put, get, ls, ...)
+//! - `context.rs`: what client commands stand on (the file API, the
+//!   working directory that relative paths start from)
+//! - `file_commands.rs`: put, get, cat, ls, mkdir, rm, mv, cp, stat,
+//!   chmod, chown, xattr
+//! - `cluster_commands.rs`: status, fsck, node, meta-admin
+//! - `shell.rs`: `cairn shell`, the interactive shell
 //! - `session.rs`: the config file; login, logout and the user commands
-//! - `output.rs`: tables, times and sizes for people; JSON for scripts
+//! - `output.rs`: tables, times, sizes and escaped names for people
 
-mod commands;
+mod cluster_commands;
+mod context;
+mod file_commands;
 mod output;
 mod servers;
 mod session;
+mod shell;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::context::Context;
 
 #[derive(Parser)]
 #[command(
@@ -53,24 +63,13 @@ enum Command {
     Chunk(servers::ChunkArgs),
     /// Run a local cluster: 1 or 3 metadata members and N chunk servers
     Dev(servers::DevArgs),
-    /// Store a local file (or stdin, `-`) in Cairn
-    Put(commands::PutArgs),
-    /// Fetch a file from Cairn to a local file (or stdout, `-`)
-    Get(commands::GetArgs),
-    /// Print a file's contents
-    Cat(commands::CatArgs),
-    /// List a directory
-    Ls(commands::LsArgs),
-    /// Create a directory
-    Mkdir(commands::MkdirArgs),
-    /// Remove a file or directory
-    Rm(commands::RmArgs),
-    /// Move or rename a file or directory (atomic)
-    Mv(commands::MoveArgs),
-    /// Copy a file (shares its chunks; no data is copied)
-    Cp(commands::MoveArgs),
-    /// Show a file's or directory's metadata
-    Stat(commands::StatArgs),
+    /// An interactive shell: cd, ls, put, get, ... with line editing,
+    /// history and completion of remote paths
+    Shell,
+    /// Print a completion script for a shell: bash, zsh, fish, elvish or powershell
+    Completions(CompletionsArgs),
+    #[command(flatten)]
+    Files(FileCommand),
     /// Log in: prompts for the password and keeps the session in the config file
     Login(session::LoginArgs),
     /// End this session (or, with --all, every session of the user)
@@ -80,24 +79,83 @@ enum Command {
     /// Manage users: add, passwd, rm, list, revoke
     #[command(subcommand)]
     User(session::UserCommand),
-    /// Set a file's or directory's permission bits (owner or admin), as in 640
-    Chmod(commands::ChmodArgs),
-    /// Set a file's or directory's owner and/or group: OWNER, OWNER:GROUP or :GROUP
-    Chown(commands::ChownArgs),
     /// Show the cluster: map epoch, nodes, replication, repair and scrub progress
-    Status(commands::StatusArgs),
+    Status(cluster_commands::StatusArgs),
     /// Check that every chunk of every file is on its nodes and intact
-    Fsck(commands::FsckArgs),
+    Fsck(cluster_commands::FsckArgs),
     /// Manage storage nodes: drain, undrain, remove
     #[command(subcommand)]
-    Node(commands::NodeCommand),
+    Node(cluster_commands::NodeCommand),
     /// Manage the metadata group: members, add-voter, add-learner, remove, snapshot
     #[command(subcommand, name = "meta-admin")]
-    MetaAdmin(commands::MetaAdminCommand),
+    MetaAdmin(cluster_commands::MetaAdminCommand),
+}
+
+/// The commands on files and directories: the same in the shell.
+#[derive(Subcommand)]
+pub enum FileCommand {
+    /// Store a local file (or stdin, `-`) in Cairn
+    Put(file_commands::PutArgs),
+    /// Fetch a file (or a byte range of it) to a local file (or stdout, `-`)
+    Get(file_commands::GetArgs),
+    /// Print a file's contents (or a byte range of them)
+    Cat(file_commands::CatArgs),
+    /// List a directory (or, with -R, everything below it)
+    Ls(file_commands::LsArgs),
+    /// Create a directory
+    Mkdir(file_commands::MkdirArgs),
+    /// Remove a file or directory
+    Rm(file_commands::RmArgs),
+    /// Move or rename a file or directory (atomic)
+    Mv(file_commands::MoveArgs),
+    /// Copy a file (shares its chunks; no data is copied)
+    Cp(file_commands::MoveArgs),
+    /// Show a file's or directory's metadata
+    Stat(file_commands::StatArgs),
+    /// Set a file's or directory's permission bits (owner or admin), as in 640
+    Chmod(file_commands::ChmodArgs),
+    /// Set a file's or directory's owner and/or group: OWNER, OWNER:GROUP or :GROUP
+    Chown(file_commands::ChownArgs),
+    /// Extended attributes: get, set, list, rm
+    #[command(subcommand)]
+    Xattr(file_commands::XattrCommand),
+}
+
+impl FileCommand {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+        match self {
+            FileCommand::Put(args) => file_commands::put(ctx, args).await,
+            FileCommand::Get(args) => file_commands::get(ctx, args).await,
+            FileCommand::Cat(args) => file_commands::cat(ctx, args).await,
+            FileCommand::Ls(args) => file_commands::ls(ctx, args).await,
+            FileCommand::Mkdir(args) => file_commands::mkdir(ctx, args).await,
+            FileCommand::Rm(args) => file_commands::rm(ctx, args).await,
+            FileCommand::Mv(args) => file_commands::mv(ctx, args).await,
+            FileCommand::Cp(args) => file_commands::cp(ctx, args).await,
+            FileCommand::Stat(args) => file_commands::stat(ctx, args).await,
+            FileCommand::Chmod(args) => file_commands::chmod(ctx, args).await,
+            FileCommand::Chown(args) => file_commands::chown(ctx, args).await,
+            FileCommand::Xattr(command) => file_commands::xattr(ctx, command).await,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    shell: clap_complete::Shell,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions(args) = &cli.command {
+        clap_complete::generate(
+            args.shell,
+            &mut Cli::command(),
+            "cairn",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let is_server = matches!(
         cli.command,
         Command::Meta(_) | Command::Chunk(_) | Command::Dev(_)
@@ -142,50 +200,53 @@ fn main() -> ExitCode {
         },
         None => cairn_transport::ClientTls::plain(),
     };
-    let meta = &cairn_client::MetaClient::new(&meta_addrs)
+    // The member that led when the last command ran gets the first call.
+    let remembered_leader = (!is_server)
+        .then(|| session::remembered_leader(&config_path, &meta_addrs))
+        .flatten();
+    let meta = cairn_client::MetaClient::new(&meta_addrs)
         .with_stale_ok(cli.stale_ok)
         .with_failover_timeout(cli.failover_timeout)
         .with_token(token)
-        .with_tls(tls.clone());
+        .with_tls(tls.clone())
+        .with_leader_hint(remembered_leader.as_deref());
+    let ctx = &Context::new(meta.clone(), config.user.clone());
     let session = session::Session {
         config_path: config_path.clone(),
         config: config.clone(),
         meta_addrs: meta_addrs.clone(),
         ca: ca.clone(),
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Meta(args) => servers::meta(args, tls).await,
-            Command::Chunk(args) => servers::chunk(args, meta_addrs, tls).await,
-            Command::Dev(mut args) => {
-                // For `dev`, `--meta N` is how many metadata members to run
-                // (an address, as from CAIRN_META, means the default).
-                if let Some(count) = dev_count.and_then(|c| c.parse().ok()) {
-                    args.meta = count;
+    let result = match cli.command {
+        Command::Shell => shell::run(&runtime, ctx, &session),
+        command => runtime.block_on(async {
+            match command {
+                Command::Meta(args) => servers::meta(args, tls).await,
+                Command::Chunk(args) => servers::chunk(args, meta_addrs.clone(), tls).await,
+                Command::Dev(mut args) => {
+                    // For `dev`, `--meta N` is how many metadata members to
+                    // run (an address, as from CAIRN_META, means the default).
+                    if let Some(count) = dev_count.and_then(|c| c.parse().ok()) {
+                        args.meta = count;
+                    }
+                    servers::dev(args).await
                 }
-                servers::dev(args).await
+                Command::Shell | Command::Completions(_) => unreachable!("handled above"),
+                Command::Files(command) => command.run(ctx).await,
+                Command::Login(args) => session::login(&meta, &session, args).await,
+                Command::Logout(args) => session::logout(&meta, &session, args).await,
+                Command::Whoami => session::whoami(&meta).await,
+                Command::User(command) => session::user(&meta, command).await,
+                Command::Status(args) => cluster_commands::status(&meta, args).await,
+                Command::Fsck(args) => cluster_commands::fsck(ctx, args).await,
+                Command::Node(command) => cluster_commands::node(&meta, command).await,
+                Command::MetaAdmin(command) => cluster_commands::meta_admin(&meta, command).await,
             }
-            Command::Login(args) => session::login(meta, &session, args).await,
-            Command::Logout(args) => session::logout(meta, &session, args).await,
-            Command::Whoami => session::whoami(meta).await,
-            Command::User(command) => session::user(meta, command).await,
-            Command::Chmod(args) => commands::chmod(meta, args).await,
-            Command::Chown(args) => commands::chown(meta, args).await,
-            Command::Put(args) => commands::put(meta, args).await,
-            Command::Get(args) => commands::get(meta, args).await,
-            Command::Cat(args) => commands::cat(meta, args).await,
-            Command::Ls(args) => commands::ls(meta, args).await,
-            Command::Mkdir(args) => commands::mkdir(meta, args).await,
-            Command::Rm(args) => commands::rm(meta, args).await,
-            Command::Mv(args) => commands::mv(meta, args).await,
-            Command::Cp(args) => commands::cp(meta, args).await,
-            Command::Stat(args) => commands::stat(meta, args).await,
-            Command::Status(args) => commands::status(meta, args).await,
-            Command::Fsck(args) => commands::fsck(meta, args).await,
-            Command::Node(command) => commands::node(meta, command).await,
-            Command::MetaAdmin(command) => commands::meta_admin(meta, command).await,
-        }
-    });
+        }),
+    };
+    if !is_server && remembered_leader.as_deref() != Some(meta.addr().as_str()) {
+        session::remember_leader(&config_path, &meta_addrs, &meta.addr());
+    }
     match result {
         Ok(code) => code,
         Err(e) => {

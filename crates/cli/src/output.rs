@@ -1,5 +1,6 @@
 //! Text for people: listings, stat, status, times and sizes.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use cairn_client::fsck::FsckReport;
@@ -9,6 +10,51 @@ use cairn_proto::api::{
     DirEntry, EntryKind, MemberStatus, NodeReport, Stat, StatusResponse, UserInfo,
 };
 use cairn_proto::units::format_size;
+
+/// A file name as text output shows it, as GNU ls's shell-escape style
+/// does: as it is when every character is plain; in single quotes when it
+/// holds spaces or shell characters; as `$'...'` with escapes when it holds
+/// a control character or one that reorders or breaks lines (so a name can
+/// never forge a line or a column of someone else's listing). `--json`
+/// output keeps names exact.
+pub fn escape(name: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_alphanumeric() || "._-+,:@%^=~/".contains(c);
+    if !name.is_empty() && name.chars().all(plain) {
+        return Cow::Borrowed(name);
+    }
+    if !name.chars().any(needs_ansi_c) {
+        return Cow::Owned(format!("'{}'", name.replace('\'', r"'\''")));
+    }
+    let mut out = String::from("$'");
+    for c in name.chars() {
+        match c {
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            '\r' => out.push_str(r"\r"),
+            '\\' => out.push_str(r"\\"),
+            '\'' => out.push_str(r"\'"),
+            c if needs_ansi_c(c) && (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if needs_ansi_c(c) => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    Cow::Owned(out)
+}
+
+/// Characters that may not appear as they are in a line of text output:
+/// controls, and the invisible ones that break lines or reorder text.
+fn needs_ansi_c(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
+}
 
 /// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_time(ms: u64) -> String {
@@ -32,17 +78,29 @@ pub fn format_time(ms: u64) -> String {
     )
 }
 
-/// The users table of `cairn user list`.
-pub fn users_text(users: &[UserInfo]) -> String {
-    let mut out = format!(
-        "{:<20} {:<5} {:>8} {:<19} groups\n",
-        "user", "admin", "sessions", "created"
-    );
+/// `ns` since the Unix epoch as `YYYY-MM-DD HH:MM:SS.nnnnnnnnn` UTC.
+pub fn format_time_ns(ns: u64) -> String {
+    format!("{}.{:09}", format_time(ns / 1_000_000), ns % 1_000_000_000)
+}
+
+/// The header line of the users table of `cairn user list` (printed once
+/// before the pages).
+pub fn users_header() -> String {
+    format!(
+        "{:<20} {:>6} {:<5} {:>8} {:<19} groups\n",
+        "user", "uid", "admin", "sessions", "created"
+    )
+}
+
+/// Rows of the users table, one page at a time.
+pub fn users_rows(users: &[UserInfo]) -> String {
+    let mut out = String::new();
     for user in users {
         let _ = writeln!(
             out,
-            "{:<20} {:<5} {:>8} {} {}",
+            "{:<20} {:>6} {:<5} {:>8} {} {}",
             user.name,
+            user.uid,
             if user.admin { "yes" } else { "no" },
             user.sessions,
             format_time(user.created_ms),
@@ -78,7 +136,7 @@ pub fn long_listing(entries: &[DirEntry]) -> String {
             e.version,
             format_time(e.modified_ms),
             e.id,
-            e.name
+            escape(&e.name)
         );
     }
     out
@@ -86,7 +144,7 @@ pub fn long_listing(entries: &[DirEntry]) -> String {
 
 pub fn stat_text(path: &str, stat: &Stat, locations: Option<&[ChunkLocation]>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "path:     {path}");
+    let _ = writeln!(out, "path:     {}", escape(path));
     let _ = writeln!(out, "id:       {}", stat.id);
     let _ = writeln!(out, "kind:     {}", kind(stat.kind));
     match stat.kind {
@@ -108,10 +166,15 @@ pub fn stat_text(path: &str, stat: &Stat, locations: Option<&[ChunkLocation]>) -
         stat.mode,
         mode_string(stat.mode)
     );
-    let _ = writeln!(out, "owner:    {}:{}", stat.owner, stat.group);
+    let _ = writeln!(
+        out,
+        "owner:    {}:{} ({}:{})",
+        stat.owner, stat.group, stat.uid, stat.gid
+    );
     let _ = writeln!(out, "version:  {}", stat.version);
-    let _ = writeln!(out, "created:  {}", format_time(stat.created_ms));
-    let _ = writeln!(out, "modified: {}", format_time(stat.modified_ms));
+    let _ = writeln!(out, "created:  {}", format_time_ns(stat.created_ns));
+    let _ = writeln!(out, "modified: {}", format_time_ns(stat.modified_ns));
+    let _ = writeln!(out, "changed:  {}", format_time_ns(stat.changed_ns));
     if let Some(digest) = stat.digest {
         let _ = writeln!(out, "digest:   {digest}");
         let _ = writeln!(out, "chunks:   {}", stat.chunks.len());
@@ -275,7 +338,15 @@ pub fn fsck_text(report: &FsckReport, files_shown: usize) -> String {
     );
     let _ = writeln!(out, "  healthy           {}", report.healthy);
     let _ = writeln!(out, "  under-replicated  {}", report.under_replicated);
-    let _ = writeln!(out, "  missing           {}", report.missing);
+    if report.missing_corrupt > 0 {
+        let _ = writeln!(
+            out,
+            "  missing           {} ({} with every copy corrupt)",
+            report.missing, report.missing_corrupt
+        );
+    } else {
+        let _ = writeln!(out, "  missing           {}", report.missing);
+    }
     let _ = writeln!(out, "  corrupt           {}", report.corrupt);
     for node in &report.unreachable_nodes {
         let _ = writeln!(out, "warning: no answer from node {node}");
@@ -286,7 +357,11 @@ pub fn fsck_text(report: &FsckReport, files_shown: usize) -> String {
             let _ = writeln!(
                 out,
                 "  {} (id {}): {} missing, {} corrupt, {} under-replicated",
-                file.path, file.id, file.missing, file.corrupt, file.under_replicated
+                escape(&file.path),
+                file.id,
+                file.missing,
+                file.corrupt,
+                file.under_replicated
             );
         }
         if report.problem_files.len() > files_shown {
@@ -297,12 +372,32 @@ pub fn fsck_text(report: &FsckReport, files_shown: usize) -> String {
             );
         }
     }
-    if report.missing > 0 {
+    let lost_to_nodes = report.missing - report.missing_corrupt;
+    if lost_to_nodes > 0 {
         let _ = writeln!(
             out,
-            "DATA MISSING: no live node holds a good copy of {} chunk(s); bring back down nodes (`cairn status`)",
-            report.missing
+            "DATA MISSING: no live node holds a copy of {lost_to_nodes} chunk(s); bring back the nodes that are down \
+             (`cairn status`)"
         );
+    }
+    if report.missing_corrupt > 0 {
+        let _ = writeln!(
+            out,
+            "DATA CORRUPT: every copy found of {} chunk(s) is corrupt, so none is good to repair from. The nodes \
+             moved them to the quarantine/ directory of their data directory, where a person may recover them:",
+            report.missing_corrupt
+        );
+        for chunk in &report.quarantined {
+            let _ = writeln!(
+                out,
+                "  chunk {}: quarantined on {}",
+                chunk.id,
+                chunk.nodes.join(", ")
+            );
+        }
+        if report.missing_corrupt as usize > report.quarantined.len() {
+            let _ = writeln!(out, "  ... and more (see --json)");
+        }
     }
     out
 }
@@ -310,6 +405,25 @@ pub fn fsck_text(report: &FsckReport, files_shown: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_cannot_forge_lines_or_columns() {
+        assert_eq!(escape("plain-name_1.txt"), "plain-name_1.txt");
+        assert_eq!(escape("été"), "été", "letters of any script are plain");
+        assert_eq!(escape("a b"), "'a b'");
+        assert_eq!(escape("it's"), r"'it'\''s'");
+        assert_eq!(escape("two\nlines"), r"$'two\nlines'");
+        assert_eq!(escape("bell\u{7}"), r"$'bell\x07'");
+        assert_eq!(escape("rtl\u{202e}txt"), r"$'rtl\u202etxt'");
+        assert_eq!(escape(""), "''");
+        for hostile in ["x\nfile rw-r--r-- root", "x\r", "a\u{2028}b", "a\u{85}b"] {
+            let shown = escape(hostile);
+            assert!(
+                !shown.contains(['\n', '\r', '\u{2028}', '\u{85}']),
+                "{shown:?}"
+            );
+        }
+    }
 
     #[test]
     fn times() {

@@ -307,16 +307,35 @@ pub async fn user(meta: &MetaClient, command: UserCommand) -> anyhow::Result<Exi
         UserCommand::Rm(args) => {
             let answer = meta.remove_user(&UserRequest { name: args.name }).await?;
             println!(
-                "removed user {} ({} session(s) ended; their files keep their owner name)",
-                answer.name, answer.sessions_ended
+                "removed user {} ({} session(s) ended; their files keep uid {}, which no new user gets)",
+                answer.name, answer.sessions_ended, answer.uid
             );
         }
         UserCommand::List(args) => {
-            let users = meta.users().await?;
+            // Page by page: a cluster may keep 100,000 users.
+            let mut page = cairn_client::Page::default();
+            let mut all = Vec::new();
+            if !args.json {
+                print!("{}", output::users_header());
+            }
+            loop {
+                let users = meta.users_page(&page).await?;
+                if args.json {
+                    all.extend(users.users);
+                } else {
+                    print!("{}", output::users_rows(&users.users));
+                }
+                match users.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
             if args.json {
+                let users = cairn_proto::api::UsersResponse {
+                    users: all,
+                    next: None,
+                };
                 println!("{}", serde_json::to_string_pretty(&users)?);
-            } else {
-                print!("{}", output::users_text(&users.users));
             }
         }
         UserCommand::Revoke(args) => {
@@ -328,6 +347,32 @@ pub async fn user(meta: &MetaClient, command: UserCommand) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the member that led last is remembered: beside the config file.
+fn leader_file(config_path: &Path) -> PathBuf {
+    config_path.with_extension("leader")
+}
+
+/// The member that led when a command last ran with these members, if
+/// one did (the next command calls it first).
+pub fn remembered_leader(config_path: &Path, members: &str) -> Option<String> {
+    let text = std::fs::read_to_string(leader_file(config_path)).ok()?;
+    let (remembered_members, leader) = text.trim_end().split_once('\n')?;
+    (remembered_members == members).then(|| leader.to_string())
+}
+
+/// Remembers `leader` for `members` (best effort: a command does not fail
+/// for want of it). Written through a temporary file, so that commands
+/// running at once never read half a file.
+pub fn remember_leader(config_path: &Path, members: &str, leader: &str) {
+    let path = leader_file(config_path);
+    let temp = path.with_extension(format!("leader-{}", std::process::id()));
+    let written = std::fs::write(&temp, format!("{members}\n{leader}\n"))
+        .and_then(|()| std::fs::rename(&temp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
 }
 
 /// Warns before a password crosses a network in clear text: the cluster

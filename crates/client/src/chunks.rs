@@ -11,18 +11,17 @@ use cairn_proto::{ApiError, ChunkId, ErrorCode};
 use crate::error::ClientError;
 use cairn_transport::ClientTls;
 
+use crate::limits::{CHUNK_TIMEOUT, CONNECT_TIMEOUT};
+use crate::meta::{decode_response, describe_tls};
+
 fn http_client(tls: &ClientTls) -> reqwest::Client {
     tls.client_builder()
-        .connect_timeout(Duration::from_secs(2))
+        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CHUNK_TIMEOUT)
         .tcp_nodelay(true)
         .build()
         .expect("HTTP client builds with static settings")
 }
-use crate::meta::{decode_response, describe_tls};
-
-/// Time limit for moving one chunk (64 MiB at the most) to or from a node.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a chunk transfer to or from one node failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +128,18 @@ impl ChunkClient {
     /// Stores `data` as chunk `id` on the node at `addr`; `data` must hash to `id`.
     /// `Bytes` is reference-counted: sending one chunk to three nodes copies nothing.
     pub async fn put(&self, addr: &str, id: &ChunkId, data: Bytes) -> Result<(), ChunkError> {
-        self.put_received(addr, id, data, None).await
+        self.put_full(addr, id, data, None, None).await
+    }
+
+    /// A `put` with its own capability (a writer's, from a grant).
+    pub async fn put_with(
+        &self,
+        addr: &str,
+        id: &ChunkId,
+        data: Bytes,
+        capability: Option<&str>,
+    ) -> Result<(), ChunkError> {
+        self.put_full(addr, id, data, capability, None).await
     }
 
     /// A `put` that hands on when the chunk was first received (repair's
@@ -141,11 +151,22 @@ impl ChunkClient {
         data: Bytes,
         received_ms: Option<u64>,
     ) -> Result<(), ChunkError> {
+        self.put_full(addr, id, data, None, received_ms).await
+    }
+
+    async fn put_full(
+        &self,
+        addr: &str,
+        id: &ChunkId,
+        data: Bytes,
+        capability: Option<&str>,
+        received_ms: Option<u64>,
+    ) -> Result<(), ChunkError> {
         let mut request = self.authorize(
             self.http
                 .put(self.url(addr, &format!("/v1/chunks/{id}")))
                 .body(data),
-            None,
+            capability,
         );
         if let Some(ms) = received_ms {
             request = request.header(cairn_proto::api::RECEIVED_MS_HEADER, ms.to_string());
@@ -161,21 +182,36 @@ impl ChunkClient {
     }
 
     /// Fetches chunk `id` from `addr`, unverified: the caller checks the
-    /// hash. `capability` is the one `stat` gave for this chunk.
+    /// hash. `capability` is the one `stat` gave for this chunk. With
+    /// `headers_timeout`, a node that has not started answering by then is
+    /// given up on (a paused node would otherwise hold the read for the
+    /// whole chunk timeout).
     pub async fn get(
         &self,
         addr: &str,
         id: &ChunkId,
         capability: Option<&str>,
+        headers_timeout: Option<Duration>,
     ) -> Result<Bytes, ChunkError> {
-        let response = self
+        let send = self
             .authorize(
                 self.http.get(self.url(addr, &format!("/v1/chunks/{id}"))),
                 capability,
             )
-            .send()
-            .await
-            .map_err(|e| ChunkError::transport(&e, &self.tls))?;
+            .send();
+        let sent = match headers_timeout {
+            Some(limit) => tokio::time::timeout(limit, send)
+                .await
+                .map_err(|_| ChunkError {
+                    code: None,
+                    message: format!(
+                        "no answer within {} ms: the node is paused, hung or overloaded",
+                        limit.as_millis()
+                    ),
+                })?,
+            None => send.await,
+        };
+        let response = sent.map_err(|e| ChunkError::transport(&e, &self.tls))?;
         if !response.status().is_success() {
             return Err(error_text(response).await);
         }
@@ -207,10 +243,10 @@ impl ChunkClient {
                 verify,
             });
         let response = self.authorize(request, None).send().await.map_err(|e| {
-            ClientError::Transfer(format!(
-                "cannot reach {server}: {}",
-                describe_tls(&e, &self.tls)
-            ))
+            ClientError::NodeUnreachable {
+                server: server.clone(),
+                reason: describe_tls(&e, &self.tls),
+            }
         })?;
         let answer: HasChunksResponse = decode_response(response, &server).await?;
         let bad_corrupt = verify && answer.corrupt.len() != ids.len();
@@ -239,11 +275,9 @@ impl ChunkClient {
             .authorize(request, capability)
             .send()
             .await
-            .map_err(|e| {
-                ClientError::Transfer(format!(
-                    "cannot reach {server}: {}",
-                    describe_tls(&e, &self.tls)
-                ))
+            .map_err(|e| ClientError::NodeUnreachable {
+                server: server.clone(),
+                reason: describe_tls(&e, &self.tls),
             })?;
         decode_response(response, &server).await
     }
@@ -255,11 +289,9 @@ impl ChunkClient {
             .authorize(self.http.post(self.url(addr, "/v1/repair")), None)
             .send()
             .await
-            .map_err(|e| {
-                ClientError::Transfer(format!(
-                    "cannot reach {server}: {}",
-                    describe_tls(&e, &self.tls)
-                ))
+            .map_err(|e| ClientError::NodeUnreachable {
+                server: server.clone(),
+                reason: describe_tls(&e, &self.tls),
             })?;
         let _: serde_json::Value = decode_response(response, &server).await?;
         Ok(())

@@ -2,28 +2,31 @@
 //! their chunks it holds (re-hashing its copies with `verify`), and sort each
 //! distinct chunk into one class:
 //! - missing: no node holds a good copy (data is lost unless a down node
-//!   comes back);
+//!   comes back, or, when every copy found was corrupt, unless a person
+//!   recovers a quarantined copy);
 //! - corrupt: some copy failed its hash (the node quarantines it and
 //!   fetches a good one), and a good copy exists;
 //! - under-replicated: fewer good copies on its targets than the
 //!   replication factor asks (repair is, or will be, at work);
 //! - healthy: every target holds a good copy.
 //!
-//! Cost sketch: one listing per directory, one stat per file, one presence
-//! call per node per 4096 distinct chunks; with `verify` every node reads
-//! and hashes each of its copies (~1 GiB/s a core).
+//! Cost sketch: one walk page per 1000 entries, one stat per file, one
+//! presence call per node per 4096 distinct chunks; with `verify` every
+//! node reads and hashes each of its copies (~1 GiB/s a core).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use cairn_placement::Ring;
 use cairn_proto::api::EntryKind;
-use cairn_proto::{ChunkId, FileId, NodeId};
+use cairn_proto::{ChunkId, ClusterMap, FileId, NodeId};
 use serde::{Deserialize, Serialize};
 
+pub use crate::limits::MAX_FSCK_FILES;
+use crate::meta::Page;
 use crate::{ChunkClient, ClientError, MetaClient};
 
-/// The most files one fsck walks (bounds its memory: ~100 bytes a chunk).
-pub const MAX_FSCK_FILES: usize = 10_000_000;
+/// How many chunks lost to corruption the report names.
+const MAX_QUARANTINED_NAMED: usize = 50;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FsckReport {
@@ -33,12 +36,28 @@ pub struct FsckReport {
     pub healthy: u64,
     pub under_replicated: u64,
     pub missing: u64,
+    /// Of the missing, those whose every copy found was corrupt: each node
+    /// moved its copy to its `quarantine/` directory.
+    #[serde(default)]
+    pub missing_corrupt: u64,
     pub corrupt: u64,
+    /// Where the quarantined copies of chunks lost to corruption are (the
+    /// first [`MAX_QUARANTINED_NAMED`]).
+    #[serde(default)]
+    pub quarantined: Vec<QuarantinedChunk>,
     /// Files with at least one chunk that is not healthy, by path.
     pub problem_files: Vec<FileProblem>,
     /// Nodes that should serve data but did not answer; chunks only they
     /// hold show as missing or under-replicated.
     pub unreachable_nodes: Vec<String>,
+}
+
+/// A chunk with no good copy whose corrupt copies are quarantined.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantinedChunk {
+    pub id: ChunkId,
+    /// The nodes holding a quarantined copy, as `ID (ADDRESS)`.
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -55,6 +74,8 @@ enum Class {
     Healthy,
     UnderReplicated,
     Missing,
+    /// No good copy, and the copies found were corrupt.
+    MissingCorrupt,
     Corrupt,
 }
 
@@ -99,10 +120,15 @@ pub async fn fsck(
                 .map(|n| &n.id)
                 .collect();
             let held_by = &survey.held_by[i];
+            let corrupt_on = &survey.corrupt_on[i];
             let on_targets = held_by.iter().filter(|n| targets.contains(n)).count();
-            if held_by.is_empty() {
+            // No good copy, and copies that were corrupt (found now, or
+            // quarantined by an earlier check, a scrub or a reader).
+            if held_by.is_empty() && !survey.quarantined_on[i].is_empty() {
+                Class::MissingCorrupt
+            } else if held_by.is_empty() {
                 Class::Missing
-            } else if survey.corrupt[i] {
+            } else if !corrupt_on.is_empty() {
                 Class::Corrupt
             } else if on_targets < rf {
                 Class::UnderReplicated
@@ -111,11 +137,24 @@ pub async fn fsck(
             }
         })
         .collect();
-    for class in &classes {
+    for (i, class) in classes.iter().enumerate() {
         match class {
             Class::Healthy => report.healthy += 1,
             Class::UnderReplicated => report.under_replicated += 1,
             Class::Missing => report.missing += 1,
+            Class::MissingCorrupt => {
+                report.missing += 1;
+                report.missing_corrupt += 1;
+                if report.quarantined.len() < MAX_QUARANTINED_NAMED {
+                    report.quarantined.push(QuarantinedChunk {
+                        id: ids[i],
+                        nodes: survey.quarantined_on[i]
+                            .iter()
+                            .map(|node| describe_node(&map, node))
+                            .collect(),
+                    });
+                }
+            }
             Class::Corrupt => report.corrupt += 1,
         }
     }
@@ -132,6 +171,10 @@ pub async fn fsck(
                 Class::Healthy => {}
                 Class::UnderReplicated => problem.under_replicated += 1,
                 Class::Missing => problem.missing += 1,
+                Class::MissingCorrupt => {
+                    problem.missing += 1;
+                    problem.corrupt += 1;
+                }
                 Class::Corrupt => problem.corrupt += 1,
             }
         }
@@ -142,6 +185,14 @@ pub async fn fsck(
     Ok(report)
 }
 
+/// `ID (ADDRESS)` of a node, as the map has it.
+fn describe_node(map: &ClusterMap, node: &NodeId) -> String {
+    match map.node(node) {
+        Some(info) => format!("{node} ({})", info.addr),
+        None => node.to_string(),
+    }
+}
+
 /// Every file under `path`: (path, id, chunk ids), in path order.
 async fn walk(
     meta: &MetaClient,
@@ -149,48 +200,40 @@ async fn walk(
 ) -> Result<Vec<(String, FileId, Vec<ChunkId>)>, ClientError> {
     let root = meta.stat(path).await?;
     let root_path = cairn_proto::path::normalize(path).map_err(ClientError::Api)?;
-    let mut files = BTreeMap::new();
     if root.kind == EntryKind::File {
-        files.insert(
+        return Ok(vec![(
             root_path,
-            (root.id, root.chunks.iter().map(|c| c.id).collect()),
-        );
-    } else {
-        let mut dirs = vec![root_path];
-        while let Some(dir) = dirs.pop() {
-            let listing = meta.list(&dir).await?;
-            for entry in listing.entries {
-                let child = if dir == "/" {
-                    format!("/{}", entry.name)
-                } else {
-                    format!("{dir}/{}", entry.name)
-                };
-                match entry.kind {
-                    EntryKind::Dir => dirs.push(child),
-                    EntryKind::File => {
-                        if files.len() >= MAX_FSCK_FILES {
-                            return Err(ClientError::Transfer(format!(
-                                "more than {MAX_FSCK_FILES} files under {path}; check a smaller subtree"
-                            )));
-                        }
-                        // A file removed since the listing is skipped.
-                        match meta.stat_id(entry.id).await {
-                            Ok(stat) => {
-                                files.insert(
-                                    child,
-                                    (stat.id, stat.chunks.iter().map(|c| c.id).collect()),
-                                );
-                            }
-                            Err(e) if e.code() == Some(cairn_proto::ErrorCode::NotFound) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
+            root.id,
+            root.chunks.iter().map(|c| c.id).collect(),
+        )]);
+    }
+    let mut files = Vec::new();
+    let mut page = Page::default();
+    loop {
+        let walked = meta.walk_page(&root_path, &page).await?;
+        for entry in walked.entries {
+            if entry.entry.kind != EntryKind::File {
+                continue;
+            }
+            if files.len() >= MAX_FSCK_FILES {
+                return Err(ClientError::invalid(format!(
+                    "more than {MAX_FSCK_FILES} files under {path}; check a smaller subtree"
+                )));
+            }
+            // A file removed since the page was read is skipped.
+            match meta.stat_id(entry.entry.id).await {
+                Ok(stat) => files.push((
+                    entry.path,
+                    stat.id,
+                    stat.chunks.iter().map(|c| c.id).collect(),
+                )),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
             }
         }
+        match walked.next {
+            Some(next) => page.after = Some(next),
+            None => return Ok(files),
+        }
     }
-    Ok(files
-        .into_iter()
-        .map(|(path, (id, chunks))| (path, id, chunks))
-        .collect())
 }

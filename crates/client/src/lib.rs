@@ -1,23 +1,36 @@
-//! The Cairn client library: namespace calls to the metadata service and
-//! parallel, verified chunk transfers to and from chunk servers.
+//! The Cairn client library: the file API every door stands on, over calls
+//! to the metadata service and parallel, verified chunk transfers to and
+//! from chunk servers.
 //!
-//! - `meta.rs`: [`MetaClient`], one method per metadata route
+//! - `files.rs`: [`Files`], the file API (stat, list, walk, put, read,
+//!   namespace changes, extended attributes)
+//! - `meta.rs`: [`MetaClient`], one method per metadata route, failover
 //! - `chunks.rs`: [`ChunkClient`], the chunk data API
-//! - `transfer.rs`: [`Uploader`]/[`download`]: cutting, placing, verifying
+//! - `upload.rs`: [`Uploader`] and [`Grant`]: cutting, placing, storing
+//! - `download.rs`: [`Reader`]: ranged, verified reads
+//! - `presence.rs`: which nodes hold which chunks
 //! - `fsck.rs`: [`fsck::fsck`]: where every chunk of a subtree is, and how healthy
+//! - `path.rs`: remote paths as typed, relative to a working directory
+//! - `error.rs`: [`ClientError`], typed; `limits.rs`: every limit and timing
 //!
 //! The client computes placement itself from the cluster map, so the
 //! metadata service is never on the data path.
 
 pub mod chunks;
+pub mod download;
 pub mod error;
+pub mod files;
 pub mod fsck;
+pub mod limits;
 pub mod meta;
-pub mod transfer;
+pub mod path;
+pub mod presence;
+pub mod upload;
 
 pub use chunks::{ChunkClient, ChunkError};
+pub use download::Reader;
 pub use error::ClientError;
-pub use meta::MetaClient;
-pub use transfer::{
-    chunk_locations, download, survey, ChunkLocation, Survey, UploadSummary, Uploader,
-};
+pub use files::{Files, PutOptions};
+pub use meta::{MetaClient, Page, Target};
+pub use presence::{chunk_locations, survey, ChunkLocation, Survey};
+pub use upload::{Grant, UploadSummary, Uploader};

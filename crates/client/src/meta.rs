@@ -2,12 +2,23 @@
 //! members of a metadata group.
 //!
 //! A client knows a list of member addresses and sends each call to the
-//! member it believes leads. It follows a member's redirect (or its
-//! `leader` hint) to the leader, moves on to the next member when one
-//! cannot be reached, and backs off while no leader is elected, until
-//! the failover timeout ([`FAILOVER_TIMEOUT`] unless set) has passed. Every call may be retried: reads are
-//! idempotent, and every write carries a request id (the same on every
-//! retry), with which the state machine applies it once.
+//! member it believes leads (the last one that answered as leader; a
+//! process may start from a remembered one, [`MetaClient::with_leader_hint`]).
+//! It follows a member's redirect (or its `leader` hint) to the leader,
+//! moves on to the next member when one cannot be reached, and backs off
+//! while no leader is elected, until the failover timeout
+//! ([`FAILOVER_TIMEOUT`] unless set) has passed.
+//!
+//! A member that accepts the connection but does not answer (paused,
+//! hung, its disk stalled) is found out quickly: after [`PROBE_AFTER`]
+//! without an answer the client asks its `/v1/health` on the side; if that
+//! does not answer either within [`PROBE_TIMEOUT`], the attempt is given
+//! up and the next member tried. A live member that is merely slow answers
+//! the probe and keeps the attempt.
+//!
+//! Every call may be retried: reads are idempotent, and every write
+//! carries a request id (the same on every retry), with which the state
+//! machine applies it once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +29,8 @@ use cairn_proto::api::{
     LoginResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
     PasswdRequest, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
     RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, UserRequest,
-    UserResponse, UsersResponse, WhoAmI, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER,
-    STALE_OK_HEADER,
+    UserResponse, UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest, XattrSetRequest,
+    XattrsResponse, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
@@ -28,27 +39,45 @@ use serde::Serialize;
 use crate::error::ClientError;
 use cairn_transport::ClientTls;
 
-/// Time limit of one attempt of a metadata call. A write waits for a
-/// majority's fsync; a member that stops answering (paused, cut off) is
-/// given up on after this and the next one is tried.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time limit of one attempt of a membership change or snapshot, which
-/// waits for a new member to catch up.
-const ADMIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(150);
-/// How long one call keeps trying across members and leader changes. An
-/// election takes 1-2 s; this covers several failed ones.
-pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
-/// A call gives up this soon when no member answers at all (nothing is
-/// running there, or the addresses are wrong), rather than after the
-/// whole failover timeout.
-const NOBODY_ANSWERS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause between attempts while no leader is known: doubles up to the max.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Redirects followed at once before pausing between them.
-const MAX_FREE_HOPS: u32 = 4;
-/// The most member addresses a client takes.
-const MAX_MEMBERS: usize = 16;
+pub use crate::limits::FAILOVER_TIMEOUT;
+use crate::limits::{
+    ADMIN_ATTEMPT_TIMEOUT, ATTEMPT_TIMEOUT, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT,
+    MAX_FREE_HOPS, MAX_MEMBERS, NOBODY_ANSWERS_TIMEOUT, PROBE_AFTER, PROBE_TIMEOUT,
+};
+
+/// A file or directory, by path or by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Path(&'a str),
+    Id(FileId),
+}
+
+impl Target<'_> {
+    /// The query naming it: `path=...` or `id=...`.
+    fn query(&self) -> (&'static str, String) {
+        match self {
+            Target::Path(path) => ("path", path.to_string()),
+            Target::Id(id) => ("id", id.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Path(path) => f.write_str(path),
+            Target::Id(id) => write!(f, "id:{id}"),
+        }
+    }
+}
+
+/// Which page of a listing: after the `next` of the previous one, at most
+/// `limit` entries (the server's default and maximum apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
 
 #[derive(Clone)]
 pub struct MetaClient {
@@ -135,6 +164,16 @@ impl MetaClient {
         self
     }
 
+    /// Sends the first call to `addr`, the member that led when this
+    /// client's user last asked (see [`MetaClient::addr`]). Ignored unless
+    /// it is one of the members given.
+    pub fn with_leader_hint(self, addr: Option<&str>) -> MetaClient {
+        if let Some(addr) = addr.filter(|a| self.members.iter().any(|m| m == a)) {
+            self.set_target(addr.to_string());
+        }
+        self
+    }
+
     /// How this client talks to the cluster (chunk clients use the same).
     pub fn tls(&self) -> &ClientTls {
         &self.tls
@@ -151,35 +190,70 @@ impl MetaClient {
     }
 
     pub async fn status(&self) -> Result<StatusResponse, ClientError> {
-        self.get("/v1/status", &[]).await
+        self.get("/v1/status", &NO_QUERY).await
     }
 
     pub async fn map(&self) -> Result<ClusterMap, ClientError> {
-        self.get("/v1/map", &[]).await
+        self.get("/v1/map", &NO_QUERY).await
     }
 
     pub async fn stat(&self, path: &str) -> Result<Stat, ClientError> {
-        self.get("/v1/fs/stat", &[("path", path)]).await
+        self.stat_target(Target::Path(path), false).await
     }
 
     pub async fn stat_id(&self, id: FileId) -> Result<Stat, ClientError> {
-        self.get("/v1/fs/stat", &[("id", &id.to_string())]).await
+        self.stat_target(Target::Id(id), false).await
     }
 
-    /// The stat of a file about to be read, with the capabilities to fetch
-    /// its chunks; refused unless the caller may read it.
-    pub async fn open(&self, path: &str) -> Result<Stat, ClientError> {
-        self.get("/v1/fs/stat", &[("path", path), ("read", "true")])
-            .await
+    /// The stat of `target`; with `read`, of a file about to be read: with
+    /// the capabilities to fetch its chunks, refused unless the caller may
+    /// read it.
+    pub async fn stat_target(&self, target: Target<'_>, read: bool) -> Result<Stat, ClientError> {
+        let (key, value) = target.query();
+        let mut query = vec![(key, value.as_str())];
+        if read {
+            query.push(("read", "true"));
+        }
+        self.get("/v1/fs/stat", &query).await
     }
 
-    pub async fn open_id(&self, id: FileId) -> Result<Stat, ClientError> {
-        self.get("/v1/fs/stat", &[("id", &id.to_string()), ("read", "true")])
-            .await
+    /// One page of a directory (or the file itself).
+    pub async fn list_page(&self, path: &str, page: &Page) -> Result<ListResponse, ClientError> {
+        self.get("/v1/fs/list", &page_query(path, page)).await
     }
 
-    pub async fn list(&self, path: &str) -> Result<ListResponse, ClientError> {
-        self.get("/v1/fs/list", &[("path", path)]).await
+    /// One page of everything below `path`, in byte order of full paths.
+    pub async fn walk_page(&self, path: &str, page: &Page) -> Result<WalkResponse, ClientError> {
+        self.get("/v1/fs/walk", &page_query(path, page)).await
+    }
+
+    /// The extended attributes of `target` the caller may read; with
+    /// `name`, that one only.
+    pub async fn xattrs(
+        &self,
+        target: Target<'_>,
+        name: Option<&str>,
+    ) -> Result<XattrsResponse, ClientError> {
+        let (key, value) = target.query();
+        let mut query = vec![(key, value.as_str())];
+        if let Some(name) = name {
+            query.push(("name", name));
+        }
+        self.get("/v1/fs/xattrs", &query).await
+    }
+
+    pub async fn set_xattr(
+        &self,
+        request: &XattrSetRequest,
+    ) -> Result<MutationResponse, ClientError> {
+        self.post("/v1/fs/xattr/set", request).await
+    }
+
+    pub async fn remove_xattr(
+        &self,
+        request: &XattrRemoveRequest,
+    ) -> Result<MutationResponse, ClientError> {
+        self.post("/v1/fs/xattr/remove", request).await
     }
 
     pub async fn mkdir(&self, request: &MkdirRequest) -> Result<MutationResponse, ClientError> {
@@ -261,11 +335,20 @@ impl MetaClient {
     }
 
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
-        self.get("/v1/auth/whoami", &[]).await
+        self.get("/v1/auth/whoami", &NO_QUERY).await
     }
 
-    pub async fn users(&self) -> Result<UsersResponse, ClientError> {
-        self.get("/v1/users", &[]).await
+    /// One page of users, by name.
+    pub async fn users_page(&self, page: &Page) -> Result<UsersResponse, ClientError> {
+        let limit = page.limit.map(|l| l.to_string());
+        let mut query = Vec::new();
+        if let Some(after) = &page.after {
+            query.push(("after", after.as_str()));
+        }
+        if let Some(limit) = &limit {
+            query.push(("limit", limit.as_str()));
+        }
+        self.get("/v1/users", &query).await
     }
 
     pub async fn add_user(&self, request: &AddUserRequest) -> Result<UserResponse, ClientError> {
@@ -308,14 +391,14 @@ impl MetaClient {
         self.call(call).await
     }
 
-    async fn get<T: DeserializeOwned>(
+    async fn get<T: DeserializeOwned, V: AsRef<str>>(
         &self,
         route: &str,
-        query: &[(&str, &str)],
+        query: &[(&str, V)],
     ) -> Result<T, ClientError> {
         let query = query
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.as_ref().to_string()))
             .collect();
         self.call(Call {
             route: route.to_string(),
@@ -419,7 +502,24 @@ impl MetaClient {
                 format!("{BEARER_PREFIX}{token}"),
             );
         }
-        let response = match request.send().await {
+        let send = request.send();
+        tokio::pin!(send);
+        let sent = tokio::select! {
+            sent = &mut send => sent,
+            _ = tokio::time::sleep(PROBE_AFTER) => {
+                if !self.answers_health(target).await {
+                    return Attempt::Unreachable(format!(
+                        "no answer within {} ms, and its /v1/health did not answer within {} ms either: \
+                         the member is paused, hung or cut off",
+                        PROBE_AFTER.as_millis(),
+                        PROBE_TIMEOUT.as_millis()
+                    ));
+                }
+                // Alive and busy (a write waiting for a majority): wait on.
+                (&mut send).await
+            }
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(e) => return Attempt::Unreachable(describe_tls(&e, &self.tls)),
         };
@@ -452,6 +552,13 @@ impl MetaClient {
             }
         }
         Attempt::Done(status, body)
+    }
+
+    /// Whether the member at `target` answers `/v1/health` in time.
+    async fn answers_health(&self, target: &str) -> bool {
+        let url = format!("{}/v1/health", self.tls.base_url(target));
+        let probe = self.http.get(url).timeout(PROBE_TIMEOUT).send();
+        matches!(probe.await, Ok(response) if response.status().is_success())
     }
 
     fn set_target(&self, addr: String) {
@@ -525,10 +632,24 @@ enum Attempt {
 /// followed by hand, so that the client learns where the leader is.
 fn http_client(tls: &ClientTls) -> reqwest::Client {
     tls.client_builder()
-        .connect_timeout(Duration::from_secs(2))
+        .connect_timeout(CONNECT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("HTTP client builds with static settings")
+}
+
+const NO_QUERY: [(&str, &str); 0] = [];
+
+/// The query of a page: the path, and `after` and `limit` when given.
+fn page_query(path: &str, page: &Page) -> Vec<(&'static str, String)> {
+    let mut query = vec![("path", path.to_string())];
+    if let Some(after) = &page.after {
+        query.push(("after", after.clone()));
+    }
+    if let Some(limit) = page.limit {
+        query.push(("limit", limit.to_string()));
+    }
+    query
 }
 
 /// `host:port` of an `http(s)://host:port/...` URL.

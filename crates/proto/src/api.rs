@@ -678,6 +678,11 @@ pub struct HasChunksResponse {
     /// Empty without `verify`.
     #[serde(default)]
     pub corrupt: Vec<bool>,
+    /// With `verify`: `quarantined[i]` says the node keeps a corrupt copy
+    /// of `ids[i]` in its `quarantine/` directory (now or from before).
+    /// Empty without `verify`.
+    #[serde(default)]
+    pub quarantined: Vec<bool>,
     /// The cluster map epoch the answering node works from (0: none yet).
     /// A node hands a chunk off only when its targets share its epoch.
     #[serde(default)]
@@ -753,6 +758,11 @@ pub struct GrantRequest {
     pub op: GrantOp,
     #[serde(default)]
     pub path: Option<String>,
+    /// For a put: what the commit will do if `path` names a file; with
+    /// `fail`, the grant is refused at once when one is there (before any
+    /// byte is sent). The commit checks again, atomically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exists: Option<OnExists>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

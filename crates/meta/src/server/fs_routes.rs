@@ -7,7 +7,8 @@ use axum::Json;
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, ChunkOp, CommitRequest, CommitResponse, EntryKind, GrantOp,
     GrantRequest, GrantResponse, ListResponse, MkdirRequest, MoveRequest, MutationResponse,
-    RemoveRequest, Stat, WalkResponse, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
+    OnExists, RemoveRequest, Stat, WalkResponse, XattrRemoveRequest, XattrSetRequest,
+    XattrsResponse,
 };
 use cairn_proto::{ApiError, ErrorCode, FileId};
 use serde::Deserialize;
@@ -123,8 +124,9 @@ pub async fn grant(
                 .into());
             };
             let who = caller.principal.clone();
+            let exists_is_an_error = req.on_exists == Some(OnExists::Fail);
             meta.read(Consistency::Linearizable, move |txn| {
-                ReadView::open(txn)?.check_writable(&who, &path)
+                ReadView::open(txn)?.check_writable(&who, &path, exists_is_an_error)
             })
             .await?;
             ChunkOp::Put

@@ -228,8 +228,14 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
     }
 
     /// `Ok` if `who` may store a file at `path`: create it in its directory
-    /// (write there), or replace the file that is there (write on it).
-    pub fn check_writable(&self, who: &Principal, path: &str) -> Result<(), StateError> {
+    /// (write there), or replace the file that is there (write on it); and,
+    /// with `exists_is_an_error`, if no file is there.
+    pub fn check_writable(
+        &self,
+        who: &Principal,
+        path: &str,
+        exists_is_an_error: bool,
+    ) -> Result<(), StateError> {
         let names = split_path(path)?;
         let Some((name, parents)) = names.split_last() else {
             return Err(ApiError::new(ErrorCode::IsADirectory, "/ is a directory").into());
@@ -242,6 +248,11 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
             Some((_, true)) => Err(ApiError::new(
                 ErrorCode::IsADirectory,
                 format!("{full} is a directory; give a file name inside it, as in {full}/NAME"),
+            )
+            .into()),
+            Some(_) if exists_is_an_error => Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("{full} already exists; use --force to replace it or --rename to store under a new name"),
             )
             .into()),
             Some((id, false)) => {

@@ -1,0 +1,352 @@
+//! The file API every door stands on (the CLI, the shell, and later S3,
+//! the mount and the web page): stat, paged listings and walks, streamed
+//! puts, ranged reads, namespace changes and extended attributes, with
+//! typed errors ([`ClientError`]).
+//!
+//! [`Files`] is cheap to clone and safe to share between tasks. Paths are
+//! absolute here; resolving what a person typed is `path::resolve`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cairn_proto::api::{
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, ListResponse,
+    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, Stat, WalkEntry,
+    WalkResponse, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+};
+use cairn_proto::xattr::Xattr;
+use cairn_proto::{ClusterMap, ErrorCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::chunks::ChunkClient;
+use crate::download::Reader;
+use crate::error::ClientError;
+use crate::limits::{DEFAULT_WINDOW, MAP_CACHE_TTL};
+use crate::meta::{MetaClient, Page, Target};
+use crate::upload::{Grant, Uploader};
+
+/// How a put stores its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// When the path names a file already: refuse, replace it, or store
+    /// under a new unique name.
+    pub on_exists: OnExists,
+    /// Permission bits of a new file [default: 0o644].
+    pub mode: Option<u32>,
+    /// The file's extended attributes, set with its contents (`None`
+    /// keeps a replaced file's).
+    pub xattrs: Option<Vec<Xattr>>,
+}
+
+#[derive(Clone)]
+pub struct Files {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    meta: MetaClient,
+    chunks: ChunkClient,
+    window: usize,
+    /// The last map fetched, and when: puts within [`MAP_CACHE_TTL`] use it.
+    map: Mutex<Option<(Instant, ClusterMap)>>,
+}
+
+impl Files {
+    /// The file API over `meta`; chunk servers are reached as `meta` reaches
+    /// the metadata service (TLS with the same CA, or plain HTTP).
+    pub fn new(meta: MetaClient) -> Files {
+        let chunks = ChunkClient::new().with_tls(meta.tls().clone());
+        Files {
+            inner: Arc::new(Inner {
+                meta,
+                chunks,
+                window: DEFAULT_WINDOW,
+                map: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn meta(&self) -> &MetaClient {
+        &self.inner.meta
+    }
+
+    pub fn chunks(&self) -> &ChunkClient {
+        &self.inner.chunks
+    }
+
+    /// The cluster map: a recent one when `fresh` is false.
+    pub async fn map(&self, fresh: bool) -> Result<ClusterMap, ClientError> {
+        if !fresh {
+            let cached = self.inner.map.lock().expect("map cache lock");
+            if let Some((at, map)) = cached.as_ref() {
+                if at.elapsed() < MAP_CACHE_TTL {
+                    return Ok(map.clone());
+                }
+            }
+        }
+        let map = self.inner.meta.map().await?;
+        *self.inner.map.lock().expect("map cache lock") = Some((Instant::now(), map.clone()));
+        Ok(map)
+    }
+
+    pub async fn stat(&self, target: Target<'_>) -> Result<Stat, ClientError> {
+        self.inner.meta.stat_target(target, false).await
+    }
+
+    /// One page of the directory `path` (of the file itself, for a file).
+    pub async fn list(&self, path: &str, page: &Page) -> Result<ListResponse, ClientError> {
+        self.inner.meta.list_page(path, page).await
+    }
+
+    /// Every entry of the directory `path`, page by page, handed to
+    /// `each` as they come (a directory of any size in bounded memory).
+    pub async fn list_each(
+        &self,
+        path: &str,
+        mut each: impl FnMut(DirEntry) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let mut page = Page::default();
+        loop {
+            let listing = self.list(path, &page).await?;
+            for entry in listing.entries {
+                each(entry)?;
+            }
+            match listing.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One page of everything below `path`, in byte order of full paths.
+    pub async fn walk(&self, path: &str, page: &Page) -> Result<WalkResponse, ClientError> {
+        self.inner.meta.walk_page(path, page).await
+    }
+
+    /// Every entry below `path`, page by page, handed to `each`; returns
+    /// the directories the caller could not list.
+    pub async fn walk_each(
+        &self,
+        path: &str,
+        mut each: impl FnMut(WalkEntry) -> Result<(), ClientError>,
+    ) -> Result<Vec<String>, ClientError> {
+        let mut page = Page::default();
+        let mut skipped = Vec::new();
+        loop {
+            let walked = self.walk(path, &page).await?;
+            skipped.extend(walked.skipped);
+            for entry in walked.entries {
+                each(entry)?;
+            }
+            match walked.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(skipped),
+            }
+        }
+    }
+
+    /// Stores what `reader` yields, to its end, as the file `path`:
+    /// refused before any byte is sent if the caller may not write it (or
+    /// if a file is there and `on_exists` is `fail`); committed in one step
+    /// once every chunk has the copies a write needs. `on_progress` gets
+    /// each chunk's length once stored.
+    pub async fn put<R: AsyncRead + Unpin>(
+        &self,
+        path: &str,
+        reader: R,
+        options: &PutOptions,
+        on_progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<CommitResponse, ClientError> {
+        let meta = &self.inner.meta;
+        let grant = Grant::put(meta, path, options.on_exists).await?;
+        let uploader = match Uploader::new(
+            self.inner.chunks.clone(),
+            grant.clone(),
+            &self.map(false).await?,
+            self.inner.window,
+        ) {
+            // The cached map may be older than nodes that came up since.
+            Err(e) if e.code() == Some(ErrorCode::NotEnoughNodes) => Uploader::new(
+                self.inner.chunks.clone(),
+                grant,
+                &self.map(true).await?,
+                self.inner.window,
+            )?,
+            other => other?,
+        };
+        let summary = uploader.upload(reader, on_progress).await?;
+        meta.commit(&CommitRequest {
+            path: path.to_string(),
+            size_bytes: summary.size_bytes,
+            chunks: summary.chunks,
+            digest: summary.digest,
+            on_exists: options.on_exists,
+            mode: options.mode,
+            xattrs: options.xattrs.clone(),
+        })
+        .await
+    }
+
+    /// Opens the file `target` for reading: refused unless the caller may
+    /// read it. The reader sees the file as it is now.
+    pub async fn open(&self, target: Target<'_>) -> Result<Arc<Reader>, ClientError> {
+        let stat = self.inner.meta.stat_target(target, true).await?;
+        let map = self.map(false).await?;
+        Ok(Arc::new(Reader::new(
+            self.inner.meta.clone(),
+            self.inner.chunks.clone(),
+            &map,
+            stat,
+        )?))
+    }
+
+    /// Writes bytes `offset..offset + length` of the file `target` (to its
+    /// end with `None`) to `writer`; returns the bytes written.
+    pub async fn read<W: AsyncWrite + Unpin>(
+        &self,
+        target: Target<'_>,
+        offset: u64,
+        length: Option<u64>,
+        writer: &mut W,
+        on_progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, ClientError> {
+        let reader = self.open(target).await?;
+        reader
+            .copy_range(offset, length, writer, self.inner.window, on_progress)
+            .await
+    }
+
+    pub async fn mkdir(
+        &self,
+        path: &str,
+        parents: bool,
+        mode: Option<u32>,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .mkdir(&MkdirRequest {
+                path: path.to_string(),
+                parents,
+                mode,
+            })
+            .await
+    }
+
+    /// Removes a file or an empty directory; with `recursive`, a directory
+    /// and everything in it (it leaves the namespace at once; its entries
+    /// are deleted in the background).
+    pub async fn remove(
+        &self,
+        path: &str,
+        recursive: bool,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .remove(&RemoveRequest {
+                path: path.to_string(),
+                recursive,
+            })
+            .await
+    }
+
+    /// Moves `src` to `dst` (into it, if it is a directory) in one step.
+    pub async fn rename(
+        &self,
+        src: &str,
+        dst: &str,
+        replace: bool,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .rename(&MoveRequest {
+                src: src.to_string(),
+                dst: dst.to_string(),
+                replace,
+            })
+            .await
+    }
+
+    /// Copies the file `src` to `dst`, sharing its chunks: no data moves.
+    pub async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        replace: bool,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .copy(&MoveRequest {
+                src: src.to_string(),
+                dst: dst.to_string(),
+                replace,
+            })
+            .await
+    }
+
+    pub async fn chmod(&self, path: &str, mode: u32) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .chmod(&ChmodRequest {
+                path: path.to_string(),
+                mode,
+            })
+            .await
+    }
+
+    pub async fn chown(&self, request: &ChownRequest) -> Result<MutationResponse, ClientError> {
+        self.inner.meta.chown(request).await
+    }
+
+    /// The extended attributes of `target` the caller may read.
+    pub async fn xattrs(&self, target: Target<'_>) -> Result<Vec<Xattr>, ClientError> {
+        Ok(self.inner.meta.xattrs(target, None).await?.xattrs)
+    }
+
+    /// One extended attribute's value (`not_found` if it has none).
+    pub async fn xattr(&self, target: Target<'_>, name: &str) -> Result<Vec<u8>, ClientError> {
+        let answer = self.inner.meta.xattrs(target, Some(name)).await?;
+        answer
+            .xattrs
+            .into_iter()
+            .next()
+            .map(|x| x.value)
+            .ok_or_else(|| ClientError::Protocol {
+                server: "the metadata service".into(),
+                detail: format!("the answer for attribute {name} holds none"),
+            })
+    }
+
+    pub async fn set_xattr(
+        &self,
+        path: &str,
+        name: &str,
+        value: &[u8],
+        mode: XattrSetMode,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .set_xattr(&XattrSetRequest {
+                path: path.to_string(),
+                xattr: Xattr {
+                    name: name.to_string(),
+                    value: value.to_vec(),
+                },
+                mode,
+            })
+            .await
+    }
+
+    pub async fn remove_xattr(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .remove_xattr(&XattrRemoveRequest {
+                path: path.to_string(),
+                name: name.to_string(),
+            })
+            .await
+    }
+}
