@@ -5,13 +5,11 @@
 //! server keeps serving, and nothing stored changes. The chunk API's own
 //! cases (hash mismatches, cut-short and oversized chunks) are in `e2e.rs`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use cairn_testkit::*;
 use serde_json::Value;
 
 /// Everything a client can see of the namespace and the users.

@@ -2,11 +2,9 @@
 //! without it or with another one is refused and logged, Raft messages
 //! from outside are refused, and nothing changes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_testkit::*;
 
 fn wait_for_log(path: &std::path::Path, needles: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -70,7 +68,7 @@ fn processes_without_the_cluster_secret_are_refused_and_logged() {
     // A secret too short to be one is refused at start, saying why.
     let short = cluster.dir.path().join("short.secret");
     write_secret(&short, "abc");
-    let out = std::process::Command::new(CAIRN)
+    let out = std::process::Command::new(cairn_bin())
         .args(["chunk", "--meta", &addr, "--data-dir"])
         .arg(cluster.dir.path().join("never"))
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])

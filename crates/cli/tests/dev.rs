@@ -2,13 +2,11 @@
 //! and brings the same data back when started again on the same directory;
 //! with `--meta 3` it survives the loss of a metadata member.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_testkit::*;
 
 /// Starts `cairn dev` and waits for its "is up" line; returns the child and its output so far.
 fn start_dev(dir: &std::path::Path, port: u16) -> (Child, String) {
@@ -16,7 +14,7 @@ fn start_dev(dir: &std::path::Path, port: u16) -> (Child, String) {
 }
 
 fn start_dev_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(CAIRN)
+    let mut child = Command::new(cairn_bin())
         .args([
             "dev",
             "--dir",
@@ -153,7 +151,7 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
     );
     let data = random_bytes(300_000, 9);
     // The printed commands work as printed: the config names the cluster.
-    let out = Command::new(CAIRN)
+    let out = Command::new(cairn_bin())
         .args(["put", "-", "/kept"])
         .env("CAIRN_CONFIG", &config)
         .env_remove("CAIRN_META")
@@ -262,7 +260,7 @@ fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
     assert!(err.contains("cairn login"), "{err}");
     // A server given a certificate but no CA refuses to start, saying so.
     let tls_dir = dir.path().join("tls");
-    let out = Command::new(CAIRN)
+    let out = Command::new(cairn_bin())
         .args(["chunk", "--meta", &meta, "--listen", "127.0.0.1:0"])
         .args(["--data-dir", dir.path().join("lonely").to_str().unwrap()])
         .args(["--tls-cert", tls_dir.join("server.pem").to_str().unwrap()])

@@ -1,13 +1,11 @@
 //! End-to-end: real `cairn` processes on 127.0.0.1, what a user sees.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use cairn_testkit::*;
 
 #[test]
 fn files_of_every_edge_size_round_trip_with_three_copies() {

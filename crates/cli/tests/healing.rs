@@ -2,13 +2,11 @@
 //! stopped, corrupted, filled and added, and the cluster must heal itself
 //! with nobody running a command. Every wait is bounded.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_testkit::*;
 use serde_json::Value;
 
 /// The longest any test waits for the cluster to heal.
@@ -686,4 +684,36 @@ fn fsck_fails_when_every_copy_of_a_chunk_is_bad_and_node_commands_explain_refusa
     assert!(err.contains("not draining"), "{err}");
     let err = cluster.fails(&["node", "drain", "no-such-node"]);
     assert!(err.contains("cairn status"), "{err}");
+}
+
+#[test]
+fn a_paused_chunk_server_costs_a_put_and_a_read_seconds_not_the_chunk_timeout() {
+    const SIGSTOP: i32 = 19;
+    const SIGCONT: i32 = 18;
+    let cluster = Cluster::start_full(3, &["--chunk-size", "256KiB"], &[]);
+    let before = random_bytes(2 * MIB, 91);
+    put_bytes(&cluster, &before, "/before");
+    // Every chunk has a copy on every node (rf 3 of 3): each put and each
+    // read meets the paused one.
+    cluster.signal_chunk(1, SIGSTOP);
+    let during = random_bytes(2 * MIB, 92);
+    let started = Instant::now();
+    put_bytes(&cluster, &during, "/during");
+    let put_took = started.elapsed();
+    let started = Instant::now();
+    let read = get_bytes(&cluster, "/before");
+    let read_took = started.elapsed();
+    cluster.signal_chunk(1, SIGCONT);
+    assert_eq!(read, before);
+    // Before: a put waited for the chunk timeout (60 s) on the paused node
+    // after two copies were durable, and a read waited as long on it.
+    assert!(put_took < Duration::from_secs(25), "put took {put_took:?}");
+    assert!(
+        read_took < Duration::from_secs(25),
+        "read took {read_took:?}"
+    );
+    // The copies the put left out are made once the node answers again.
+    wait_healed(&cluster, "the paused node's copies made");
+    wait_fsck_clean(&cluster);
+    assert_eq!(get_bytes(&cluster, "/during"), during);
 }

@@ -3,15 +3,13 @@
 //! member replaced. Each test starts its own processes on free loopback
 //! ports, and bounds every wait.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_testkit::*;
 use serde_json::Value;
 
 const SIGCONT: i32 = 18;
@@ -423,7 +421,7 @@ fn a_replaced_member_catches_up_from_a_snapshot_and_a_later_leader_kill_loses_no
 
 // ---- linearizability ----
 
-use common::lincheck::{non_linearizable_keys, Action, Operation};
+use cairn_testkit::lincheck::{non_linearizable_keys, Action, Operation};
 
 #[test]
 fn the_checker_accepts_overlaps_and_refuses_stale_reads() {
@@ -716,7 +714,7 @@ fn bad_group_flags_are_refused_at_start_with_what_to_do() {
         (vec!["--id", "0"], "--id must be 1 or more"),
         (vec!["--election-timeout", "1ms"], "between 50ms and 60s"),
     ] {
-        let out = std::process::Command::new(CAIRN)
+        let out = std::process::Command::new(cairn_bin())
             .args([
                 "meta",
                 "--data-dir",
@@ -733,4 +731,68 @@ fn bad_group_flags_are_refused_at_start_with_what_to_do() {
             "{flags:?}: {err}"
         );
     }
+}
+
+/// The member list with member `first` first, as a user may give it.
+fn members_with_first(cluster: &Cluster, first: usize) -> String {
+    let mut order: Vec<usize> = (0..cluster.metas.len()).filter(|&i| i != first).collect();
+    order.insert(0, first);
+    order
+        .iter()
+        .map(|&i| cluster.metas[i].addr.clone())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn a_paused_member_named_first_costs_a_client_a_moment_not_the_call() {
+    let cluster = Cluster::start_group(3, 3, &[], &[]);
+    let leader = cluster.wait_leader(None, ELECTION_LIMIT);
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    // A member list the client has never used: nothing remembered, so the
+    // paused member is asked first. It accepts connections (the kernel
+    // does) and answers nothing.
+    let members = members_with_first(&cluster, follower);
+    cluster.signal_member(follower, SIGSTOP);
+    let started = Instant::now();
+    let out = run_cairn(
+        &members,
+        &cluster.config,
+        &["put", "-", "/after-pause"],
+        b"data",
+    );
+    let took = started.elapsed();
+    cluster.signal_member(follower, SIGCONT);
+    assert!(
+        out.status.success(),
+        "a put with a paused first member: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Before: one attempt waited 10 s and the call gave up at 5 s.
+    assert!(took < Duration::from_secs(9), "the put took {took:?}");
+    // The client remembers the leader for the next command.
+    let remembered = std::fs::read_to_string(cluster.config.with_extension("leader")).unwrap();
+    assert_eq!(
+        remembered,
+        format!("{members}\n{}\n", cluster.metas[leader].addr)
+    );
+
+    // A paused leader named first: the others elect a new one, and the
+    // client gets there.
+    let members = members_with_first(&cluster, leader);
+    std::fs::remove_file(cluster.config.with_extension("leader")).unwrap();
+    cluster.signal_member(leader, SIGSTOP);
+    let out = run_cairn(
+        &members,
+        &cluster.config,
+        &["put", "-", "/after-leader-pause"],
+        b"data",
+    );
+    cluster.signal_member(leader, SIGCONT);
+    assert!(
+        out.status.success(),
+        "a put with a paused leader first: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get_bytes(&cluster, "/after-leader-pause"), b"data");
 }

@@ -6,14 +6,12 @@
 //! Every namespace is made by this test and named after its process id,
 //! and the addresses (10.231.0.0/24) exist only inside them.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::CAIRN;
+use cairn_testkit::cairn_bin;
 use serde_json::Value;
 
 const MEMBERS: usize = 3;
@@ -101,15 +99,15 @@ impl Net {
             .collect::<Vec<_>>()
             .join(",");
         let secret = self.dir.path().join("cluster.secret");
-        common::write_secret(&secret, "the partition test's secret");
+        cairn_testkit::write_secret(&secret, "the partition test's secret");
         let password = self.dir.path().join("admin.password");
-        common::write_secret(&password, common::ADMIN_PASSWORD);
+        cairn_testkit::write_secret(&password, cairn_testkit::ADMIN_PASSWORD);
         for i in 0..MEMBERS {
             let data_dir = self.dir.path().join(format!("meta-{}", i + 1));
             let log =
                 std::fs::File::create(self.dir.path().join(format!("meta-{}.log", i + 1))).unwrap();
             let child = Command::new("ip")
-                .args(["netns", "exec", &self.member_ns(i), CAIRN, "meta"])
+                .args(["netns", "exec", &self.member_ns(i), cairn_bin(), "meta"])
                 .args(["--data-dir", data_dir.to_str().unwrap()])
                 .args(["--listen", &Net::addr(i), "--id", &(i + 1).to_string()])
                 .args(["--peers", &peers])
@@ -136,7 +134,7 @@ impl Net {
                 "netns",
                 "exec",
                 ns,
-                CAIRN,
+                cairn_bin(),
                 "--meta",
                 meta,
                 "--config",
@@ -254,7 +252,7 @@ fn names(listing: &str) -> BTreeSet<String> {
 
 #[test]
 fn a_partitioned_leader_refuses_writes_while_the_majority_serves_and_it_catches_up_after() {
-    assert!(Path::new(CAIRN).exists());
+    assert!(Path::new(cairn_bin()).exists());
     let mut net = Net::build();
     net.start_members();
     net.login();

@@ -3,13 +3,11 @@
 //! different users. Each refusal is checked for its status or message and
 //! for leaving everything as it was.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use cairn_testkit::*;
 use serde_json::Value;
 
 fn stderr(out: &Output) -> String {

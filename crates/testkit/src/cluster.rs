@@ -1,7 +1,6 @@
-//! A real Cairn cluster for end-to-end tests: `cairn meta` and `cairn chunk`
-//! processes on 127.0.0.1 with free ports and a temporary data directory.
-//! Dropping the cluster kills every process it started.
-#![allow(dead_code)]
+//! A real Cairn cluster: `cairn meta` and `cairn chunk` processes on
+//! 127.0.0.1 with free ports and a temporary data directory. Dropping the
+//! cluster kills every process it started.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub mod lincheck;
+use crate::cairn_bin;
 
 pub const MIB: usize = 1 << 20;
-
-pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -69,7 +66,7 @@ fn spawn(args: &[String], log: &Path) -> Child {
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(CAIRN)
+    Command::new(cairn_bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
@@ -143,14 +140,61 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster of one metadata server and one chunk server on copies of
+    /// existing data directories: `data/meta`, `data/chunk` and the secret
+    /// `data/cluster.secret` (as a fixture of an earlier release keeps
+    /// them), logged in as `admin` with `admin_password`.
+    pub fn start_from_data(data: &Path, admin_password: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&data.join("meta"), &dir.path().join("meta"));
+        copy_dir(&data.join("chunk"), &dir.path().join("chunk-0"));
+        std::fs::copy(
+            data.join("cluster.secret"),
+            dir.path().join("cluster.secret"),
+        )
+        .unwrap();
+        write_secret(&dir.path().join("admin.password"), admin_password);
+        let member = MetaMember {
+            id: 1,
+            addr: format!("127.0.0.1:{}", free_port()),
+            data_dir: dir.path().join("meta"),
+            args: Vec::new(),
+            child: None,
+        };
+        let mut cluster = Cluster {
+            config: dir.path().join("client.json"),
+            meta_addr: member.addr.clone(),
+            dir,
+            meta_args: Vec::new(),
+            metas: vec![member],
+            chunks: Vec::new(),
+            chunk_args: Vec::new(),
+        };
+        cluster.start_meta();
+        cluster.login_admin_with(admin_password);
+        cluster.chunks.push(ChunkServer {
+            data_dir: cluster.dir.path().join("chunk-0"),
+            addr: format!("127.0.0.1:{}", free_port()),
+            args: Vec::new(),
+            child: None,
+        });
+        cluster.start_chunk(0);
+        cluster.wait_nodes_up(1);
+        cluster
+    }
+
     /// Logs in as the first admin (waiting for the group to elect a leader
     /// and create the user); the session goes in `self.config`.
     pub fn login_admin(&self) {
+        self.login_admin_with(ADMIN_PASSWORD)
+    }
+
+    fn login_admin_with(&self, password: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = self.cairn_with_stdin(
                 &["login", "--user", "admin", "--password-stdin"],
-                format!("{ADMIN_PASSWORD}\n").as_bytes(),
+                format!("{password}\n").as_bytes(),
             );
             if out.status.success() {
                 return;
@@ -307,6 +351,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (as SIGSTOP 19, SIGCONT 18) to chunk server `i`.
+    pub fn signal_chunk(&self, i: usize, signal: i32) {
+        let child = self.chunks[i]
+            .child
+            .as_ref()
+            .expect("chunk server is running");
+        unsafe {
+            libc_kill(child.id() as i32, signal);
+        }
+    }
+
     /// Member `i` was started and not stopped or killed since.
     pub fn is_running(&self, i: usize) -> bool {
         self.metas[i].child.is_some()
@@ -446,6 +501,17 @@ impl Cluster {
         run_cairn(&self.meta_addr, &self.config, args, stdin)
     }
 
+    /// The session token kept in the client config `config` (for library
+    /// clients: `MetaClient::with_token`).
+    pub fn token(&self, config: &Path) -> String {
+        let text = std::fs::read_to_string(config).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        value["token"]
+            .as_str()
+            .expect("the config holds a session")
+            .to_string()
+    }
+
     /// Runs a client command as the user whose session is in `config`.
     pub fn cairn_as(&self, config: &Path, args: &[&str], stdin: &[u8]) -> Output {
         run_cairn(&self.meta_addr, config, args, stdin)
@@ -571,7 +637,7 @@ pub const ADMIN_PASSWORD: &str = "the test admin's password";
 /// Runs `cairn --meta META --config CONFIG ARGS...` with `stdin`.
 pub fn run_cairn(meta_addr: &str, config: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = Command::new(CAIRN)
+    let mut child = Command::new(cairn_bin())
         .arg("--meta")
         .arg(meta_addr)
         .arg("--config")
@@ -592,6 +658,26 @@ pub fn run_cairn(meta_addr: &str, config: &Path, args: &[&str], stdin: &[u8]) ->
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     out
+}
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The data directories the release before format markers wrote
+/// (`fixtures/release-1`, made by its script; `CONTENTS` says what is in).
+pub fn release_1_fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/release-1")
 }
 
 /// Writes a cluster secret file, readable by its owner only.
