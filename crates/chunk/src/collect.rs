@@ -19,12 +19,10 @@ use cairn_proto::api::{ReferencedRequest, MAX_HAS_CHUNKS_IDS};
 use cairn_proto::ChunkId;
 use cairn_telemetry::counter;
 
+use crate::limits::{
+    MAX_COLLECT_INTERVAL as MAX_INTERVAL, MIN_COLLECT_INTERVAL as MIN_INTERVAL, SHARDS,
+};
 use crate::node::Node;
-use crate::store::SHARDS;
-
-/// Time between passes: a quarter of the grace period, within these bounds.
-const MIN_INTERVAL: Duration = Duration::from_secs(1);
-const MAX_INTERVAL: Duration = Duration::from_secs(600);
 
 pub async fn run(node: Arc<Node>, grace: Duration) {
     let interval = (grace / 4).clamp(MIN_INTERVAL, MAX_INTERVAL);

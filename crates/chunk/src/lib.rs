@@ -9,6 +9,7 @@
 //! - `repair.rs`, `scrub.rs`, `collect.rs`: the three background loops
 
 pub mod collect;
+pub mod limits;
 pub mod membership;
 pub mod node;
 pub mod repair;

@@ -16,6 +16,7 @@ use cairn_proto::api::{HeartbeatRequest, RegisterRequest};
 use cairn_proto::ErrorCode;
 use cairn_telemetry::counter;
 
+use crate::limits::MAX_RETRY_DELAY;
 use crate::node::Node;
 
 pub struct Registration {
@@ -24,8 +25,6 @@ pub struct Registration {
     pub capacity_bytes: u64,
     pub heartbeat_interval: Duration,
 }
-
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 pub async fn keep_registered(node: Arc<Node>, registration: Registration) {
     let request = RegisterRequest {

@@ -12,6 +12,7 @@ use cairn_proto::{ChunkId, ClusterMap, NodeState, DEFAULT_CHUNK_SIZE_BYTES};
 use cairn_telemetry::{counter, gauge};
 use tokio::sync::{watch, Notify};
 
+use crate::limits::MAX_RECOVERIES;
 use crate::store::ChunkStore;
 
 pub struct Node {
@@ -29,9 +30,6 @@ pub struct Node {
     /// memory, and reports of corruption may come in bursts.
     recoveries: tokio::sync::Semaphore,
 }
-
-/// Corrupt copies being fetched again at once.
-const MAX_RECOVERIES: usize = 4;
 
 /// Counters behind the heartbeat report; `_total` ones only grow.
 #[derive(Default)]

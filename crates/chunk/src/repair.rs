@@ -42,13 +42,9 @@ use cairn_telemetry::counter;
 use futures::stream::{self, StreamExt};
 use tokio::sync::watch;
 
+use crate::limits::{BATCH_CHUNKS, PUSHES_IN_FLIGHT, SHARDS};
 use crate::node::{Node, RateLimiter};
-use crate::store::{ChunkEntry, SHARDS};
-
-/// Chunks planned together: one presence call per peer per batch.
-const BATCH_CHUNKS: usize = 1024;
-/// Chunks being pushed at once.
-const PUSHES_IN_FLIGHT: usize = 4;
+use crate::store::ChunkEntry;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RepairConfig {

@@ -26,12 +26,9 @@ use cairn_telemetry::counter;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::limits::MAX_CONCURRENT_TRANSFERS;
 use crate::node::Node;
 use crate::store::ChunkStore;
-
-/// Chunk bodies held in memory at once by PUTs and GETs (each at most one
-/// chunk): bounds the server's memory to about this many chunk sizes.
-const MAX_CONCURRENT_TRANSFERS: usize = 32;
 
 struct Server {
     node: Arc<Node>,

@@ -31,14 +31,7 @@ use cairn_proto::{ChunkId, NodeId};
 
 const FORMAT_LINE: &str = "cairn-chunk-store 1";
 
-/// Corrupt copies kept in `quarantine/`; the oldest go beyond this (a disk
-/// that rots fast must not fill up with evidence).
-pub const MAX_QUARANTINED: usize = 1024;
-
-/// The chunk directory is split in this many shards by the first byte of
-/// the id; background loops work one shard at a time, which bounds their
-/// memory to about 1/256 of the chunk list.
-pub const SHARDS: usize = 256;
+pub use crate::limits::{MAX_QUARANTINED, SHARDS};
 
 /// How much this store may hold.
 #[derive(Debug, Clone, Copy, Default)]

@@ -31,10 +31,16 @@ async fn main() {
     let meta = MetaClient::new(meta).with_token(std::env::var("CAIRN_TOKEN").ok());
     let files = Files::new(meta.clone());
     let root = format!("/scale-{}", std::process::id());
-    files.mkdir(&format!("{root}/flat"), true, None).await.unwrap();
+    files
+        .mkdir(&format!("{root}/flat"), true, None)
+        .await
+        .unwrap();
     let tree_files = entries / 10;
     for d in 0..100 {
-        files.mkdir(&format!("{root}/tree/d{d:02}"), true, None).await.unwrap();
+        files
+            .mkdir(&format!("{root}/tree/d{d:02}"), true, None)
+            .await
+            .unwrap();
     }
 
     // Empty files: one commit each, no chunk data.
@@ -90,8 +96,18 @@ async fn main() {
         }
         assert_eq!(seen, entries, "every entry listed once");
         let elapsed = started.elapsed();
-        report(&format!("list pages, round {round}"), pages, "pages", elapsed);
-        report(&format!("list entries, round {round}"), seen, "entries", elapsed);
+        report(
+            &format!("list pages, round {round}"),
+            pages,
+            "pages",
+            elapsed,
+        );
+        report(
+            &format!("list entries, round {round}"),
+            seen,
+            "entries",
+            elapsed,
+        );
     }
 
     // Walk pages over everything.
@@ -107,7 +123,11 @@ async fn main() {
             None => break,
         }
     }
-    assert_eq!(seen, total + 100 + 2, "files, the 100 directories, flat and tree");
+    assert_eq!(
+        seen,
+        total + 100 + 2,
+        "files, the 100 directories, flat and tree"
+    );
     report("walk pages", pages, "pages", started.elapsed());
     report("walk entries", seen, "entries", started.elapsed());
 
@@ -123,7 +143,8 @@ async fn main() {
     );
     loop {
         let status = meta.status().await.unwrap();
-        if status.trees_being_deleted == 0 && status.file_count + total as u64 <= before.file_count {
+        if status.trees_being_deleted == 0 && status.file_count + total as u64 <= before.file_count
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
