@@ -185,6 +185,68 @@ fn every_bad_request_gets_a_clear_4xx_and_changes_nothing() {
             404,
             "no such API route",
         ),
+        // Cursors that are not the `next` of a page, pages of nothing.
+        (
+            "GET",
+            "/v1/fs/list?path=/&after=a/b".into(),
+            vec![],
+            400,
+            "bad cursor",
+        ),
+        (
+            "GET",
+            "/v1/fs/walk?path=/&after=../x".into(),
+            vec![],
+            400,
+            "bad cursor",
+        ),
+        (
+            "GET",
+            "/v1/fs/list?path=/&limit=-1".into(),
+            vec![],
+            400,
+            "bad query string",
+        ),
+        // Extended attributes: no namespace, too large, not base64.
+        (
+            "POST",
+            "/v1/fs/xattr/set".into(),
+            br#"{"path": "/keep", "name": "color", "value": "cmVk"}"#.to_vec(),
+            400,
+            "user.",
+        ),
+        (
+            "POST",
+            "/v1/fs/xattr/set".into(),
+            format!(
+                r#"{{"path": "/keep", "name": "user.big", "value": "{}"}}"#,
+                "A".repeat(100_000)
+            )
+            .into_bytes(),
+            413,
+            "limit is 65536",
+        ),
+        (
+            "POST",
+            "/v1/fs/xattr/set".into(),
+            br#"{"path": "/keep", "name": "user.x", "value": "not base64!"}"#.to_vec(),
+            400,
+            "base64",
+        ),
+        (
+            "GET",
+            "/v1/fs/xattrs?path=/keep&name=system.posix_acl_access".into(),
+            vec![],
+            400,
+            "not supported",
+        ),
+        (
+            "GET",
+            "/v1/users?limit=x".into(),
+            vec![],
+            400,
+            "bad query string",
+        ),
     ];
     for (method, path, body, status, message) in &cases {
         let (code, answer) = send(&cluster, method, path, body);
