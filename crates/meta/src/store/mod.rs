@@ -209,7 +209,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// far to re-apply early; committed entries are in the durable log. A
     /// member that led before a crash resumes leading the same term with
     /// this possibly stale index and no new entry, so a consistent read
-    /// (`server.rs`, `confirm_leader`) also waits until the leader's whole
+    /// (`server/core.rs`, `confirm_leader`) also waits until the leader's whole
     /// log is applied, as openraft asks of a non-durable committed index.
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
         let db = self.db.clone();
@@ -389,7 +389,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 }
 
 /// Applies entries in one transaction. A refused command (an `ApiError`)
-/// wrote nothing (see `state.rs`), so the batch can go on after it.
+/// wrote nothing (see `state/mod.rs`), so the batch can go on after it.
 fn apply_entries(
     db: &Database,
     entries: Vec<Entry<TypeConfig>>,
