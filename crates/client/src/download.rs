@@ -176,26 +176,20 @@ impl Reader {
             // A slow replica is passed over for the next; the last is
             // waited for.
             let headers_timeout = (position < last).then_some(READ_HEADERS_TIMEOUT);
-            let mut fetched = self
-                .chunks
-                .get(
-                    &node.addr,
-                    &chunk.id,
-                    capability.as_deref(),
-                    headers_timeout,
-                )
-                .await;
-            if matches!(&fetched, Err(e) if e.code == Some(ErrorCode::Unauthenticated)) {
-                capability = self.renew(index, capability.as_deref()).await?;
-                fetched = self
-                    .chunks
+            let fetch = |capability: Option<String>| async move {
+                self.chunks
                     .get(
                         &node.addr,
                         &chunk.id,
                         capability.as_deref(),
                         headers_timeout,
                     )
-                    .await;
+                    .await
+            };
+            let mut fetched = fetch(capability.clone()).await;
+            if matches!(&fetched, Err(e) if e.code == Some(ErrorCode::Unauthenticated)) {
+                capability = self.renew(index, capability.as_deref()).await?;
+                fetched = fetch(capability.clone()).await;
             }
             match fetched {
                 Ok(data) => {

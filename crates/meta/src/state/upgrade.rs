@@ -147,20 +147,8 @@ impl Tables<'_> {
                 .auth
                 .insert(users::gid_key(*gid).as_slice(), encode(&id_name).as_slice())?;
         }
-        let next_uid = ids
-            .uids
-            .values()
-            .map(|u| u + 1)
-            .max()
-            .unwrap_or(0)
-            .max(FIRST_ID);
-        let next_gid = ids
-            .gids
-            .values()
-            .map(|g| g + 1)
-            .max()
-            .unwrap_or(0)
-            .max(FIRST_ID);
+        let next_uid = next_free(ids.uids.values());
+        let next_gid = next_free(ids.gids.values());
         put_counter(&mut self.meta, keys::NEXT_UID, u64::from(next_uid))?;
         put_counter(&mut self.meta, keys::NEXT_GID, u64::from(next_gid))?;
         put_counter(&mut self.meta, keys::USER_COUNT, legacy_users.len() as u64)?;
@@ -369,13 +357,7 @@ impl Ids {
         if let Some(uid) = self.uids.get(name) {
             return *uid;
         }
-        let uid = self
-            .uids
-            .values()
-            .map(|u| u + 1)
-            .max()
-            .unwrap_or(0)
-            .max(FIRST_ID);
+        let uid = next_free(self.uids.values());
         self.uids.insert(name.to_string(), uid);
         uid
     }
@@ -387,17 +369,16 @@ impl Ids {
         let taken = |gid: u32| self.gids.values().any(|g| *g == gid);
         let gid = match preferred {
             Some(gid) if !taken(gid) => gid,
-            _ => self
-                .gids
-                .values()
-                .map(|g| g + 1)
-                .max()
-                .unwrap_or(0)
-                .max(FIRST_ID),
+            _ => next_free(self.gids.values()),
         };
         self.gids.insert(name.to_string(), gid);
         gid
     }
+}
+
+/// The first id at or above [`FIRST_ID`] above every id in `taken`.
+fn next_free<'a>(taken: impl Iterator<Item = &'a u32>) -> u32 {
+    taken.map(|id| id + 1).max().unwrap_or(0).max(FIRST_ID)
 }
 
 // ---- the shapes of earlier releases ----
