@@ -662,11 +662,15 @@ fn fsck_fails_when_every_copy_of_a_chunk_is_bad_and_node_commands_explain_refusa
             text.contains(&cluster.node_id(node)),
             "names node {node}: {text}"
         );
-        let quarantined = std::fs::read_dir(cluster.chunks[node].data_dir.join("quarantine"))
-            .unwrap()
-            .count();
+        // Each node moves its copy aside right after it answers.
+        let quarantine = cluster.chunks[node].data_dir.join("quarantine");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_dir(&quarantine).unwrap().count() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_eq!(
-            quarantined, 1,
+            std::fs::read_dir(&quarantine).unwrap().count(),
+            1,
             "node {node} keeps its corrupt copy for a person"
         );
     }
