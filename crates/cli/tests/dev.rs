@@ -246,7 +246,18 @@ fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--ca"), "{err}");
     let chunk_addr = format!("127.0.0.1:{}", port + 3);
-    let (code, body) = http_request(&chunk_addr, "GET", "/v1/health");
+    // A loaded machine may be slow to answer; a few tries, 15 s each.
+    let (code, body) = (0..3)
+        .find_map(|_| {
+            try_http_within(
+                &chunk_addr,
+                "GET",
+                "/v1/health",
+                &[],
+                Duration::from_secs(15),
+            )
+        })
+        .expect("the chunk server answers plain HTTP on its TLS port");
     assert_eq!(code, 400);
     assert!(String::from_utf8_lossy(&body).contains("--ca"));
     // With the CA but no login, the refusal is the login one.
