@@ -16,3 +16,20 @@ login_admin() {
   echo "cannot log in to the metadata service at $meta; logs beside $data_dir" >&2
   exit 1
 }
+
+# A free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The session token kept in a client config (for the Rust examples, which
+# take it in CAIRN_TOKEN).
+token() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$1"; }
+
+# Kills the processes in the caller's `pids` array and removes DIR, as in
+# `pids=(); trap 'stop_and_remove "$d"' EXIT`. (No state here: scripts
+# source this file at various points.)
+stop_and_remove() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$1"
+}

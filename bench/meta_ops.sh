@@ -13,14 +13,10 @@ cargo build --release --quiet -p cairn-client --example meta_ops
 bin=$PWD/target/release/cairn
 bench=$PWD/target/release/examples/meta_ops
 d=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
-trap cleanup EXIT
 source bench/lib.sh
+pids=()
+trap 'stop_and_remove "$d"' EXIT
 
-# The example calls as the admin: the session token from the config.
-token() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$1"; }
 
 run() { # label addrs config
   for clients in 1 16; do CAIRN_TOKEN=$(token "$3") "$bench" "$2" "$clients" "$ops" "$1"; done

@@ -14,12 +14,9 @@ cargo build --release --quiet -p cairn-client --example namespace_scale
 bin=$PWD/target/release/cairn
 bench=$PWD/target/release/examples/namespace_scale
 d=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
-trap cleanup EXIT
 source bench/lib.sh
-token() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$1"; }
+pids=()
+trap 'stop_and_remove "$d"' EXIT
 
 echo "== $entries entries, one metadata member (release build, this machine's disk)"
 port=$(free_port)

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use base64::Engine;
-use cairn_client::{chunk_locations, ClientError, Grant, Page, PutOptions};
-use cairn_proto::api::{ChownRequest, EntryKind, OnExists, XattrSetMode};
+use cairn_client::{chunk_locations, ClientError, Grant, PutOptions};
+use cairn_proto::api::{ChownRequest, DirEntry, EntryKind, OnExists, XattrSetMode};
 use cairn_proto::ErrorCode;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -372,7 +372,7 @@ pub async fn ls(ctx: &Context, args: LsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
-        // Streamed: a listing of any size in bounded memory.
+        // Streamed, page by page: a listing of any size in bounded memory.
         write!(
             out,
             "{{\"path\":{},\"entries\":[",
@@ -380,58 +380,46 @@ pub async fn ls(ctx: &Context, args: LsArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     let mut first = true;
-    let mut page = Page::default();
-    loop {
-        let (entries, next): (Vec<(String, cairn_proto::api::DirEntry)>, Option<String>) =
-            if args.recursive {
-                let walked = ctx.files.walk(&path, &page).await?;
-                for skipped in &walked.skipped {
-                    eprintln!("cairn: cannot list {}: permission denied", escape(skipped));
-                }
-                let entries = walked
-                    .entries
-                    .into_iter()
-                    .map(|e| (e.path, e.entry))
-                    .collect();
-                (entries, walked.next)
-            } else {
-                let listing = ctx.files.list(&path, &page).await?;
-                let entries = listing
-                    .entries
-                    .into_iter()
-                    .map(|e| (e.name.clone(), e))
-                    .collect();
-                (entries, listing.next)
-            };
-        for (shown, entry) in &entries {
-            if args.json {
-                if !first {
-                    out.write_all(b",")?;
-                }
-                let mut value = serde_json::to_value(entry)?;
-                if args.recursive {
-                    value["path"] = serde_json::Value::String(shown.clone());
-                }
-                serde_json::to_writer(&mut out, &value)?;
-            } else if args.long {
-                let mut row = entry.clone();
-                row.name = shown.clone();
-                out.write_all(output::long_listing(std::slice::from_ref(&row)).as_bytes())?;
-            } else {
-                let suffix = if entry.kind == EntryKind::Dir {
-                    "/"
-                } else {
-                    ""
-                };
-                writeln!(out, "{}{suffix}", escape(shown))?;
+    let mut show = |shown: &str, entry: &DirEntry| -> std::io::Result<()> {
+        if args.json {
+            if !first {
+                out.write_all(b",")?;
             }
-            first = false;
+            let mut value = serde_json::to_value(entry)?;
+            if args.recursive {
+                value["path"] = serde_json::Value::String(shown.to_string());
+            }
+            serde_json::to_writer(&mut out, &value)?;
+        } else if args.long {
+            let row = DirEntry {
+                name: shown.to_string(),
+                ..entry.clone()
+            };
+            out.write_all(output::long_listing(std::slice::from_ref(&row)).as_bytes())?;
+        } else {
+            let suffix = if entry.kind == EntryKind::Dir {
+                "/"
+            } else {
+                ""
+            };
+            writeln!(out, "{}{suffix}", escape(shown))?;
         }
-        out.flush()?;
-        match next {
-            Some(next) => page.after = Some(next),
-            None => break,
+        first = false;
+        Ok(())
+    };
+    let write_error = |e: std::io::Error| ClientError::io("cannot write the listing", e);
+    if args.recursive {
+        let skipped = ctx
+            .files
+            .walk_each(&path, |e| show(&e.path, &e.entry).map_err(write_error))
+            .await?;
+        for dir in &skipped {
+            eprintln!("cairn: cannot list {}: permission denied", escape(dir));
         }
+    } else {
+        ctx.files
+            .list_each(&path, |e| show(&e.name, &e).map_err(write_error))
+            .await?;
     }
     if args.json {
         writeln!(out, "]}}")?;

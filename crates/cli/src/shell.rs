@@ -8,7 +8,6 @@
 //! With stdin not a terminal, lines are read and run one by one without
 //! a prompt (scripts, tests); the exit status is the last command's.
 
-use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
@@ -298,24 +297,20 @@ fn remote_candidates(word: &str, names: &[(String, bool)]) -> Vec<String> {
         Some(slash) => &word[..=slash],
         None => "",
     };
+    /// What the shell's splitting takes as other than a plain character.
+    const SPECIAL: &str = " \\'\"$`()&;|<>*?![]{}#~";
     names
         .iter()
         .map(|(name, is_dir)| {
-            let escaped: Cow<str> = if name.chars().any(|c| " \\'\"$`()&;|<>*?![]{}#~".contains(c))
-            {
-                Cow::Owned(
-                    name.chars()
-                        .flat_map(|c| {
-                            let special = " \\'\"$`()&;|<>*?![]{}#~".contains(c);
-                            special.then_some('\\').into_iter().chain([c])
-                        })
-                        .collect(),
-                )
-            } else {
-                Cow::Borrowed(name)
-            };
-            let end = if *is_dir { "/" } else { " " };
-            format!("{dir_part}{escaped}{end}")
+            let mut candidate = dir_part.to_string();
+            for c in name.chars() {
+                if SPECIAL.contains(c) {
+                    candidate.push('\\');
+                }
+                candidate.push(c);
+            }
+            candidate.push(if *is_dir { '/' } else { ' ' });
+            candidate
         })
         .collect()
 }

@@ -644,6 +644,14 @@ fn fsck_fails_when_every_copy_of_a_chunk_is_bad_and_node_commands_explain_refusa
     // Presence alone does not see rot; verification does, and exits 1.
     let quick = cluster.json(&["fsck", "--no-verify", "--json"]);
     assert_eq!(quick["missing"], 0);
+    // A reader gets no bad byte, and is told every copy is corrupt.
+    let out = cluster.cairn(&["cat", "/doomed"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("every copy of chunk {id}")) && err.contains("corrupt"),
+        "{err}"
+    );
     let out = cluster.cairn(&["fsck"]);
     assert!(!out.status.success(), "fsck must fail when data is missing");
     let text = String::from_utf8(out.stdout).unwrap();

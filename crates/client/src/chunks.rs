@@ -125,13 +125,10 @@ impl ChunkClient {
         }
     }
 
-    /// Stores `data` as chunk `id` on the node at `addr`; `data` must hash to `id`.
-    /// `Bytes` is reference-counted: sending one chunk to three nodes copies nothing.
-    pub async fn put(&self, addr: &str, id: &ChunkId, data: Bytes) -> Result<(), ChunkError> {
-        self.put_full(addr, id, data, None, None).await
-    }
-
-    /// A `put` with its own capability (a writer's, from a grant).
+    /// Stores `data` as chunk `id` on the node at `addr`, with `capability`
+    /// (a writer's, from a grant) or the client's credential; `data` must
+    /// hash to `id`. `Bytes` is reference-counted: sending one chunk to
+    /// three nodes copies nothing.
     pub async fn put_with(
         &self,
         addr: &str,

@@ -27,7 +27,7 @@ use crate::chunks::ChunkClient;
 use crate::error::ClientError;
 use crate::limits::READ_HEADERS_TIMEOUT;
 use crate::meta::{MetaClient, Target};
-use crate::upload::expires_soon;
+use crate::upload::{renew_at, renewal_due};
 
 /// An open file: its chunk list as of the open, and the capabilities to
 /// read them. Cheap to share between tasks (`Arc`).
@@ -39,8 +39,8 @@ pub struct Reader {
     stat: Stat,
     /// `ends[i]`: the offset just past chunk `i`.
     ends: Vec<u64>,
-    /// The capability of each chunk, and when they expire (renewed
-    /// together); empty when the cluster checks none.
+    /// The capability of each chunk, and when to renew them (together;
+    /// see `upload::renew_at`); empty when the cluster checks none.
     capabilities: tokio::sync::Mutex<(Vec<String>, u64)>,
 }
 
@@ -71,7 +71,10 @@ impl Reader {
         if end != stat.size_bytes {
             return Err(ClientError::DamagedMetadata { id: stat.id });
         }
-        let capabilities = (stat.capabilities.clone(), stat.capabilities_expire_ms);
+        let capabilities = (
+            stat.capabilities.clone(),
+            renew_at(stat.capabilities_expire_ms),
+        );
         Ok(Reader {
             meta,
             chunks,
@@ -229,7 +232,7 @@ impl Reader {
         if current.0.is_empty() {
             return Ok(None);
         }
-        if !expires_soon(current.1) {
+        if !renewal_due(current.1) {
             return Ok(current.0.get(index).cloned());
         }
         let expired = current.0.get(index).cloned();
@@ -254,7 +257,7 @@ impl Reader {
             if fresh.digest != self.stat.digest {
                 return Err(ClientError::Changed { id: self.stat.id });
             }
-            *current = (fresh.capabilities, fresh.capabilities_expire_ms);
+            *current = (fresh.capabilities, renew_at(fresh.capabilities_expire_ms));
         }
         Ok(current.0.get(index).cloned())
     }

@@ -174,7 +174,13 @@ impl Files {
             )?,
             other => other?,
         };
-        let summary = uploader.upload(reader, on_progress).await?;
+        let summary = uploader.upload(reader, on_progress).await;
+        // A chunk that found the cached map out of date fetched a fresh one:
+        // the next puts use it.
+        if let Some(map) = uploader.refreshed_map() {
+            *self.inner.map.lock().expect("map cache lock") = Some((Instant::now(), map));
+        }
+        let summary = summary?;
         meta.commit(&CommitRequest {
             path: path.to_string(),
             size_bytes: summary.size_bytes,

@@ -52,8 +52,9 @@ pub const STRAGGLER_GRACE_MIN: Duration = Duration::from_secs(2);
 pub const STRAGGLER_GRACE_MAX: Duration = Duration::from_secs(10);
 /// Chunks in flight at once on a put or a get, per file.
 pub const DEFAULT_WINDOW: usize = 4;
-/// A capability is renewed when it has less than this left (or a chunk
-/// server said it expired), so a transfer may outlive it.
+/// A capability is renewed when it has less than this left (or a quarter
+/// of its life, if shorter; or when a chunk server says it expired), so a
+/// transfer may outlive it.
 pub const CAPABILITY_RENEW_MARGIN: Duration = Duration::from_secs(300);
 /// How long a cluster map fetched for a put is used for the next ones.
 pub const MAP_CACHE_TTL: Duration = Duration::from_secs(2);

@@ -46,8 +46,8 @@ pub struct UploadSummary {
 pub struct Grant {
     meta: MetaClient,
     request: GrantRequest,
-    /// The capability and when it expires (ms since the Unix epoch);
-    /// `None` when the cluster has no secret and checks none.
+    /// The capability and when to renew it (ms since the Unix epoch; see
+    /// [`renew_at`]); `None` when the cluster has no secret and checks none.
     current: tokio::sync::Mutex<(Option<String>, u64)>,
 }
 
@@ -86,16 +86,16 @@ impl Grant {
         Ok(Arc::new(Grant {
             meta: meta.clone(),
             request,
-            current: tokio::sync::Mutex::new((answer.capability, answer.expires_ms)),
+            current: tokio::sync::Mutex::new((answer.capability, renew_at(answer.expires_ms))),
         }))
     }
 
     /// The capability, renewed first if it expires within the margin.
     pub async fn capability(&self) -> Result<Option<String>, ClientError> {
         let mut current = self.current.lock().await;
-        if current.0.is_some() && expires_soon(current.1) {
+        if current.0.is_some() && renewal_due(current.1) {
             let answer = self.meta.grant(&self.request).await?;
-            *current = (answer.capability, answer.expires_ms);
+            *current = (answer.capability, renew_at(answer.expires_ms));
         }
         Ok(current.0.clone())
     }
@@ -107,19 +107,31 @@ impl Grant {
         // Another transfer may have renewed it meanwhile.
         if current.0.as_deref() == expired {
             let answer = self.meta.grant(&self.request).await?;
-            *current = (answer.capability, answer.expires_ms);
+            *current = (answer.capability, renew_at(answer.expires_ms));
         }
         Ok(current.0.clone())
     }
 }
 
-/// Whether a capability expiring at `expires_ms` is within the renewal
-/// margin of this machine's clock.
-pub(crate) fn expires_soon(expires_ms: u64) -> bool {
-    let now_ms = std::time::SystemTime::now()
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    expires_ms <= now_ms + CAPABILITY_RENEW_MARGIN.as_millis() as u64
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When a capability received now and expiring at `expires_ms` is renewed:
+/// [`CAPABILITY_RENEW_MARGIN`] before it expires, or with a quarter of its
+/// life left if that is shorter (a short `--capability-ttl` must not renew
+/// on every use).
+pub(crate) fn renew_at(expires_ms: u64) -> u64 {
+    let life_ms = expires_ms.saturating_sub(now_ms());
+    let margin_ms = (CAPABILITY_RENEW_MARGIN.as_millis() as u64).min(life_ms / 4);
+    expires_ms - margin_ms
+}
+
+/// Whether the time to renew (from [`renew_at`]) has come.
+pub(crate) fn renewal_due(renew_at_ms: u64) -> bool {
+    now_ms() >= renew_at_ms
 }
 
 /// Uploads streams as chunks, placed by one cluster map.
@@ -131,6 +143,9 @@ pub struct Uploader {
     min_copies: usize,
     chunk_size_bytes: usize,
     window: usize,
+    /// A fresher map a chunk had to fetch (its nodes filled up or went
+    /// down), for the caller's cache.
+    refreshed: Arc<std::sync::Mutex<Option<ClusterMap>>>,
 }
 
 impl Uploader {
@@ -162,7 +177,13 @@ impl Uploader {
             min_copies,
             chunk_size_bytes: map.chunk_size_bytes as usize,
             window,
+            refreshed: Arc::default(),
         })
+    }
+
+    /// The map a chunk fetched when the one given ran out of nodes, if any.
+    pub fn refreshed_map(&self) -> Option<ClusterMap> {
+        self.refreshed.lock().expect("refreshed map lock").clone()
     }
 
     /// Reads `reader` to its end, storing each chunk on its targets.
@@ -198,6 +219,7 @@ impl Uploader {
                 ring: self.ring.clone(),
                 replication: self.replication,
                 min_copies: self.min_copies,
+                refreshed: self.refreshed.clone(),
             };
             in_flight.push_back(tokio::spawn(store.run(data)));
         }
@@ -252,6 +274,7 @@ struct StoreChunk {
     ring: Arc<Ring>,
     replication: usize,
     min_copies: usize,
+    refreshed: Arc<std::sync::Mutex<Option<ClusterMap>>>,
 }
 
 impl StoreChunk {
@@ -276,7 +299,11 @@ impl StoreChunk {
             let ring = match round {
                 0 => self.ring.clone(),
                 _ => match self.grant.meta.map().await {
-                    Ok(map) => Arc::new(Ring::new(&map)),
+                    Ok(map) => {
+                        let ring = Arc::new(Ring::new(&map));
+                        *self.refreshed.lock().expect("refreshed map lock") = Some(map);
+                        ring
+                    }
                     Err(e) => {
                         failures.push(format!("cannot fetch a fresh cluster map: {e}"));
                         break;

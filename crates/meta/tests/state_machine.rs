@@ -1944,6 +1944,30 @@ fn a_state_from_before_users_is_upgraded_when_opened() {
     );
 }
 
+#[test]
+fn a_state_of_a_newer_format_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    drop(open_database(&path).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(SM_META)
+            .unwrap()
+            .insert(keys::STATE_FORMAT, 99u64.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let Err(refused) = open_database(&path) else {
+        panic!("a newer state is refused")
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("format 99") && refused.contains("upgrade cairn"),
+        "{refused}"
+    );
+}
+
 /// The data directory written by the previous release
 /// (`crates/testkit/fixtures/release-1`, made by its script).
 fn previous_release_database() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -190,3 +190,30 @@ pub enum Output {
 
 /// What a log entry's application answers to the proposer.
 pub type Response = Result<Output, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_the_previous_format_read_and_newer_ones_are_refused() {
+        let mkdir = r#"{"Mkdir": {"path": "/a"}}"#;
+        let old: Request =
+            serde_json::from_str(&format!(r#"{{"now_ms": 5, "command": {mkdir}}}"#)).unwrap();
+        assert_eq!((old.format, old.now_ns), (REQUEST_FORMAT, 5_000_000));
+        let current = Request::new(7, Some(3), Some("alice".into()), old.command.clone());
+        let json = serde_json::to_string(&current).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), current);
+        let newer = format!(r#"{{"format": 9, "now_ns": 1, "command": {mkdir}}}"#);
+        let refused = serde_json::from_str::<Request>(&newer)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("newer") && refused.contains("upgrade cairn"),
+            "{refused}"
+        );
+        let missing =
+            serde_json::from_str::<Request>(&format!(r#"{{"format": 2, "command": {mkdir}}}"#));
+        assert!(missing.is_err(), "a clock is required");
+    }
+}

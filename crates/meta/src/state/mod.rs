@@ -53,5 +53,5 @@ pub use tables::{
     entry_key, entry_name, get_counter, get_counter_or_zero, keys, ReadView, Tables, View, AUTH,
     CHUNK_REFS, DIRENTS, INODES, ORPHANS, REQUESTS, REQUESTS_BY_TIME, SM_META, XATTRS,
 };
-pub use upgrade::{InodeV2, UserV1, STATE_FORMAT};
+pub use upgrade::STATE_FORMAT;
 pub use view::child_path;

@@ -551,42 +551,22 @@ impl Tables<'_> {
 
     /// The uid a chown names, by name (which must exist) or number.
     fn owner_id(&self, req: &ChownRequest) -> Result<Option<u32>, StateError> {
-        match (&req.owner, req.uid) {
-            (Some(_), Some(_)) => Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                "give the new owner by name or by uid, not both",
-            )
-            .into()),
-            (Some(name), None) => {
-                cairn_proto::api::validate_user_name("user", name)?;
-                let user = users::get_user(&self.ns.auth, name)?.ok_or_else(|| {
-                    ApiError::not_found(format!("user {name} (see `cairn user list`)"))
-                })?;
-                Ok(Some(user.uid))
-            }
-            (None, uid) => Ok(uid),
-        }
+        let by_name = |name: &str| Ok(users::get_user(&self.ns.auth, name)?.map(|u| u.uid));
+        named_id(
+            "user",
+            "uid",
+            req.owner.as_deref(),
+            req.uid,
+            by_name,
+            "see `cairn user list`",
+        )
     }
 
     /// The gid a chown names, by name (which must exist) or number.
     fn group_id(&self, req: &ChownRequest) -> Result<Option<u32>, StateError> {
-        match (&req.group, req.gid) {
-            (Some(_), Some(_)) => Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                "give the new group by name or by gid, not both",
-            )
-            .into()),
-            (Some(name), None) => {
-                cairn_proto::api::validate_user_name("group", name)?;
-                let group = users::get_group(&self.ns.auth, name)?.ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "group {name} (groups come with `cairn user add --groups`)"
-                    ))
-                })?;
-                Ok(Some(group.gid))
-            }
-            (None, gid) => Ok(gid),
-        }
+        let by_name = |name: &str| Ok(users::get_group(&self.ns.auth, name)?.map(|g| g.gid));
+        let hint = "groups come with `cairn user add --groups`";
+        named_id("group", "gid", req.group.as_deref(), req.gid, by_name, hint)
     }
 
     pub fn set_xattr(
@@ -838,6 +818,32 @@ impl Tables<'_> {
             format!("found no free name like {name:?} in its directory; choose a name yourself"),
         )
         .into())
+    }
+}
+
+/// The id of a user or group named by `name` (which `by_name` must find)
+/// or given as `number`; not both.
+fn named_id(
+    kind: &str,
+    id_kind: &str,
+    name: Option<&str>,
+    number: Option<u32>,
+    by_name: impl FnOnce(&str) -> Result<Option<u32>, StateError>,
+    hint: &str,
+) -> Result<Option<u32>, StateError> {
+    match (name, number) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("give the new {kind} by name or by {id_kind}, not both"),
+        )
+        .into()),
+        (Some(name), None) => {
+            cairn_proto::api::validate_user_name(kind, name)?;
+            let id = by_name(name)?
+                .ok_or_else(|| ApiError::not_found(format!("{kind} {name} ({hint})")))?;
+            Ok(Some(id))
+        }
+        (None, number) => Ok(number),
     }
 }
 

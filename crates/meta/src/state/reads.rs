@@ -39,21 +39,13 @@ impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> Names<'v, I, D, 
     }
 
     fn user(&mut self, uid: u32) -> Result<String, StateError> {
-        if let Some(name) = self.users.get(&uid) {
-            return Ok(name.clone());
-        }
-        let name = self.view.user_name(uid)?;
-        self.users.insert(uid, name.clone());
-        Ok(name)
+        let view = self.view;
+        cached(&mut self.users, uid, |uid| view.user_name(uid))
     }
 
     fn group(&mut self, gid: u32) -> Result<String, StateError> {
-        if let Some(name) = self.groups.get(&gid) {
-            return Ok(name.clone());
-        }
-        let name = self.view.group_name(gid)?;
-        self.groups.insert(gid, name.clone());
-        Ok(name)
+        let view = self.view;
+        cached(&mut self.groups, gid, |gid| view.group_name(gid))
     }
 
     /// The record as `stat` shows it; a file's chunk list and digest only
@@ -106,6 +98,20 @@ impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> Names<'v, I, D, 
     }
 }
 
+/// The name of `id` from `cache`, looked up once.
+fn cached(
+    cache: &mut HashMap<u32, String>,
+    id: u32,
+    look_up: impl FnOnce(u32) -> Result<String, StateError>,
+) -> Result<String, StateError> {
+    if let Some(name) = cache.get(&id) {
+        return Ok(name.clone());
+    }
+    let name = look_up(id)?;
+    cache.insert(id, name.clone());
+    Ok(name)
+}
+
 /// A page size asked for: the default when none, at most the maximum.
 pub fn page_limit(asked: Option<u32>) -> usize {
     asked
@@ -115,15 +121,17 @@ pub fn page_limit(asked: Option<u32>) -> usize {
 
 /// Checks one entry key of a cursor: a name, with a `/` for a directory.
 fn validate_key(key: &str, cursor: &str) -> Result<(), ApiError> {
-    validate_name(entry_name(key).0).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "bad cursor {:?}: pass back the `next` of the previous page",
-                cursor.chars().take(80).collect::<String>()
-            ),
-        )
-    })
+    validate_name(entry_name(key).0).map_err(|_| bad_cursor(cursor))
+}
+
+fn bad_cursor(cursor: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidArgument,
+        format!(
+            "bad cursor {:?}: pass back the `next` of the previous page",
+            cursor.chars().take(80).collect::<String>()
+        ),
+    )
 }
 
 impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
@@ -272,8 +280,9 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
             frame.after = key.to_string();
             let (name, is_dir) = entry_name(key);
             if !is_dir {
+                // A file's key ends a cursor: nothing is below a file.
                 if !tail.is_empty() {
-                    validate_key("", cursor)?;
+                    return Err(bad_cursor(cursor).into());
                 }
                 break;
             }

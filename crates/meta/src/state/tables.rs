@@ -115,11 +115,11 @@ impl<'txn> Tables<'txn> {
 }
 
 /// The key of an entry named `name` in its directory's rows.
-pub fn entry_key(name: &str, is_dir: bool) -> String {
+pub fn entry_key(name: &str, is_dir: bool) -> std::borrow::Cow<'_, str> {
     if is_dir {
-        format!("{name}/")
+        std::borrow::Cow::Owned(format!("{name}/"))
     } else {
-        name.to_string()
+        std::borrow::Cow::Borrowed(name)
     }
 }
 

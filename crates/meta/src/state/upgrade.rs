@@ -385,12 +385,12 @@ fn next_free<'a>(taken: impl Iterator<Item = &'a u32>) -> u32 {
 
 /// A user of format 1: groups by name, no uid.
 #[derive(Debug, Deserialize)]
-pub struct UserV1 {
-    pub password_hash: String,
-    pub groups: Vec<String>,
-    pub admin: bool,
-    pub created_ms: u64,
-    pub version: u64,
+struct UserV1 {
+    password_hash: String,
+    groups: Vec<String>,
+    admin: bool,
+    created_ms: u64,
+    version: u64,
 }
 
 /// An inode of format 1 (before users): owned by `admin`, no parent.
@@ -409,18 +409,18 @@ struct InodeV1 {
 /// An inode of format 2: owner and group by name, and the parent (0 when
 /// not yet known).
 #[derive(Debug, Deserialize)]
-pub struct InodeV2 {
-    pub kind: EntryKind,
-    pub mode: u32,
-    pub version: u64,
-    pub created_ms: u64,
-    pub modified_ms: u64,
-    pub size_bytes: u64,
-    pub digest: Option<ChunkId>,
-    pub chunks: Vec<ChunkRef>,
-    pub owner: String,
-    pub group: String,
-    pub parent: FileId,
+struct InodeV2 {
+    kind: EntryKind,
+    mode: u32,
+    version: u64,
+    created_ms: u64,
+    modified_ms: u64,
+    size_bytes: u64,
+    digest: Option<ChunkId>,
+    chunks: Vec<ChunkRef>,
+    owner: String,
+    group: String,
+    parent: FileId,
 }
 
 fn decode_legacy_inode(bytes: &[u8]) -> Result<InodeV2, StateError> {

@@ -29,16 +29,30 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
     }
 
     /// The entry `name` in directory `dir`: its id and whether it is a
-    /// directory.
+    /// directory (a name is under one of two keys: see `tables.rs`).
     pub fn lookup(&self, dir: FileId, name: &str) -> Result<Option<(FileId, bool)>, StateError> {
-        if let Some(id) = self.dirents.get((dir, name))? {
-            return Ok(Some((id.value(), false)));
+        self.lookup_as(dir, name, false)
+    }
+
+    /// As [`View::lookup`], trying the key of a directory first when one is
+    /// expected (the names on the way down a path): one probe, not two.
+    fn lookup_as(
+        &self,
+        dir: FileId,
+        name: &str,
+        likely_dir: bool,
+    ) -> Result<Option<(FileId, bool)>, StateError> {
+        let probe = |is_dir: bool| -> Result<Option<(FileId, bool)>, StateError> {
+            let key = entry_key(name, is_dir);
+            Ok(self
+                .dirents
+                .get((dir, &*key))?
+                .map(|id| (id.value(), is_dir)))
+        };
+        match probe(likely_dir)? {
+            Some(found) => Ok(Some(found)),
+            None => probe(!likely_dir),
         }
-        let dir_key = entry_key(name, true);
-        Ok(self
-            .dirents
-            .get((dir, dir_key.as_str()))?
-            .map(|id| (id.value(), true)))
     }
 
     /// Up to `limit` entries of `dir` whose keys sort after `after` ("" for
@@ -150,7 +164,7 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
         self.require(&inode, who, SEARCH, &doing, "/")?;
         for (depth, name) in dirs.iter().enumerate() {
             let prefix = join(&dirs[..=depth]);
-            let (child, is_dir) = self.lookup(dir, name)?.ok_or_else(|| {
+            let (child, is_dir) = self.lookup_as(dir, name, true)?.ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::NotFound,
                     format!(

@@ -18,7 +18,19 @@ impl Tables<'_> {
     /// kind stays), moving chunk references from the old chunk list to the
     /// new one.
     pub fn save_inode(&mut self, id: FileId, inode: &Inode) -> Result<(), StateError> {
-        match self.ns.try_inode(id)? {
+        let old = self.ns.try_inode(id)?;
+        self.replace_inode(id, old.as_ref(), inode)
+    }
+
+    /// [`Tables::save_inode`] for a caller that holds the record as it is
+    /// stored (`old`; `None` for a new one): one read less on a hot path.
+    fn replace_inode(
+        &mut self,
+        id: FileId,
+        old: Option<&Inode>,
+        inode: &Inode,
+    ) -> Result<(), StateError> {
+        match old {
             None => {
                 let counter = if inode.is_dir() {
                     keys::DIR_COUNT
@@ -77,7 +89,7 @@ impl Tables<'_> {
         now_ns: u64,
     ) -> Result<(), StateError> {
         let key = entry_key(name, child_is_dir);
-        let previous = self.ns.dirents.insert((dir, key.as_str()), child)?;
+        let previous = self.ns.dirents.insert((dir, &*key), child)?;
         assert!(
             previous.is_none(),
             "link over an existing entry {key:?} in {dir}"
@@ -96,7 +108,7 @@ impl Tables<'_> {
         now_ns: u64,
     ) -> Result<(), StateError> {
         let key = entry_key(name, child_is_dir);
-        let removed = self.ns.dirents.remove((dir, key.as_str()))?;
+        let removed = self.ns.dirents.remove((dir, &*key))?;
         assert!(
             removed.is_some(),
             "unlink of a missing entry {key:?} in {dir}"
@@ -125,14 +137,15 @@ impl Tables<'_> {
 
     /// Changes a directory's entry count by `delta`; its contents changed.
     fn adjust_dir(&mut self, dir: FileId, delta: i64, now_ns: u64) -> Result<(), StateError> {
-        let mut inode = self.ns.inode(dir)?;
-        assert!(inode.is_dir(), "entry count change on a file ({dir})");
+        let old = self.ns.inode(dir)?;
+        assert!(old.is_dir(), "entry count change on a file ({dir})");
+        let mut inode = old.clone();
         inode.size_bytes = inode
             .size_bytes
             .checked_add_signed(delta)
             .expect("directory entry count stays non-negative");
         inode.touch_contents(now_ns);
-        self.save_inode(dir, &inode)
+        self.replace_inode(dir, Some(&old), &inode)
     }
 
     /// Sets attribute `name` of `inode` (record `id`, saved by the caller)
