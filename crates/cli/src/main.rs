@@ -1,6 +1,6 @@
 //! `cairn`: every Cairn process and the command-line client in one binary.
 //!
-//! - `servers.rs`: `cairn meta`, `cairn chunk`, `cairn dev`
+//! - `servers.rs`: `cairn meta`, `cairn chunk`, `cairn s3`, `cairn dev`
 //! - `context.rs`: what client commands stand on (the file API, the
 //!   working directory that relative paths start from)
 //! - `file_commands.rs`: put, get, cat, ls, mkdir, rm, mv, cp, stat,
@@ -8,11 +8,13 @@
 //! - `cluster_commands.rs`: status, fsck, node, meta-admin
 //! - `shell.rs`: `cairn shell`, the interactive shell
 //! - `session.rs`: the config file; login, logout and the user commands
+//! - `key_commands.rs`: `cairn key`, S3 access keys
 //! - `output.rs`: tables, times, sizes and escaped names for people
 
 mod cluster_commands;
 mod context;
 mod file_commands;
+mod key_commands;
 mod output;
 mod servers;
 mod session;
@@ -61,7 +63,10 @@ enum Command {
     Meta(servers::MetaArgs),
     /// Run a chunk server
     Chunk(servers::ChunkArgs),
-    /// Run a local cluster: 1 or 3 metadata members and N chunk servers
+    /// Run an S3-compatible gateway (any number; each is stateless)
+    S3(servers::S3Args),
+    /// Run a local cluster: 1 or 3 metadata members, N chunk servers and
+    /// an S3 gateway
     Dev(servers::DevArgs),
     /// An interactive shell: cd, ls, put, get, ... with line editing,
     /// history and completion of remote paths
@@ -79,6 +84,9 @@ enum Command {
     /// Manage users: add, passwd, rm, list, revoke
     #[command(subcommand)]
     User(session::UserCommand),
+    /// Manage S3 access keys: create, list, rm
+    #[command(subcommand)]
+    Key(key_commands::KeyCommand),
     /// Show the cluster: map epoch, nodes, replication, repair and scrub progress
     Status(cluster_commands::StatusArgs),
     /// Check that every chunk of every file is on its nodes and intact
@@ -158,7 +166,7 @@ fn main() -> ExitCode {
     }
     let is_server = matches!(
         cli.command,
-        Command::Meta(_) | Command::Chunk(_) | Command::Dev(_)
+        Command::Meta(_) | Command::Chunk(_) | Command::S3(_) | Command::Dev(_)
     );
     init_logging(if is_server { "info" } else { "warn" });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -223,6 +231,7 @@ fn main() -> ExitCode {
             match command {
                 Command::Meta(args) => servers::meta(args, tls).await,
                 Command::Chunk(args) => servers::chunk(args, meta_addrs.clone(), tls).await,
+                Command::S3(args) => servers::s3(args, meta_addrs.clone(), tls).await,
                 Command::Dev(mut args) => {
                     // For `dev`, `--meta N` is how many metadata members to
                     // run (an address, as from CAIRN_META, means the default).
@@ -237,6 +246,7 @@ fn main() -> ExitCode {
                 Command::Logout(args) => session::logout(&meta, &session, args).await,
                 Command::Whoami => session::whoami(&meta).await,
                 Command::User(command) => session::user(&meta, command).await,
+                Command::Key(command) => key_commands::key(&meta, command).await,
                 Command::Status(args) => cluster_commands::status(&meta, args).await,
                 Command::Fsck(args) => cluster_commands::fsck(ctx, args).await,
                 Command::Node(command) => cluster_commands::node(&meta, command).await,

@@ -118,6 +118,29 @@ pub struct ChunkArgs {
     tls: TlsArgs,
 }
 
+#[derive(Args)]
+pub struct S3Args {
+    /// Address to listen on for S3 clients
+    #[arg(long, default_value = DEFAULT_S3_ADDR)]
+    listen: String,
+    /// File holding the cluster's secret, the same as the metadata
+    /// members': the gateway checks request signatures with secrets only
+    /// cluster processes may read
+    #[arg(long)]
+    cluster_secret_file: PathBuf,
+    /// Remove multipart uploads not touched for this long
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    multipart_expiry: Duration,
+    /// Largest single PutObject or UploadPart body, as in 5GiB
+    #[arg(long, default_value = "5GiB", value_parser = parse_size)]
+    max_put_size: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Where `cairn s3` listens unless told.
+pub const DEFAULT_S3_ADDR: &str = "127.0.0.1:7780";
+
 /// The TLS flags of every server.
 #[derive(Args)]
 pub struct TlsArgs {
@@ -219,7 +242,8 @@ pub async fn meta(
         snapshot_logs: args.snapshot_logs,
         election_timeout: args.election_timeout,
         cluster_token: secret.as_ref().map(|s| s.token.clone()),
-        capability_key: secret.map(|s| s.capability_key),
+        capability_key: secret.as_ref().map(|s| s.capability_key.clone()),
+        sealing_key: secret.map(|s| s.sealing_key),
         capability_ttl: args.capability_ttl,
         tls: args.tls.load()?,
         client_tls,
@@ -280,6 +304,36 @@ pub async fn chunk(
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn s3(
+    args: S3Args,
+    meta: String,
+    client_tls: cairn_transport::ClientTls,
+) -> anyhow::Result<ExitCode> {
+    if args.multipart_expiry.is_zero() || args.max_put_size == 0 {
+        bail!("--multipart-expiry and --max-put-size must be more than 0");
+    }
+    let secret =
+        read_cluster_secret(Some(&args.cluster_secret_file))?.expect("a secret file was given");
+    let tls = args.tls.load()?;
+    cairn_transport::check_tls_settings(tls.as_ref(), &client_tls)?;
+    let meta = MetaClient::new(&meta)
+        .with_tls(client_tls)
+        .with_cluster_token(Some(secret.token));
+    let config = cairn_s3::S3Config {
+        listen: args.listen,
+        meta,
+        tls,
+        limits: cairn_s3::GatewayLimits {
+            max_put_bytes: args.max_put_size,
+            multipart_expiry: args.multipart_expiry,
+        },
+        // Often enough that an expiry is kept to within an hour.
+        sweep_interval: Duration::from_secs(3600).min(args.multipart_expiry),
+    };
+    cairn_s3::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The shortest cluster secret accepted.
 const MIN_SECRET_BYTES: usize = 16;
 
@@ -289,6 +343,8 @@ struct ClusterSecret {
     token: String,
     /// Signs (meta) and checks (chunk) chunk capabilities.
     capability_key: cairn_proto::api::CapabilityKey,
+    /// Seals (meta) the secrets of S3 access keys.
+    sealing_key: cairn_meta::auth::SealingKey,
 }
 
 /// Reads the cluster secret file and derives the token servers exchange
@@ -319,6 +375,7 @@ fn read_cluster_secret(path: Option<&Path>) -> anyhow::Result<Option<ClusterSecr
     Ok(Some(ClusterSecret {
         token: cairn_proto::api::cluster_token(secret),
         capability_key: cairn_proto::api::CapabilityKey::from_secret(secret),
+        sealing_key: cairn_meta::auth::SealingKey::from_secret(secret),
     }))
 }
 
@@ -369,9 +426,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             args.meta
         );
     }
-    if u32::from(args.port) + u32::from(args.meta) + u32::from(args.nodes) > 65535 {
+    if u32::from(args.port) + u32::from(args.meta) + u32::from(args.nodes) + 1 > 65535 {
         bail!(
-            "--port {} leaves no room for {} metadata and {} chunk server ports after it",
+            "--port {} leaves no room for {} metadata, {} chunk server and 1 S3 ports after it",
             args.port,
             args.meta,
             args.nodes
@@ -477,6 +534,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
 
     let client_config = dir.join("client.json");
+    let s3_addr = format!("127.0.0.1:{}", args.port + args.meta + args.nodes);
     let ready = tokio::select! {
         ready = log_in_and_wait_healthy(&meta_list, &password_path, &client_config, pki.as_ref(), args.nodes as usize) => ready,
         (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
@@ -485,13 +543,50 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         )),
         _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
     };
-    if let Err(e) = ready {
-        stop_children(&mut children).await;
-        return Err(e.context(format!(
-            "the local cluster did not start; see the logs in {}",
+    let admin = match ready {
+        Ok(admin) => admin,
+        Err(e) => {
+            stop_children(&mut children).await;
+            return Err(e.context(format!(
+                "the local cluster did not start; see the logs in {}",
+                dir.display()
+            )));
+        }
+    };
+    // The S3 gateway, once the cluster is up, and a key for admin.
+    let mut s3_args = vec![
+        "s3",
+        "--meta",
+        &meta_list,
+        "--listen",
+        &s3_addr,
+        "--cluster-secret-file",
+        secret_file,
+    ];
+    s3_args.extend(&tls_args);
+    children.push(("s3".to_string(), spawn_child(&exe, &dir, "s3", &s3_args)?));
+    let key_path = dir.join("s3.key");
+    let s3_ready = tokio::select! {
+        ready = async {
+            wait_listening(&s3_addr).await?;
+            ensure_dev_key(&admin, &key_path).await
+        } => ready,
+        (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
+            "{name} exited while starting ({status}); see {}/{name}.log",
             dir.display()
-        )));
-    }
+        )),
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    let key = match s3_ready {
+        Ok(key) => key,
+        Err(e) => {
+            stop_children(&mut children).await;
+            return Err(e.context(format!(
+                "the S3 gateway did not start; see {}/s3.log",
+                dir.display()
+            )));
+        }
+    };
     say!(
         "Cairn dev cluster is up (data in {}, logs in {}/*.log)",
         dir.display(),
@@ -507,6 +602,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     for (i, addr) in chunk_addrs.iter().enumerate() {
         say!("  chunk server {}    {addr}", i + 1);
     }
+    let scheme = if pki.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{s3_addr}");
+    say!("  S3 gateway        {endpoint}");
     say!();
     if new_password {
         let password = std::fs::read_to_string(&password_path)?;
@@ -533,6 +631,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     say!("  cairn put ./README.md /home/admin/readme.md");
     say!("  cairn ls -l");
     say!("  cairn status");
+    say!();
+    print_s3_settings(
+        &endpoint,
+        &key,
+        &key_path,
+        pki.as_ref().map(|p| p.ca_cert.as_path()),
+    );
     say!();
     say!("Press Ctrl-C to stop.");
 
@@ -592,6 +697,89 @@ fn spawn_child(exe: &Path, dir: &Path, name: &str, args: &[&str]) -> anyhow::Res
         .with_context(|| format!("cannot start {name}"))
 }
 
+/// Waits until something listens on `addr`.
+async fn wait_listening(addr: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEV_START_TIMEOUT;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "nothing listens on {addr} after {}s",
+        DEV_START_TIMEOUT.as_secs()
+    )
+}
+
+/// The S3 access key `cairn dev` made for admin: kept in `path` (mode
+/// 0600) and reused while the cluster still has it.
+async fn ensure_dev_key(
+    admin: &MetaClient,
+    path: &Path,
+) -> anyhow::Result<cairn_proto::api::KeyCreated> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(key) = serde_json::from_str::<cairn_proto::api::KeyCreated>(&text) {
+            let held = admin.keys(None, false).await?;
+            if held
+                .keys
+                .iter()
+                .any(|k| k.access_key_id == key.access_key_id)
+            {
+                return Ok(key);
+            }
+        }
+    }
+    let key = admin.create_key(None).await?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(serde_json::to_string_pretty(&key)?.as_bytes())?;
+    Ok(key)
+}
+
+/// Ready-to-paste settings for aws-cli, rclone and boto3.
+fn print_s3_settings(
+    endpoint: &str,
+    key: &cairn_proto::api::KeyCreated,
+    key_path: &Path,
+    ca: Option<&Path>,
+) {
+    let id = &key.access_key_id;
+    let secret = &key.secret_access_key;
+    say!(
+        "S3: access key {id} for {} (kept in {}, mode 0600). Paste one of:",
+        key.user,
+        key_path.display()
+    );
+    say!("  # aws-cli");
+    say!("  export AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1");
+    if let Some(ca) = ca {
+        say!("  export AWS_CA_BUNDLE={}", ca.display());
+    }
+    say!("  aws --endpoint-url {endpoint} s3 mb s3://demo && aws --endpoint-url {endpoint} s3 cp ./README.md s3://demo/");
+    say!("  # rclone");
+    say!("  export RCLONE_CONFIG_CAIRN_TYPE=s3 RCLONE_CONFIG_CAIRN_PROVIDER=Other RCLONE_CONFIG_CAIRN_ENDPOINT={endpoint} \\");
+    say!(
+        "    RCLONE_CONFIG_CAIRN_ACCESS_KEY_ID={id} RCLONE_CONFIG_CAIRN_SECRET_ACCESS_KEY={secret}"
+    );
+    match ca {
+        Some(ca) => say!("  rclone --ca-cert {} lsd cairn:", ca.display()),
+        None => say!("  rclone lsd cairn:"),
+    }
+    say!("  # boto3");
+    let verify = ca.map_or(String::new(), |ca| format!(", verify=\"{}\"", ca.display()));
+    say!(
+        "  s3 = boto3.client(\"s3\", endpoint_url=\"{endpoint}\", aws_access_key_id=\"{id}\", aws_secret_access_key=\"{secret}\", region_name=\"us-east-1\"{verify})"
+    );
+}
+
 /// How long the session `cairn dev` opens for its user lasts.
 const DEV_SESSION_SECS: u64 = 30 * 86_400;
 
@@ -603,7 +791,7 @@ async fn log_in_and_wait_healthy(
     client_config: &Path,
     pki: Option<&cairn_transport::pki::DevPki>,
     nodes: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<MetaClient> {
     let password = std::fs::read_to_string(password_path)
         .with_context(|| format!("cannot read {}", password_path.display()))?;
     let tls = match pki {
@@ -634,7 +822,8 @@ async fn log_in_and_wait_healthy(
     let client = MetaClient::new(meta_list)
         .with_token(Some(login.token))
         .with_tls(tls);
-    wait_healthy(&client, nodes).await
+    wait_healthy(&client, nodes).await?;
+    Ok(client)
 }
 
 async fn wait_healthy(client: &MetaClient, nodes: usize) -> anyhow::Result<()> {

@@ -19,8 +19,7 @@ use bytes::Bytes;
 use cairn_placement::Ring;
 use cairn_proto::api::Stat;
 use cairn_proto::{file_digest, ApiError, ChunkId, ChunkRef, ClusterMap, ErrorCode};
-use futures::stream::FuturesOrdered;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::chunks::ChunkClient;
@@ -129,42 +128,60 @@ impl Reader {
         window: usize,
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, ClientError> {
-        assert!(window > 0, "read window must be positive");
-        let length = length.unwrap_or(u64::MAX);
-        let end = offset.saturating_add(length).min(self.stat.size_bytes);
-        let mut pending = self.chunks_for(offset, length);
-        let mut in_flight = FuturesOrdered::new();
+        let mut pieces = std::pin::pin!(self.stream_range(offset, length, window));
         let mut written = 0u64;
-        loop {
-            while in_flight.len() < window {
-                let Some(index) = pending.next() else { break };
-                let reader = self.clone();
-                in_flight.push_back(tokio::spawn(async move {
-                    reader.chunk(index).await.map(|data| (index, data))
-                }));
-            }
-            let Some(joined) = in_flight.next().await else {
-                break;
-            };
-            let (index, data) = joined.map_err(|e| ClientError::Protocol {
-                server: "this client".into(),
-                detail: format!("read task failed: {e}"),
-            })??;
-            let start = self.start_of(index);
-            let from = offset.saturating_sub(start) as usize;
-            let to = (end - start).min(data.len() as u64) as usize;
+        while let Some(piece) = pieces.next().await {
+            let piece = piece?;
             writer
-                .write_all(&data[from..to])
+                .write_all(&piece)
                 .await
                 .map_err(|e| ClientError::io("cannot write the output", e))?;
-            written += (to - from) as u64;
-            on_progress((to - from) as u64);
+            written += piece.len() as u64;
+            on_progress(piece.len() as u64);
         }
         writer
             .flush()
             .await
             .map_err(|e| ClientError::io("cannot write the output", e))?;
         Ok(written)
+    }
+
+    /// Bytes `offset..offset + length` (the rest of the file with `None`;
+    /// clipped to the file) as a stream of verified pieces, one per chunk,
+    /// in order, fetching up to `window` chunks at once (each on its own
+    /// task, so that verifying spreads over the cores). For servers that
+    /// stream a file into a response body.
+    pub fn stream_range(
+        self: &Arc<Self>,
+        offset: u64,
+        length: Option<u64>,
+        window: usize,
+    ) -> impl Stream<Item = Result<Bytes, ClientError>> + Send + 'static {
+        assert!(window > 0, "read window must be positive");
+        let length = length.unwrap_or(u64::MAX);
+        let end = offset.saturating_add(length).min(self.stat.size_bytes);
+        let fetcher = self.clone();
+        let slicer = self.clone();
+        futures::stream::iter(self.chunks_for(offset, length))
+            .map(move |index| {
+                let reader = fetcher.clone();
+                async move {
+                    tokio::spawn(async move { reader.chunk(index).await.map(|d| (index, d)) })
+                        .await
+                        .map_err(|e| ClientError::Protocol {
+                            server: "this client".into(),
+                            detail: format!("read task failed: {e}"),
+                        })?
+                }
+            })
+            .buffered(window)
+            .map(move |fetched| {
+                let (index, data) = fetched?;
+                let start = slicer.start_of(index);
+                let from = offset.saturating_sub(start) as usize;
+                let to = (end - start).min(data.len() as u64) as usize;
+                Ok(data.slice(from..to))
+            })
     }
 
     /// Chunk `index`, verified.

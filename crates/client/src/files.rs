@@ -15,7 +15,7 @@ use cairn_proto::api::{
     WalkResponse, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::xattr::Xattr;
-use cairn_proto::{ClusterMap, ErrorCode};
+use cairn_proto::{file_digest, ChunkRef, ClusterMap, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::chunks::ChunkClient;
@@ -23,7 +23,7 @@ use crate::download::Reader;
 use crate::error::ClientError;
 use crate::limits::{DEFAULT_WINDOW, MAP_CACHE_TTL};
 use crate::meta::{MetaClient, Page, Target};
-use crate::upload::{Grant, Uploader};
+use crate::upload::{Grant, UploadSummary, Uploader};
 
 /// How a put stores its file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,7 +48,8 @@ struct Inner {
     chunks: ChunkClient,
     window: usize,
     /// The last map fetched, and when: puts within [`MAP_CACHE_TTL`] use it.
-    map: Mutex<Option<(Instant, ClusterMap)>>,
+    /// Shared by the [`Files::acting_as`] views of one process.
+    map: Arc<Mutex<Option<(Instant, ClusterMap)>>>,
 }
 
 impl Files {
@@ -61,7 +62,21 @@ impl Files {
                 meta,
                 chunks,
                 window: DEFAULT_WINDOW,
-                map: Mutex::new(None),
+                map: Arc::new(Mutex::new(None)),
+            }),
+        }
+    }
+
+    /// The same file API calling the metadata service through `meta` (as
+    /// another user: the S3 gateway's per-key clients), sharing this one's
+    /// chunk connections and map cache.
+    pub fn acting_as(&self, meta: MetaClient) -> Files {
+        Files {
+            inner: Arc::new(Inner {
+                meta,
+                chunks: self.inner.chunks.clone(),
+                window: self.inner.window,
+                map: self.inner.map.clone(),
             }),
         }
     }
@@ -157,8 +172,25 @@ impl Files {
         options: &PutOptions,
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<CommitResponse, ClientError> {
-        let meta = &self.inner.meta;
-        let grant = Grant::put(meta, path, options.on_exists).await?;
+        let staged = self
+            .stage(path, reader, options.on_exists, on_progress)
+            .await?;
+        self.commit(path, staged.chunks, options).await
+    }
+
+    /// The first half of [`Files::put`]: stores the chunks of what
+    /// `reader` yields and returns them, uncommitted, so that the caller
+    /// can check the contents (the S3 gateway's checksums) before
+    /// [`Files::commit`] makes them a file. Chunks never committed are
+    /// collected by the chunk servers after their grace period.
+    pub async fn stage<R: AsyncRead + Unpin>(
+        &self,
+        path: &str,
+        reader: R,
+        on_exists: OnExists,
+        on_progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<UploadSummary, ClientError> {
+        let grant = Grant::put(&self.inner.meta, path, on_exists).await?;
         let uploader = match Uploader::new(
             self.inner.chunks.clone(),
             grant.clone(),
@@ -180,17 +212,31 @@ impl Files {
         if let Some(map) = uploader.refreshed_map() {
             *self.inner.map.lock().expect("map cache lock") = Some((Instant::now(), map));
         }
-        let summary = summary?;
-        meta.commit(&CommitRequest {
-            path: path.to_string(),
-            size_bytes: summary.size_bytes,
-            chunks: summary.chunks,
-            digest: summary.digest,
-            on_exists: options.on_exists,
-            mode: options.mode,
-            xattrs: options.xattrs.clone(),
-        })
-        .await
+        summary
+    }
+
+    /// Commits `chunks`, in order, as the contents of the file `path` in
+    /// one step: chunks just staged, or those of other files (a copy that
+    /// moves no data, or the parts of an S3 multipart upload joined).
+    pub async fn commit(
+        &self,
+        path: &str,
+        chunks: Vec<ChunkRef>,
+        options: &PutOptions,
+    ) -> Result<CommitResponse, ClientError> {
+        let size_bytes = chunks.iter().map(|c| u64::from(c.length_bytes)).sum();
+        self.inner
+            .meta
+            .commit(&CommitRequest {
+                path: path.to_string(),
+                size_bytes,
+                digest: file_digest(&chunks),
+                chunks,
+                on_exists: options.on_exists,
+                mode: options.mode,
+                xattrs: options.xattrs.clone(),
+            })
+            .await
     }
 
     /// Opens the file `target` for reading: refused unless the caller may

@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 
 use cairn_proto::api::{
     AddMemberRequest, AddUserRequest, ChmodRequest, ChownRequest, CommitRequest, CommitResponse,
-    GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, ListResponse, LoginRequest,
-    LoginResponse, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
-    PasswdRequest, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
-    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, UserRequest,
-    UserResponse, UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest, XattrSetRequest,
-    XattrsResponse, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, KeyCreateRequest, KeyCreated,
+    KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, ListResponse, LoginRequest, LoginResponse,
+    MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest, PasswdRequest,
+    ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest, RemoveNodeRequest,
+    RemoveRequest, SnapshotResponse, Stat, StatusResponse, UserRequest, UserResponse,
+    UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
+    ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
@@ -94,6 +95,8 @@ pub struct MetaClient {
     cluster_token: Option<String>,
     /// A user's session token (from `login`), sent as `Authorization: Bearer`.
     token: Option<String>,
+    /// With the cluster token: act for the user of this S3 access key.
+    access_key: Option<Arc<str>>,
     /// Plain HTTP, or TLS trusting the cluster's CA.
     tls: ClientTls,
 }
@@ -128,6 +131,7 @@ impl MetaClient {
             failover_timeout: FAILOVER_TIMEOUT,
             cluster_token: None,
             token: None,
+            access_key: None,
             tls,
         }
     }
@@ -148,6 +152,14 @@ impl MetaClient {
     /// Proves membership of the cluster on every call (chunk servers).
     pub fn with_cluster_token(mut self, token: Option<String>) -> MetaClient {
         self.cluster_token = token;
+        self
+    }
+
+    /// Acts for the user who owns the access key `id` (a cluster process
+    /// with the cluster token only: the S3 gateway). The metadata service
+    /// checks the key on every call and logs the delegation.
+    pub fn with_access_key(mut self, id: Option<&str>) -> MetaClient {
+        self.access_key = id.map(Arc::from);
         self
     }
 
@@ -368,6 +380,45 @@ impl MetaClient {
         self.post("/v1/users/revoke", request).await
     }
 
+    /// A new S3 access key for the caller (or, for an admin, `user`); the
+    /// answer holds the secret, shown this once.
+    pub async fn create_key(&self, user: Option<&str>) -> Result<KeyCreated, ClientError> {
+        self.post(
+            "/v1/keys/create",
+            &KeyCreateRequest {
+                user: user.map(str::to_string),
+            },
+        )
+        .await
+    }
+
+    /// The caller's access keys; `user`'s, or with `all` everyone's, for admins.
+    pub async fn keys(&self, user: Option<&str>, all: bool) -> Result<KeysResponse, ClientError> {
+        let mut query = Vec::new();
+        if let Some(user) = user {
+            query.push(("user", user));
+        }
+        if all {
+            query.push(("all", "true"));
+        }
+        self.get("/v1/keys", &query).await
+    }
+
+    pub async fn remove_key(&self, id: &str) -> Result<KeyInfo, ClientError> {
+        self.post(
+            "/v1/keys/remove",
+            &KeyRemoveRequest {
+                access_key_id: id.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// A key's secret (cluster processes only: the S3 gateway).
+    pub async fn key_secret(&self, id: &str) -> Result<KeySecret, ClientError> {
+        self.get("/v1/keys/secret", &[("id", id)]).await
+    }
+
     /// Adds a metadata member (it catches up, then votes).
     pub async fn add_member(
         &self,
@@ -495,6 +546,9 @@ impl MetaClient {
         }
         if let Some(token) = &self.cluster_token {
             request = request.header(CLUSTER_TOKEN_HEADER, token);
+        }
+        if let Some(id) = &self.access_key {
+            request = request.header(ACCESS_KEY_HEADER, id.as_ref());
         }
         if let Some(token) = &self.token {
             request = request.header(

@@ -69,6 +69,8 @@ pub const MAX_REMOVE_CHECK_ENTRIES: u64 = 10_000_000;
 
 /// The most sessions one user keeps; a login beyond it ends their oldest.
 pub const MAX_SESSIONS_PER_USER: usize = 64;
+/// Most access keys one listing of every user's keys returns.
+pub const MAX_ACCESS_KEYS_LISTED: usize = 10_000;
 /// The most users a cluster keeps (a user record is ~200 bytes).
 pub const MAX_USERS: u64 = 100_000;
 /// The most groups a cluster keeps.

@@ -1559,6 +1559,80 @@ fn users_are_listed_in_pages() {
     assert_eq!(rest.next, None);
 }
 
+#[test]
+fn access_keys_belong_to_a_user_and_leave_with_them() {
+    let mut f = Fixture::with_users();
+    let create = |id: &str, user: &str| Command::CreateAccessKey {
+        id: id.into(),
+        user: user.into(),
+        sealed_secret: vec![7; 56],
+    };
+    let id = |n: usize| format!("CK{n:018}");
+    // Own keys, or anyone's for an admin.
+    let Output::Key(info) = f.by("alice", create(&id(1), "alice")).unwrap() else {
+        panic!("a key creation answers the key")
+    };
+    assert_eq!(
+        (info.user.as_str(), info.access_key_id.as_str()),
+        ("alice", id(1).as_str())
+    );
+    let refused = f.by("bob", create(&id(2), "alice")).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::PermissionDenied);
+    f.by("admin", create(&id(2), "bob")).unwrap();
+    assert_eq!(
+        f.by("admin", create(&id(3), "nobody")).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        f.by("alice", create(&id(1), "alice")).unwrap_err().code,
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        f.by("alice", create("not a key id", "alice"))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidArgument
+    );
+    // Bounded per user.
+    for n in 10..(10 + cairn_proto::api::MAX_ACCESS_KEYS_PER_USER - 1) {
+        f.by("carol", create(&id(n), "carol")).unwrap();
+    }
+    f.by("carol", create(&id(99), "carol")).unwrap();
+    assert_eq!(
+        f.by("carol", create(&id(100), "carol")).unwrap_err().code,
+        ErrorCode::TooLarge
+    );
+    // Removal: own or an admin's doing.
+    assert_eq!(
+        f.by("bob", Command::RemoveAccessKey { id: id(1) })
+            .unwrap_err()
+            .code,
+        ErrorCode::PermissionDenied
+    );
+    f.by("alice", Command::RemoveAccessKey { id: id(1) })
+        .unwrap();
+    assert_eq!(
+        f.by("alice", Command::RemoveAccessKey { id: id(1) })
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+    // A removed user's keys go with them, both rows.
+    f.by("admin", Command::RemoveUser { name: "bob".into() })
+        .unwrap();
+    let txn = f.db.begin_read().unwrap();
+    let auth = txn.open_table(AUTH).unwrap();
+    assert_eq!(users::get_access_key(&auth, &id(2)).unwrap(), None);
+    assert!(users::user_access_keys(&auth, "bob").unwrap().is_empty());
+    assert_eq!(
+        users::user_access_keys(&auth, "carol").unwrap().len(),
+        cairn_proto::api::MAX_ACCESS_KEYS_PER_USER
+    );
+    let all = users::all_access_keys(&auth, 10_000).unwrap();
+    assert!(all.iter().all(|(_, key)| key.user == "carol"));
+    assert_eq!(all.len(), cairn_proto::api::MAX_ACCESS_KEYS_PER_USER);
+}
+
 // ---- extended attributes ----
 
 fn set_xattr(path: &str, name: &str, value: &[u8], mode: XattrSetMode) -> Command {

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChunkId, ChunkRef, FileId, NodeId};
 pub use crate::limits::{
-    DEFAULT_SESSION_SECS, MAX_HAS_CHUNKS_IDS, MAX_PASSWORD_BYTES, MAX_SESSION_SECS,
-    MAX_USER_GROUPS, MAX_USER_NAME_BYTES, MIN_PASSWORD_BYTES,
+    ACCESS_KEY_ID_BYTES, ACCESS_KEY_SECRET_BYTES, DEFAULT_SESSION_SECS, MAX_ACCESS_KEYS_PER_USER,
+    MAX_HAS_CHUNKS_IDS, MAX_PASSWORD_BYTES, MAX_SESSION_SECS, MAX_USER_GROUPS, MAX_USER_NAME_BYTES,
+    MIN_PASSWORD_BYTES,
 };
 use crate::map::{ClusterMap, NodeState};
 use crate::xattr::Xattr;
@@ -97,6 +98,10 @@ pub struct DirEntry {
     pub modified_ns: u64,
     #[serde(default)]
     pub changed_ns: u64,
+    /// A file's whole-file digest, when the caller may read the file (the
+    /// S3 gateway checks its recorded ETags against it); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<ChunkId>,
 }
 
 /// One page of a directory listing (`fs/list`): entries in byte order of
@@ -585,6 +590,70 @@ pub struct UserResponse {
     pub sessions_ended: u64,
 }
 
+/// Asks for a new S3 access key (`keys/create`): for the caller, or, for
+/// an admin, for `user`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCreateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A new access key, with its secret: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCreated {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub user: String,
+    pub created_ms: u64,
+}
+
+/// One access key as `cairn key list` shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub access_key_id: String,
+    pub user: String,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysResponse {
+    pub keys: Vec<KeyInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRemoveRequest {
+    pub access_key_id: String,
+}
+
+/// A key's secret, opened for a gateway (`keys/secret`, cluster processes
+/// only) so that it can check request signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySecret {
+    pub access_key_id: String,
+    pub user: String,
+    pub secret_access_key: String,
+}
+
+/// Checks the shape of an access key id: [`ACCESS_KEY_ID_BYTES`] of
+/// A-Z and 0-9.
+pub fn validate_access_key_id(id: &str) -> Result<(), ApiError> {
+    if id.len() == ACCESS_KEY_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Ok(());
+    }
+    let shown: String = id.chars().take(40).collect();
+    Err(ApiError::new(
+        ErrorCode::InvalidArgument,
+        format!(
+            "{shown:?} is not an access key id ({ACCESS_KEY_ID_BYTES} capital letters and digits); \
+             see `cairn key list`"
+        ),
+    ))
+}
+
 /// Checks a user or group name: 1 to 32 bytes of ASCII letters, digits,
 /// `_`, `-` and `.`, starting with a letter or `_` (as useradd(8) would).
 pub fn validate_user_name(kind: &str, name: &str) -> Result<(), ApiError> {
@@ -626,6 +695,12 @@ pub fn validate_password(password: &str) -> Result<(), ApiError> {
 /// machine applies an id once and answers its retries with the first
 /// outcome, so a commit retried across a leader change is applied once.
 pub const REQUEST_ID_HEADER: &str = "x-cairn-request-id";
+
+/// Header by which a cluster process (the S3 gateway) acts for the user
+/// who owns an access key: sent with the cluster token, it makes the call
+/// that user's, checked and logged by the metadata service, which refuses
+/// it once the key is removed.
+pub const ACCESS_KEY_HEADER: &str = "x-cairn-access-key";
 
 /// Header proving that a process holds the cluster secret: chunk servers
 /// registering and heartbeating, and metadata members talking Raft, send

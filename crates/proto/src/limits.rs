@@ -67,6 +67,13 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const DEFAULT_SESSION_SECS: u64 = 24 * 3600;
 /// Longest session a login may ask for.
 pub const MAX_SESSION_SECS: u64 = 90 * 24 * 3600;
+/// Most S3 access keys a user holds at once.
+pub const MAX_ACCESS_KEYS_PER_USER: usize = 64;
+/// Length of an access key id (`CK` and 18 characters of A-Z and 2-7, as
+/// AWS's are 20).
+pub const ACCESS_KEY_ID_BYTES: usize = 20;
+/// Length of a secret access key (40 characters, as AWS's).
+pub const ACCESS_KEY_SECRET_BYTES: usize = 40;
 
 const _: () = {
     assert!(MIN_CHUNK_SIZE_BYTES <= DEFAULT_CHUNK_SIZE_BYTES);

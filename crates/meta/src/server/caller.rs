@@ -5,6 +5,12 @@
 //! a missing, unknown (revoked, forged) or expired token is refused with
 //! `401 unauthenticated` and a message that says to log in, and the refusal
 //! is logged with its source and reason, never with the token.
+//!
+//! A cluster process may act for a user: the S3 gateway sends the cluster
+//! token with `x-cairn-access-key: ID`, and the call is that key's user's,
+//! under their permissions. The key must exist (a removed key stops
+//! working at once, whatever the gateway caches); each such call is logged
+//! at debug level with the key and the user, and a refusal at warn level.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use cairn_proto::api::{BEARER_PREFIX, CLUSTER_TOKEN_HEADER};
+use cairn_proto::api::{ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER};
 use cairn_proto::{ApiError, ErrorCode};
 
 use crate::auth::{self, TokenHash};
@@ -29,13 +35,15 @@ pub struct Caller {
     /// The session the caller's token opened, and when it expires; `None`
     /// for cluster processes.
     pub session: Option<(TokenHash, u64)>,
+    /// The access key a cluster process (the S3 gateway) acts by.
+    pub access_key: Option<String>,
 }
 
 impl Caller {
     /// The user name proposals carry; `None` for cluster processes, which
     /// the state machine treats as having every right.
     pub fn user(&self) -> Option<String> {
-        self.session.as_ref().map(|_| self.principal.name.clone())
+        (self.session.is_some() || self.access_key.is_some()).then(|| self.principal.name.clone())
     }
 
     pub fn require_admin(&self, doing: &str) -> Result<(), ApiError> {
@@ -59,15 +67,29 @@ impl FromRequestParts<Arc<Meta>> for Caller {
             );
             HttpError(ApiError::new(ErrorCode::Unauthenticated, message))
         };
+        let access_key = parts
+            .headers
+            .get(ACCESS_KEY_HEADER)
+            .map(|v| v.to_str().unwrap_or_default().to_string());
         match cluster_proof(meta, &parts.headers) {
             ClusterProof::Valid => {
-                return Ok(Caller {
-                    principal: Principal::system(),
-                    session: None,
-                })
+                return match access_key {
+                    None => Ok(Caller {
+                        principal: Principal::system(),
+                        session: None,
+                        access_key: None,
+                    }),
+                    Some(id) => acting_for_key(meta, parts, id).await,
+                }
             }
             ClusterProof::Wrong => {
                 return Err(refuse("wrong cluster token", NEEDS_CLUSTER_SECRET.into()))
+            }
+            ClusterProof::Absent if access_key.is_some() => {
+                return Err(refuse(
+                    "access key without the cluster token",
+                    "only a cluster process (the S3 gateway) may act by an access key".into(),
+                ))
             }
             ClusterProof::Absent => {}
         }
@@ -128,7 +150,51 @@ impl FromRequestParts<Arc<Meta>> for Caller {
             Some((session, Some(principal))) => Ok(Caller {
                 principal,
                 session: Some((hash, session.expires_ms)),
+                access_key: None,
             }),
+        }
+    }
+}
+
+/// The caller a cluster process names by an access key: the key's user,
+/// if the key exists.
+async fn acting_for_key(meta: &Meta, parts: &Parts, id: String) -> Result<Caller, HttpError> {
+    let looked_up = id.clone();
+    let found = meta.read_inline(move |txn| {
+        let table = txn.open_table(AUTH)?;
+        let Some(key) = users::get_access_key(&table, &looked_up)? else {
+            return Ok(None);
+        };
+        Ok(Some(users::principal(&table, &key.user)?))
+    })?;
+    match found {
+        Some(Some(principal)) => {
+            tracing::debug!(
+                source = %source_of(parts),
+                route = parts.uri.path(),
+                access_key = %id,
+                user = %principal.name,
+                "acting for the user of an access key"
+            );
+            Ok(Caller {
+                principal,
+                session: None,
+                access_key: Some(id),
+            })
+        }
+        _ => {
+            let shown: String = id.chars().take(40).collect();
+            tracing::warn!(
+                source = %source_of(parts),
+                route = parts.uri.path(),
+                access_key = %shown,
+                reason = "unknown access key",
+                "refused a request"
+            );
+            Err(HttpError(ApiError::new(
+                ErrorCode::Unauthenticated,
+                format!("access key {shown} does not exist (it was removed, or its user was); see `cairn key list`"),
+            )))
         }
     }
 }

@@ -17,6 +17,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Raft, ServerState};
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
+use crate::auth::SealingKey;
 use crate::limits::{CONFIRM_LEADER_TIMEOUT, PROPOSE_TIMEOUT};
 use crate::liveness::{Liveness, Timing};
 use crate::records::StateError;
@@ -33,6 +34,9 @@ pub struct Meta {
     pub scheme: &'static str,
     pub cluster_token: Option<String>,
     pub capability_key: Option<CapabilityKey>,
+    /// Seals the secrets of S3 access keys (derived from the cluster
+    /// secret); `None`: access keys cannot be made here.
+    pub sealing_key: Option<SealingKey>,
     /// How long the chunk capabilities this member issues are good for.
     pub capability_ttl: Duration,
     pub raft: Raft<TypeConfig>,

@@ -17,6 +17,7 @@ mod cluster_routes;
 mod core;
 mod fs_routes;
 mod http;
+mod key_routes;
 mod limiter;
 mod routing;
 mod user_routes;
@@ -79,6 +80,9 @@ pub struct MetaConfig {
     /// Signs the chunk capabilities handed to clients (derived from the
     /// cluster secret). `None`: chunk servers check none either.
     pub capability_key: Option<CapabilityKey>,
+    /// Seals S3 secret access keys (derived from the cluster secret).
+    /// `None`: access keys cannot be made.
+    pub sealing_key: Option<crate::auth::SealingKey>,
     /// How long a chunk capability is good for (`--capability-ttl`).
     pub capability_ttl: Duration,
     /// The certificate this member presents; `None`: plain HTTP.
@@ -191,6 +195,7 @@ pub async fn run(
         scheme: config.client_tls.scheme(),
         cluster_token: config.cluster_token.clone(),
         capability_key: config.capability_key.clone(),
+        sealing_key: config.sealing_key.clone(),
         capability_ttl: config.capability_ttl,
         raft,
         db,
@@ -352,6 +357,10 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/users/passwd", post(user_routes::passwd))
         .route("/v1/users/remove", post(user_routes::remove_user))
         .route("/v1/users/revoke", post(user_routes::revoke))
+        .route("/v1/keys", get(key_routes::list_keys))
+        .route("/v1/keys/create", post(key_routes::create_key))
+        .route("/v1/keys/remove", post(key_routes::remove_key))
+        .route("/v1/keys/secret", get(key_routes::key_secret))
         .route("/v1/meta/members/add", post(cluster_routes::add_member))
         .route(
             "/v1/meta/members/remove",

@@ -1,6 +1,9 @@
 //! Commands on users, groups and sessions (records in `users.rs`).
 
-use cairn_proto::api::{validate_user_name, UserResponse, MAX_USER_GROUPS};
+use cairn_proto::api::{
+    validate_access_key_id, validate_user_name, KeyInfo, UserResponse, MAX_ACCESS_KEYS_PER_USER,
+    MAX_USER_GROUPS,
+};
 use cairn_proto::ids::ROOT_ID;
 use cairn_proto::{ApiError, ErrorCode};
 
@@ -13,7 +16,7 @@ use crate::records::{encode, StateError};
 use crate::state::command::Output;
 use crate::state::inode::Inode;
 use crate::state::tables::{get_counter, get_counter_or_zero, keys, put_counter, Tables};
-use crate::state::users::{self, Group, IdName, Session, User, EXPIRY_PREFIX};
+use crate::state::users::{self, AccessKey, Group, IdName, Session, User, EXPIRY_PREFIX};
 use redb::ReadableTable;
 
 /// Where home directories live.
@@ -281,11 +284,94 @@ impl Tables<'_> {
         self.ns.auth.remove(users::uid_key(user.uid).as_slice())?;
         self.add_counter(keys::USER_COUNT, -1)?;
         let sessions_ended = self.end_all_sessions_of(name)?;
+        for id in users::user_access_keys(&self.ns.auth, name)? {
+            self.remove_access_key_rows(name, &id)?;
+        }
         Ok(UserResponse {
             name: name.to_string(),
             uid: user.uid,
             sessions_ended,
         })
+    }
+
+    /// Gives `user` the access key `id` (whose secret the leader drew and
+    /// sealed): the caller's own, or anyone's for an admin.
+    pub fn create_access_key(
+        &mut self,
+        who: &Principal,
+        id: &str,
+        user: &str,
+        sealed_secret: &[u8],
+        now_ns: u64,
+    ) -> Result<KeyInfo, StateError> {
+        if who.name != user {
+            require_admin(who, "create access keys for other users")?;
+        }
+        validate_access_key_id(id)?;
+        self.existing_user(user)?;
+        let held = users::user_access_keys(&self.ns.auth, user)?.len();
+        if held >= MAX_ACCESS_KEYS_PER_USER {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{user} has {held} access keys, the most a user may hold; remove one with `cairn key rm ID`"
+                ),
+            )
+            .into());
+        }
+        if users::get_access_key(&self.ns.auth, id)?.is_some() {
+            // 90 random bits: a collision is a bug, not bad luck.
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("access key {id} exists already; create another"),
+            )
+            .into());
+        }
+        let key = AccessKey {
+            user: user.to_string(),
+            sealed_secret: sealed_secret.to_vec(),
+            created_ms: now_ns / 1_000_000,
+        };
+        let auth = &mut self.ns.auth;
+        auth.insert(
+            users::access_key_key(id).as_slice(),
+            encode(&key).as_slice(),
+        )?;
+        auth.insert(
+            users::user_access_key_key(user, id).as_slice(),
+            [].as_slice(),
+        )?;
+        Ok(KeyInfo {
+            access_key_id: id.to_string(),
+            user: user.to_string(),
+            created_ms: key.created_ms,
+        })
+    }
+
+    /// Removes an access key: the caller's own, or anyone's for an admin.
+    /// Requests signed with it are refused from then on.
+    pub fn remove_access_key(&mut self, who: &Principal, id: &str) -> Result<KeyInfo, StateError> {
+        let Some(key) = users::get_access_key(&self.ns.auth, id)? else {
+            return Err(
+                ApiError::not_found(format!("access key {id} (see `cairn key list`)")).into(),
+            );
+        };
+        if who.name != key.user {
+            require_admin(who, "remove other users' access keys")?;
+        }
+        self.remove_access_key_rows(&key.user, id)?;
+        Ok(KeyInfo {
+            access_key_id: id.to_string(),
+            user: key.user,
+            created_ms: key.created_ms,
+        })
+    }
+
+    fn remove_access_key_rows(&mut self, user: &str, id: &str) -> Result<(), StateError> {
+        let auth = &mut self.ns.auth;
+        auth.remove(users::access_key_key(id).as_slice())?;
+        auth.remove(users::user_access_key_key(user, id).as_slice())?;
+        Ok(())
     }
 
     pub fn create_session(

@@ -77,6 +77,14 @@ impl Tables<'_> {
             Command::EndUserSessions { name } => {
                 self.end_user_sessions(who, name).map(Output::User)
             }
+            Command::CreateAccessKey {
+                id,
+                user,
+                sealed_secret,
+            } => self
+                .create_access_key(who, id, user, sealed_secret, now)
+                .map(Output::Key),
+            Command::RemoveAccessKey { id } => self.remove_access_key(who, id).map(Output::Key),
         }
     }
 }

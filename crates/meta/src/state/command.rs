@@ -9,7 +9,7 @@
 //! says to upgrade, rather than applied wrongly.
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, MkdirRequest, MoveRequest,
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MkdirRequest, MoveRequest,
     MutationResponse, RegisterRequest, RemoveRequest, UserResponse, XattrRemoveRequest,
     XattrSetRequest,
 };
@@ -171,6 +171,16 @@ pub enum Command {
     EndUserSessions {
         name: String,
     },
+    /// Gives `user` an S3 access key; the leader drew the id and the
+    /// secret and sealed the secret (`auth::SealingKey`).
+    CreateAccessKey {
+        id: String,
+        user: String,
+        sealed_secret: Vec<u8>,
+    },
+    RemoveAccessKey {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +191,7 @@ pub enum Output {
     Commit(CommitResponse),
     Map(ClusterMap),
     User(UserResponse),
+    Key(KeyInfo),
     /// What a purge deleted, and how many removed trees remain.
     Purged {
         entries: u64,

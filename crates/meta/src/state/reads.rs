@@ -94,7 +94,24 @@ impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> Names<'v, I, D, 
             modified_ms: ns_to_ms(inode.modified_ns),
             modified_ns: inode.modified_ns,
             changed_ns: inode.changed_ns,
+            digest: None,
         })
+    }
+
+    /// [`Names::entry`] as `who` sees it: with the digest of a file they
+    /// may read.
+    pub fn entry_for(
+        &mut self,
+        who: &Principal,
+        name: &str,
+        id: FileId,
+        inode: &Inode,
+    ) -> Result<DirEntry, StateError> {
+        let mut entry = self.entry(name, id, inode)?;
+        if !inode.is_dir() && inode.allows(who, READ) {
+            entry.digest = inode.digest;
+        }
+        Ok(entry)
     }
 }
 
@@ -166,7 +183,7 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
         page.truncate(limit);
         let mut entries = Vec::with_capacity(page.len());
         for (key, child) in &page {
-            entries.push(names.entry(entry_name(key).0, *child, &self.inode(*child)?)?);
+            entries.push(names.entry_for(who, entry_name(key).0, *child, &self.inode(*child)?)?);
         }
         Ok(ListResponse {
             path,
@@ -239,7 +256,7 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
             last_cursor = format!("{}{key}", frame.rel);
             response.entries.push(WalkEntry {
                 path: child_path.clone(),
-                entry: names.entry(name, child, &child_inode)?,
+                entry: names.entry_for(who, name, child, &child_inode)?,
             });
             if is_dir {
                 if child_inode.allows(who, READ | SEARCH) {

@@ -7,6 +7,9 @@
 //!   token itself is never stored or logged)
 //! - `exp/EXPIRES_MS(be)HASH` -> empty: sessions by expiry, to forget them
 //! - `usess/NAME\0HASH` -> empty: a user's sessions, to end them all
+//! - `akey/ID` -> [`AccessKey`]: an S3 access key, its secret sealed
+//!   under a key derived from the cluster secret (`auth::SealingKey`)
+//! - `uakey/NAME\0ID` -> empty: a user's access keys
 //!
 //! Ids are never reused: a removed user's files keep its uid, shown as a
 //! number, and a new user never inherits them.
@@ -102,7 +105,25 @@ impl Versioned for Session {
     }
 }
 
+/// An S3 access key: who it acts for, and its secret, sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub user: String,
+    pub sealed_secret: Vec<u8>,
+    pub created_ms: u64,
+}
+
+impl Versioned for AccessKey {
+    const NAME: &'static str = "access key";
+    const FORMAT: u8 = 1;
+    type Previous = Initial;
+    fn upgrade(previous: Initial) -> AccessKey {
+        match previous {}
+    }
+}
+
 pub const USER_PREFIX: &[u8] = b"user/";
+pub const ACCESS_KEY_PREFIX: &[u8] = b"akey/";
 pub const GROUP_PREFIX: &[u8] = b"group/";
 pub const EXPIRY_PREFIX: &[u8] = b"exp/";
 
@@ -136,6 +157,18 @@ pub fn user_sessions_prefix(name: &str) -> Vec<u8> {
 
 pub fn user_session_key(name: &str, hash: &TokenHash) -> Vec<u8> {
     [user_sessions_prefix(name).as_slice(), hash].concat()
+}
+
+pub fn access_key_key(id: &str) -> Vec<u8> {
+    [ACCESS_KEY_PREFIX, id.as_bytes()].concat()
+}
+
+pub fn user_access_keys_prefix(name: &str) -> Vec<u8> {
+    [b"uakey/".as_slice(), name.as_bytes(), b"\0"].concat()
+}
+
+pub fn user_access_key_key(name: &str, id: &str) -> Vec<u8> {
+    [user_access_keys_prefix(name).as_slice(), id.as_bytes()].concat()
 }
 
 /// The end of a prefix range: the prefix with its last byte + 1 (every
@@ -212,6 +245,40 @@ pub fn user_sessions(auth: &impl AuthRows, name: &str) -> Result<Vec<TokenHash>,
             .try_into()
             .map_err(|_| StateError::Corrupt("user session key of the wrong length".into()))?;
         out.push(hash);
+    }
+    Ok(out)
+}
+
+pub fn get_access_key(auth: &impl AuthRows, id: &str) -> Result<Option<AccessKey>, StateError> {
+    get(auth, &access_key_key(id))
+}
+
+/// The ids of a user's access keys, in order.
+pub fn user_access_keys(auth: &impl AuthRows, name: &str) -> Result<Vec<String>, StateError> {
+    let prefix = user_access_keys_prefix(name);
+    let end = prefix_end(&prefix);
+    let mut out = Vec::new();
+    for row in auth.range(prefix.as_slice()..end.as_slice())? {
+        let (key, _) = row?;
+        out.push(String::from_utf8_lossy(&key.value()[prefix.len()..]).into_owned());
+    }
+    Ok(out)
+}
+
+/// Every access key, by id, at most `limit`.
+pub fn all_access_keys(
+    auth: &impl AuthRows,
+    limit: usize,
+) -> Result<Vec<(String, AccessKey)>, StateError> {
+    let end = prefix_end(ACCESS_KEY_PREFIX);
+    let mut out = Vec::new();
+    for row in auth.range(ACCESS_KEY_PREFIX..end.as_slice())? {
+        let (key, value) = row?;
+        if out.len() == limit {
+            break;
+        }
+        let id = String::from_utf8_lossy(&key.value()[ACCESS_KEY_PREFIX.len()..]).into_owned();
+        out.push((id, decode(value.value())?));
     }
     Ok(out)
 }
