@@ -93,7 +93,7 @@ fn pids_with(needle: &str) -> Vec<i32> {
 #[test]
 fn dev_with_three_metadata_members_survives_losing_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_ports_after(5);
+    let port = free_ports_after(6);
     let (child, banner) = start_dev_with(dir.path(), port, &["--meta", "3"]);
     let members: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
     let meta = members.join(",");
@@ -128,9 +128,31 @@ fn dev_with_three_metadata_members_survives_losing_one() {
 #[test]
 fn dev_cluster_starts_stops_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_ports_after(3);
+    let port = free_ports_after(4);
     let meta = format!("127.0.0.1:{port}");
     let (child, banner) = start_dev(dir.path(), port);
+    // An S3 gateway after the chunk servers, with a key for admin whose
+    // settings are printed ready to paste; unsigned requests are refused.
+    let s3_addr = format!("127.0.0.1:{}", port + 4);
+    assert!(
+        banner.contains(&format!("S3 gateway        http://{s3_addr}")),
+        "{banner}"
+    );
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s3.key")).unwrap()).unwrap();
+    let key_id = key["access_key_id"].as_str().unwrap().to_string();
+    for setting in [
+        format!("AWS_ACCESS_KEY_ID={key_id}"),
+        format!("RCLONE_CONFIG_CAIRN_ACCESS_KEY_ID={key_id}"),
+        format!("aws_access_key_id=\"{key_id}\""),
+    ] {
+        assert!(banner.contains(&setting), "{setting} in {banner}");
+    }
+    let answer = http_get(&s3_addr, "/");
+    assert!(
+        answer.starts_with("HTTP/1.1 403") && answer.contains("AccessDenied"),
+        "{answer}"
+    );
     assert!(
         banner.contains(&meta) && banner.contains("chunk server 3"),
         "{banner}"
@@ -189,7 +211,7 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
     // Its servers share a cluster secret, and the password and the session
     // are kept, each readable by its owner only.
     use std::os::unix::fs::PermissionsExt;
-    for file in ["cluster.secret", "admin.password", "client.json"] {
+    for file in ["cluster.secret", "admin.password", "client.json", "s3.key"] {
         let metadata = std::fs::metadata(dir.path().join(file)).unwrap();
         assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "{file}");
     }
@@ -201,6 +223,7 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
 
     let (child, banner) = start_dev(dir.path(), port);
     assert!(!banner.contains("Created user"), "printed once: {banner}");
+    assert!(banner.contains(&key_id), "the S3 key is kept: {banner}");
     let out = run_cairn(&meta, &config, &["cat", "/kept"], &[]);
     assert!(
         out.status.success() && out.stdout == data,
@@ -289,4 +312,18 @@ fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
         "refusals are logged"
     );
     stop(child);
+}
+
+/// A plain HTTP/1.1 GET that closes: the whole answer, head and body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }

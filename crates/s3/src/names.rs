@@ -16,6 +16,9 @@ pub const BUCKETS_DIR: &str = "/buckets";
 /// A dot name can never be a bucket's (bucket names start with a letter
 /// or a digit).
 pub const UPLOADS_DIR: &str = "/buckets/.uploads";
+/// The one well-formed name a bucket cannot have: `GET /metrics` is the
+/// gateway's Prometheus page.
+pub const RESERVED_BUCKET: &str = "metrics";
 /// S3's longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
@@ -32,6 +35,12 @@ pub fn validate_bucket(name: &str) -> S3Result<()> {
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
         && name.parse::<std::net::Ipv4Addr>().is_err();
+    if name == RESERVED_BUCKET {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "bucket name {name:?} is reserved: the gateway serves its metrics at /{RESERVED_BUCKET}"
+        ));
+    }
     if well_formed {
         Ok(())
     } else {

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cairn_client::{ClientError, Files, PutOptions, Reader, Target, UploadSummary};
+use cairn_client::{ClientError, Files, Page, PutOptions, Reader, Target, UploadSummary};
 use cairn_proto::api::{EntryKind, OnExists, Stat, XattrSetMode};
 use cairn_proto::xattr::Xattr;
 use cairn_proto::{ChunkRef, ErrorCode};
+use futures::StreamExt;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Result};
@@ -113,10 +114,12 @@ pub(crate) fn checksum_hasher(
             "CRC64NVME" => hasher.crc64nvme = Some(Default::default()),
             "SHA1" => hasher.sha1 = Some(Default::default()),
             "SHA256" => hasher.sha256 = Some(Default::default()),
-            other => return Err(s3_error!(
+            other => {
+                return Err(s3_error!(
                 InvalidArgument,
                 "checksum algorithm {other:?} is not one of CRC32, CRC32C, CRC64NVME, SHA1, SHA256"
-            )),
+            ))
+            }
         }
         Ok(())
     };
@@ -664,22 +667,29 @@ impl Gateway {
             ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bucket = input.bucket.as_str();
+        let files = &files;
+        let outcomes = futures::stream::iter(input.delete.objects)
+            .map(|object| async move {
+                let outcome = self.delete(files, bucket, &object.key).await;
+                (object.key, outcome)
+            })
+            .buffered(DELETES_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for object in input.delete.objects {
-            match self.delete(&files, &input.bucket, &object.key).await {
-                Ok(()) => {
-                    if !quiet {
-                        deleted.push(DeletedObject {
-                            key: Some(object.key),
-                            ..Default::default()
-                        })
-                    }
-                }
+        for (key, outcome) in outcomes {
+            match outcome {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(key),
+                    ..Default::default()
+                }),
                 Err(e) => errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
                     message: e.message().map(str::to_string),
-                    key: Some(object.key),
+                    key: Some(key),
                     version_id: None,
                 }),
             }
@@ -733,9 +743,18 @@ impl Gateway {
     }
 
     /// Removes the parents of `key` that are left empty, deepest first,
-    /// stopping at one that holds something or is a folder.
+    /// stopping at one that holds something or is a folder. A look (a
+    /// read) comes before each removal (a write): most parents hold more.
     async fn prune(&self, files: &Files, bucket: &str, key: &str) {
+        let one = Page {
+            after: None,
+            limit: Some(1),
+        };
         for dir in parents_of(bucket, key) {
+            match files.list(&dir, &one).await {
+                Ok(listing) if listing.entries.is_empty() => {}
+                _ => return,
+            }
             match files.xattr(Target::Path(&dir), FOLDER).await {
                 Ok(_) => return,
                 Err(e) if e.is_not_found() => {}
@@ -838,6 +857,9 @@ impl Gateway {
         })
     }
 }
+
+/// Keys one DeleteObjects request deletes at once.
+const DELETES_IN_FLIGHT: usize = 16;
 
 /// Most keys one DeleteObjects request may name (S3's limit).
 pub const MAX_DELETE_OBJECTS: usize = 1000;

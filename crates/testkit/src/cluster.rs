@@ -60,7 +60,7 @@ const CHUNK_DEFAULTS: &[(&str, &str)] = &[
     ("--repair-interval", "2s"),
 ];
 
-fn spawn(args: &[String], log: &Path) -> Child {
+pub(crate) fn spawn(args: &[String], log: &Path) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -4,6 +4,7 @@
 //! and restart processes, damage their files, and check what users see.
 //!
 //! - `cluster.rs`: [`Cluster`] and the helpers the end-to-end tests share
+//! - `s3.rs`: an S3 gateway beside a cluster, and access keys
 //! - `lincheck.rs`: a linearizability checker for register histories
 //!
 //! The `cairn` binary is the one cargo built beside the test (the
@@ -12,11 +13,13 @@
 
 pub mod cluster;
 pub mod lincheck;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use cluster::*;
+pub use s3::{AccessKey, S3Gateway};
 
 /// The path of the `cairn` binary the tests run.
 pub fn cairn_bin() -> &'static str {
