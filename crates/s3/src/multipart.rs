@@ -22,8 +22,8 @@ use crate::errors::{s3_error, Missing};
 use crate::gateway::Gateway;
 use crate::names::{is_folder, object_path, uploads_path, validate_bucket, UPLOADS_DIR};
 use crate::objects::{
-    check_copy_conditions, check_metadata, checksum_hasher, format_http_date, hex, put_error,
-    sent_checksums, sync_stream, verify,
+    check_copy_conditions, check_metadata, checksum_hasher, drain, format_http_date, hex,
+    put_error, sent_checksums, sync_stream, verify,
 };
 
 /// S3's part numbers: 1 to 10,000.
@@ -164,7 +164,20 @@ impl Gateway {
 
     pub(crate) async fn do_upload_part(
         &self,
+        mut req: S3Request<UploadPartInput>,
+    ) -> S3Result<UploadPartOutput> {
+        let mut body = req.input.body.take();
+        let result = self.upload_part(req, body.as_mut()).await;
+        if result.is_err() {
+            drain(body.as_mut()).await;
+        }
+        result
+    }
+
+    async fn upload_part(
+        &self,
         req: S3Request<UploadPartInput>,
+        body: Option<&mut StreamingBlob>,
     ) -> S3Result<UploadPartOutput> {
         let files = self.files_for(&req)?;
         let trailer = req
@@ -186,12 +199,9 @@ impl Gateway {
             sha256: input.checksum_sha256.take(),
         };
         let hasher = checksum_hasher(&sent, input.checksum_algorithm.as_ref(), trailer.as_deref())?;
-        let mut body = input
-            .body
-            .take()
-            .ok_or_else(|| s3_error!(IncompleteBody, "a part needs a body"))?;
+        let body = body.ok_or_else(|| s3_error!(IncompleteBody, "a part needs a body"))?;
         let mut hashes = Hashes::new(hasher);
-        let reader = HashingBody::new(&mut body, &mut hashes, self.limits.max_put_bytes);
+        let reader = HashingBody::new(body, &mut hashes, self.limits.max_put_bytes);
         let staged = match files.stage(&part, reader, OnExists::Replace, &|_| {}).await {
             Ok(staged) => staged,
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {

@@ -376,7 +376,20 @@ impl Gateway {
 
     pub(crate) async fn do_put_object(
         &self,
+        mut req: S3Request<PutObjectInput>,
+    ) -> S3Result<PutObjectOutput> {
+        let mut body = req.input.body.take();
+        let result = self.put_object(req, body.as_mut()).await;
+        if result.is_err() {
+            drain(body.as_mut()).await;
+        }
+        result
+    }
+
+    async fn put_object(
+        &self,
         req: S3Request<PutObjectInput>,
+        body: Option<&mut StreamingBlob>,
     ) -> S3Result<PutObjectOutput> {
         let files = self.files_for(&req)?;
         let trailer = req
@@ -445,21 +458,10 @@ impl Gateway {
             sha256: input.checksum_sha256.take(),
         };
         let hasher = checksum_hasher(&sent, input.checksum_algorithm.as_ref(), trailer.as_deref())?;
-        let mut body = input
-            .body
-            .take()
-            .ok_or_else(|| s3_error!(IncompleteBody, "a put needs a body"))?;
+        let body = body.ok_or_else(|| s3_error!(IncompleteBody, "a put needs a body"))?;
         let mut hashes = Hashes::new(hasher);
         let staged = self
-            .stage(
-                &files,
-                bucket,
-                key,
-                &path,
-                &mut body,
-                &mut hashes,
-                on_exists,
-            )
+            .stage(&files, bucket, key, &path, body, &mut hashes, on_exists)
             .await?;
         let md5: [u8; 16] = s3s::crypto::Checksum::finalize(hashes.md5);
         let computed = Checksums::from_s3(&hashes.checksums.finalize());
@@ -855,6 +857,26 @@ impl Gateway {
             }),
             ..Default::default()
         })
+    }
+}
+
+/// Most bytes of a refused request's body read and dropped so that the
+/// connection stays usable; past it the connection closes.
+const MAX_DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Reads and drops what is left of a refused request's body (up to
+/// [`MAX_DRAIN_BYTES`]). An answer sent before the body is read leaves the
+/// client sending it, or waiting to (`Expect: 100-continue`), on a
+/// connection the server then closes; a client that reuses it meanwhile
+/// sees its next request fail.
+pub(crate) async fn drain(body: Option<&mut StreamingBlob>) {
+    let Some(body) = body else { return };
+    let mut seen = 0u64;
+    while let Some(Ok(piece)) = body.next().await {
+        seen += piece.len() as u64;
+        if seen > MAX_DRAIN_BYTES {
+            return;
+        }
     }
 }
 
