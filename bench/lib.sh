@@ -33,3 +33,29 @@ stop_and_remove() {
   wait 2>/dev/null || true
   rm -rf "$1"
 }
+
+# A free TCP port on 127.0.0.1 whose next COUNT-1 ports are free too (for
+# `cairn dev`, which takes port, port+1, ...).
+#
+#   free_port_block COUNT
+free_port_block() {
+  python3 - "$1" <<'PY'
+import socket, sys
+count = int(sys.argv[1])
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    try:
+        for p in range(port, port + count):
+            t = socket.socket(); t.bind(("127.0.0.1", p)); t.close()
+        print(port); break
+    except OSError:
+        pass
+PY
+}
+
+# Seconds since the epoch, with nanoseconds; and AMOUNT per second between
+# two of them, printed with DIGITS decimals.
+#
+#   per_second AMOUNT T0 T1 [DIGITS]
+now() { date +%s.%N; }
+per_second() { python3 -c "print(f'{$1/($3-$2):8.${4:-1}f}')"; }

@@ -15,22 +15,12 @@ cd "$(dirname "$0")/.."
 data_mib=${1:-1400}
 file_mib=200
 
+source bench/lib.sh
 cargo build --release --quiet
 cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/rerep-$$
 mkdir -p "$work"
-port=$(python3 - <<'PY'
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    try:
-        for p in range(port, port + 5):
-            t = socket.socket(); t.bind(("127.0.0.1", p)); t.close()
-        print(port); break
-    except OSError:
-        pass
-PY
-)
+port=$(free_port_block 5)
 meta=127.0.0.1:$port
 pids=()
 cleanup() {
@@ -39,7 +29,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
 status_field() { "$cairn" --meta "$meta" status --json | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 # Waits (at most 10 minutes) until the Python expression over status is true.
 wait_until() {
@@ -56,7 +45,6 @@ head -c 32 /dev/urandom | base64 > "$work/cluster.secret"; chmod 600 "$work/clus
 "$cairn" meta --data-dir "$work/meta" --listen "$meta" --down-after 5s \
   --cluster-secret-file "$work/cluster.secret" > "$work/meta.log" 2>&1 &
 pids+=($!)
-source bench/lib.sh
 login_admin "$cairn" "$meta" "$work/meta" "$work/client.json"
 export CAIRN_CONFIG=$work/client.json
 for i in 1 2 3 4; do

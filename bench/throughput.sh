@@ -12,23 +12,13 @@ cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 small_files=${SMALL_FILES:-800}
 
+source bench/lib.sh
 cargo build --release --quiet
 cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/run-$$
 mkdir -p "$work"
-# A free port whose next three are free too (cairn dev uses port+1..port+3).
-port=$(python3 - <<'PY'
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    try:
-        for p in range(port, port + 4):
-            t = socket.socket(); t.bind(("127.0.0.1", p)); t.close()
-        print(port); break
-    except OSError:
-        pass
-PY
-)
+# cairn dev takes port..port+4: metadata, three chunk servers, the S3 gateway.
+port=$(free_port_block 5)
 meta=127.0.0.1:$port
 dev_pid=
 cleanup() {
@@ -37,8 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-rate() { python3 -c "print(f'{$1/($3-$2):8.1f}')"; }
+rate() { per_second "$@"; }
 
 echo "generating ${size_mib} MiB of random data..."
 head -c $((size_mib << 20)) /dev/urandom > "$work/input"

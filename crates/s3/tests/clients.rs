@@ -197,6 +197,38 @@ fn aws_cli_and_rclone_move_files_both_ways() {
     let out = aws(&gateway, &admin, &["s3", "ls", "s3://tools"]);
     assert!(!out.status.success(), "the bucket is gone");
 
+    // Abandoned multipart uploads are swept (here after 1 s).
+    let sweeping = cluster.start_s3(&["--multipart-expiry", "1s"]);
+    aws_ok(&sweeping, &admin, &["s3", "mb", "s3://sweep"]);
+    aws_ok(
+        &sweeping,
+        &admin,
+        &[
+            "s3api",
+            "create-multipart-upload",
+            "--bucket",
+            "sweep",
+            "--key",
+            "abandoned",
+        ],
+    );
+    let uploads = || {
+        aws_ok(
+            &sweeping,
+            &admin,
+            &["s3api", "list-multipart-uploads", "--bucket", "sweep"],
+        )
+    };
+    assert!(uploads().contains("abandoned"), "{}", uploads());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while uploads().contains("abandoned") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an abandoned upload is still there after 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     // The gateway's own figures.
     let metrics = http_get(&gateway.addr, "/metrics");
     assert!(
