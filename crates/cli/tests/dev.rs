@@ -2,78 +2,22 @@
 //! and brings the same data back when started again on the same directory;
 //! with `--meta 3` it survives the loss of a metadata member.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_testkit::*;
 
-/// Starts `cairn dev` and waits for its "is up" line; returns the child and its output so far.
 fn start_dev(dir: &std::path::Path, port: u16) -> (Child, String) {
     start_dev_with(dir, port, &[])
 }
 
-fn start_dev_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(cairn_bin())
-        .args([
-            "dev",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-            "--nodes",
-            "3",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !seen.contains("Press Ctrl-C to stop.") {
-        assert!(
-            Instant::now() < deadline,
-            "cairn dev did not come up: {seen}"
-        );
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("cairn dev exited early: {seen}");
-        }
-        seen.push_str(&line);
-    }
-    (child, seen)
-}
-
-fn stop(mut child: Child) {
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "cairn dev exits 0 on SIGTERM: {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "cairn dev did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn stop(child: Child) {
+    stop_dev(child)
 }
 
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;
-}
-
-/// A port whose next `count` ports are free too.
-fn free_ports_after(count: u16) -> u16 {
-    loop {
-        let port = free_port();
-        if port < 65000
-            && (1..=count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
-        {
-            return port;
-        }
-    }
 }
 
 /// Process ids whose command line mentions `needle`.
@@ -148,10 +92,11 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
     ] {
         assert!(banner.contains(&setting), "{setting} in {banner}");
     }
-    let answer = http_get(&s3_addr, "/");
+    let (code, answer) = http_request(&s3_addr, "GET", "/");
+    let answer = String::from_utf8_lossy(&answer);
     assert!(
-        answer.starts_with("HTTP/1.1 403") && answer.contains("AccessDenied"),
-        "{answer}"
+        code == 403 && answer.contains("AccessDenied"),
+        "{code} {answer}"
     );
     assert!(
         banner.contains(&meta) && banner.contains("chunk server 3"),
@@ -312,18 +257,4 @@ fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
         "refusals are logged"
     );
     stop(child);
-}
-
-/// A plain HTTP/1.1 GET that closes: the whole answer, head and body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
 }

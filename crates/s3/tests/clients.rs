@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use cairn_testkit::{cairn_bin, AccessKey, Cluster, S3Gateway, MIB};
+use cairn_testkit::{cairn_bin, http_request, AccessKey, Cluster, S3Gateway, MIB};
 
 fn python() -> String {
     std::env::var("CAIRN_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
@@ -230,20 +230,62 @@ fn aws_cli_and_rclone_move_files_both_ways() {
     }
 
     // The gateway's own figures.
-    let metrics = http_get(&gateway.addr, "/metrics");
-    assert!(
-        metrics.lines().next().unwrap_or("").ends_with("200 OK"),
-        "{metrics}"
-    );
+    let (code, metrics) = http_request(&gateway.addr, "GET", "/metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert_eq!(code, 200, "{metrics}");
     assert!(metrics.contains("cairn_s3_put_bytes_total"), "{metrics}");
 }
 
-/// A plain HTTP/1.0 GET: the whole answer, head and body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+/// Over HTTPS boto3 streams bodies as aws-chunked with the checksum in a
+/// trailer: the gateway of `cairn dev --tls` checks and keeps it, for puts
+/// and for parts, and the printed settings work as printed.
+#[test]
+fn boto3_over_tls_sends_checksums_in_trailers() {
+    require("boto3", Command::new(python()).args(["-c", "import boto3"]));
+    let dir = tempfile::tempdir().unwrap();
+    let port = cairn_testkit::free_ports_after(4);
+    let (child, banner) = cairn_testkit::start_dev_with(dir.path(), port, &["--tls"]);
+    let endpoint = format!("https://127.0.0.1:{}", port + 4);
+    assert!(banner.contains(&endpoint), "{banner}");
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s3.key")).unwrap()).unwrap();
+    let script = r#"
+import hashlib, os, sys
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+endpoint, key, secret, ca = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+                  region_name="us-east-1", verify=ca, config=Config(s3={"addressing_style": "path"}))
+s3.create_bucket(Bucket="tls")
+data = os.urandom(3 * 1024 * 1024 + 17)
+for algorithm in ["CRC32", "CRC32C", "SHA256", "CRC64NVME"]:
+    s3.put_object(Bucket="tls", Key=algorithm, Body=data, ChecksumAlgorithm=algorithm)
+    got = s3.get_object(Bucket="tls", Key=algorithm, ChecksumMode="ENABLED")
+    assert got["Body"].read() == data
+    assert got.get("Checksum" + algorithm), (algorithm, got)
+path = os.path.join(os.environ["WORK"], "mp.bin")
+with open(path, "wb") as f:
+    f.write(os.urandom(12 * 1024 * 1024))
+config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+s3.upload_file(path, "tls", "mp.bin", Config=config)
+s3.download_file("tls", "mp.bin", path + ".out", Config=config)
+assert open(path, "rb").read() == open(path + ".out", "rb").read()
+print("tls ok")
+"#;
+    let out = Command::new(python())
+        .args(["-c", script, &endpoint])
+        .arg(key["access_key_id"].as_str().unwrap())
+        .arg(key["secret_access_key"].as_str().unwrap())
+        .arg(dir.path().join("tls/ca.pem"))
+        .env("WORK", dir.path())
+        .output()
+        .unwrap();
+    cairn_testkit::stop_dev(child);
+    assert!(
+        out.status.success(),
+        "boto3 over TLS (logs in {}):\n{}",
+        dir.path().display(),
+        show(&out)
+    );
 }

@@ -751,7 +751,7 @@ pub fn http_request(addr: &str, method: &str, path: &str) -> (u16, Vec<u8>) {
 
 extern "C" {
     #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
+    pub(crate) fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
 /// Deterministic pseudo-random bytes (xorshift), different per seed.

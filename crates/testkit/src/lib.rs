@@ -4,6 +4,7 @@
 //! and restart processes, damage their files, and check what users see.
 //!
 //! - `cluster.rs`: [`Cluster`] and the helpers the end-to-end tests share
+//! - `dev.rs`: `cairn dev` started on free ports and stopped
 //! - `s3.rs`: an S3 gateway beside a cluster, and access keys
 //! - `lincheck.rs`: a linearizability checker for register histories
 //!
@@ -12,6 +13,7 @@
 //! gets it built once, on first use.
 
 pub mod cluster;
+pub mod dev;
 pub mod lincheck;
 pub mod s3;
 
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use cluster::*;
+pub use dev::{free_ports_after, start_dev_with, stop_dev};
 pub use s3::{AccessKey, S3Gateway};
 
 /// The path of the `cairn` binary the tests run.
