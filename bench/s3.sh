@@ -79,15 +79,15 @@ run_cairn() {
   "${aws[@]}" s3 cp --only-show-errors s3://bench/big-aws "$work/out-aws"; t2=$(now)
   cmp -s "$work/input" "$work/out-aws" || { echo "aws-cli round trip differs" >&2; exit 1; }
   rm -f "$work/out-aws"
-  results+=("$transport aws-cli 1 GiB put MB/s   $(per_second "$size_mib" "$t0" "$t1")")
-  results+=("$transport aws-cli 1 GiB get MB/s   $(per_second "$size_mib" "$t1" "$t2")")
+  results+=("$transport aws-cli ${size_mib} MiB put MB/s $(per_second "$size_mib" "$t0" "$t1")")
+  results+=("$transport aws-cli ${size_mib} MiB get MB/s $(per_second "$size_mib" "$t1" "$t2")")
 
   t0=$(now); rclone "${rclone_ca[@]}" copyto "$work/input" b:bench/big-rclone; t1=$(now)
   rclone "${rclone_ca[@]}" copyto b:bench/big-rclone "$work/out-rclone"; t2=$(now)
   cmp -s "$work/input" "$work/out-rclone" || { echo "rclone round trip differs" >&2; exit 1; }
   rm -f "$work/out-rclone"
-  results+=("$transport rclone 1 GiB put MB/s    $(per_second "$size_mib" "$t0" "$t1")")
-  results+=("$transport rclone 1 GiB get MB/s    $(per_second "$size_mib" "$t1" "$t2")")
+  results+=("$transport rclone ${size_mib} MiB put MB/s $(per_second "$size_mib" "$t0" "$t1")")
+  results+=("$transport rclone ${size_mib} MiB get MB/s $(per_second "$size_mib" "$t1" "$t2")")
 
   t0=$(now); rclone "${rclone_ca[@]}" copy "$work/small" b:bench/small --transfers 16; t1=$(now)
   rclone "${rclone_ca[@]}" copy b:bench/small "$work/small-back" --transfers 16; t2=$(now)
