@@ -329,6 +329,7 @@ mod tests {
             chunks,
             capabilities: Vec::new(),
             capabilities_expire_ms: 0,
+            xattrs: None,
         };
         let map = ClusterMap {
             epoch: 1,

@@ -108,6 +108,11 @@ impl Files {
         self.inner.meta.stat_target(target, false).await
     }
 
+    /// A stat with the extended attributes the caller may read.
+    pub async fn stat_with_xattrs(&self, target: Target<'_>) -> Result<Stat, ClientError> {
+        self.inner.meta.stat_with(target, false, true).await
+    }
+
     /// One page of the directory `path` (of the file itself, for a file).
     pub async fn list(&self, path: &str, page: &Page) -> Result<ListResponse, ClientError> {
         self.inner.meta.list_page(path, page).await
@@ -242,7 +247,17 @@ impl Files {
     /// Opens the file `target` for reading: refused unless the caller may
     /// read it. The reader sees the file as it is now.
     pub async fn open(&self, target: Target<'_>) -> Result<Arc<Reader>, ClientError> {
-        let stat = self.inner.meta.stat_target(target, true).await?;
+        self.open_with(target, false).await
+    }
+
+    /// [`Files::open`], with the file's readable extended attributes in
+    /// the reader's stat when `xattrs` (one call, not two).
+    pub async fn open_with(
+        &self,
+        target: Target<'_>,
+        xattrs: bool,
+    ) -> Result<Arc<Reader>, ClientError> {
+        let stat = self.inner.meta.stat_with(target, true, xattrs).await?;
         let map = self.map(false).await?;
         Ok(Arc::new(Reader::new(
             self.inner.meta.clone(),

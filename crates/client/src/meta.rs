@@ -221,10 +221,24 @@ impl MetaClient {
     /// the capabilities to fetch its chunks, refused unless the caller may
     /// read it.
     pub async fn stat_target(&self, target: Target<'_>, read: bool) -> Result<Stat, ClientError> {
+        self.stat_with(target, read, false).await
+    }
+
+    /// A stat, for reading (`read`: capabilities, refused unless the
+    /// caller may read), with the readable extended attributes (`xattrs`).
+    pub async fn stat_with(
+        &self,
+        target: Target<'_>,
+        read: bool,
+        xattrs: bool,
+    ) -> Result<Stat, ClientError> {
         let (key, value) = target.query();
         let mut query = vec![(key, value.as_str())];
         if read {
             query.push(("read", "true"));
+        }
+        if xattrs {
+            query.push(("xattrs", "true"));
         }
         self.get("/v1/fs/stat", &query).await
     }

@@ -70,6 +70,11 @@ pub struct Stat {
     /// were issued). A reader asks again before then.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub capabilities_expire_ms: u64,
+    /// The extended attributes the caller may read, when asked for with
+    /// `xattrs=true` (saves a call for doors that show them with the
+    /// contents, as S3 does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xattrs: Option<Vec<Xattr>>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -243,13 +243,18 @@ impl Gateway {
         validate_bucket(bucket)?;
         let path = object_path(bucket, key)?;
         let folder = is_folder(key);
+        // One call: the record (with capabilities to read) and its
+        // attributes together.
         let looked_up = if open && !folder {
             files
-                .open(Target::Path(&path))
+                .open_with(Target::Path(&path), true)
                 .await
                 .map(|r| (r.stat().clone(), Some(r)))
         } else {
-            files.stat(Target::Path(&path)).await.map(|s| (s, None))
+            files
+                .stat_with_xattrs(Target::Path(&path))
+                .await
+                .map(|s| (s, None))
         };
         let (stat, reader) = match looked_up {
             Ok(found) => found,
@@ -279,10 +284,7 @@ impl Gateway {
                 "no object has key {key:?} in bucket {bucket}"
             ));
         }
-        let xattrs = files
-            .xattrs(Target::Id(stat.id))
-            .await
-            .map_err(|e| s3_error(e, Missing::Key))?;
+        let xattrs = stat.xattrs.clone().unwrap_or_default();
         let integrity = if folder {
             None
         } else {

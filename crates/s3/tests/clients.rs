@@ -197,8 +197,9 @@ fn aws_cli_and_rclone_move_files_both_ways() {
     let out = aws(&gateway, &admin, &["s3", "ls", "s3://tools"]);
     assert!(!out.status.success(), "the bucket is gone");
 
-    // Abandoned multipart uploads are swept (here after 1 s).
-    let sweeping = cluster.start_s3(&["--multipart-expiry", "1s"]);
+    // Abandoned multipart uploads are swept (here after 8 s, looked for
+    // every 8 s: long enough to see the upload listed first).
+    let sweeping = cluster.start_s3(&["--multipart-expiry", "8s"]);
     aws_ok(&sweeping, &admin, &["s3", "mb", "s3://sweep"]);
     aws_ok(
         &sweeping,
@@ -220,11 +221,11 @@ fn aws_cli_and_rclone_move_files_both_ways() {
         )
     };
     assert!(uploads().contains("abandoned"), "{}", uploads());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     while uploads().contains("abandoned") {
         assert!(
             std::time::Instant::now() < deadline,
-            "an abandoned upload is still there after 20 s"
+            "an abandoned upload is still there after 40 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }

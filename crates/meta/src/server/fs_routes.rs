@@ -65,6 +65,9 @@ pub struct StatQuery {
     /// hand out the capabilities to fetch its chunks.
     #[serde(default)]
     read: bool,
+    /// Answer the attributes the caller may read too.
+    #[serde(default)]
+    xattrs: bool,
 }
 
 pub async fn stat(
@@ -75,6 +78,7 @@ pub async fn stat(
 ) -> ApiResult<Stat> {
     let target = Target::of(query.path, query.id)?;
     let read = query.read;
+    let with_xattrs = query.xattrs;
     let who = caller.principal;
     let mut stat = meta
         .read(consistency, move |txn| {
@@ -83,7 +87,11 @@ pub async fn stat(
             if read && !inode.is_dir() {
                 view.require_read(&inode, &who, &named)?;
             }
-            Names::new(&view).stat(id, &inode, &who)
+            let mut stat = Names::new(&view).stat(id, &inode, &who)?;
+            if with_xattrs {
+                stat.xattrs = Some(view.xattrs(&who, id, &inode, &named, None)?);
+            }
+            Ok(stat)
         })
         .await?;
     if read && stat.kind == EntryKind::File {

@@ -76,6 +76,7 @@ impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> Names<'v, I, D, 
             },
             capabilities: Vec::new(),
             capabilities_expire_ms: 0,
+            xattrs: None,
         })
     }
 
