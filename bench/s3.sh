@@ -5,8 +5,9 @@
 #   - 2,000 x 4 KiB objects copied with `rclone copy --transfers 16` (objects/s)
 #   - 1,000 x 4 KiB objects put and got by 16 boto3 threads (objects/s, p50/p99)
 # With Garage on PATH (`cargo install garage --version 2.5.0 --locked`), the
-# same runs against Garage would go beside them; this script does not run
-# Garage yet and says so.
+# same runs against Garage (3 nodes on loopback, rf 3, fsync of data and
+# metadata on, as Cairn does; plain HTTP: Garage serves no TLS itself) go
+# beside them, with the ratio Cairn / Garage.
 #
 #   bench/s3.sh [SIZE_MIB]     (default 1024)
 #
@@ -32,11 +33,8 @@ cargo build --release --quiet
 cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/s3-$$
 mkdir -p "$work"
-dev_pid=
-cleanup() {
-  [ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
-  rm -rf "$work"
-}
+pids=()
+cleanup() { stop_and_remove "$work"; }
 trap cleanup EXIT
 
 echo "generating ${size_mib} MiB of random data and ${small_count} small files..."
@@ -50,68 +48,140 @@ for i in range(int(sys.argv[2])):
 PY
 sync
 
-results=()
-run_cairn() {
-  local transport=$1 flags=() scheme=http
-  if [ "$transport" = TLS ]; then flags=(--tls); scheme=https; fi
-  local port dir=$work/cluster-$transport
-  port=$(free_port_block 5)
-  "$cairn" dev --dir "$dir" --port "$port" "${flags[@]}" > "$work/dev-$transport.out" 2>&1 &
-  dev_pid=$!
-  for _ in $(seq 300); do [ -s "$dir/s3.key" ] && grep -q "Press Ctrl-C" "$work/dev-$transport.out" && break; sleep 0.2; done
-  grep -q "Press Ctrl-C" "$work/dev-$transport.out" || { cat "$work/dev-$transport.out"; exit 1; }
-  local endpoint=$scheme://127.0.0.1:$((port + 4)) ca_args=() rclone_ca=() ca=
-  if [ "$transport" = TLS ]; then
-    ca=$dir/tls/ca.pem
-    ca_args=(--ca-bundle "$ca"); rclone_ca=(--ca-cert "$ca")
-  fi
-  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=us-east-1
-  AWS_ACCESS_KEY_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_key_id"])' "$dir/s3.key")
-  AWS_SECRET_ACCESS_KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret_access_key"])' "$dir/s3.key")
-  export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other \
-    RCLONE_CONFIG_B_ENDPOINT=$endpoint RCLONE_CONFIG_B_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID \
-    RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-  local aws=(aws --endpoint-url "$endpoint" "${ca_args[@]}")
-  "${aws[@]}" s3 mb s3://bench > /dev/null
+declare -A figures=()
+labels=()
+# Keeps one figure: SYSTEM TRANSPORT LABEL VALUE [EXTRA].
+keep() {
+  local key="$3"
+  [[ " ${labels[*]} " == *" $key "* ]] || labels+=("$key")
+  figures["$1 $2|$key"]="$(echo $4)${5:+ ($5)}"
+}
 
-  local t0 t1 t2 t3
+# Runs every workload against ENDPOINT: measure SYSTEM TRANSPORT ENDPOINT
+# KEY SECRET REGION [CA].
+measure() {
+  local system=$1 transport=$2 endpoint=$3 key=$4 secret=$5 region=$6 ca=${7:-}
+  local ca_args=() rclone_ca=()
+  if [ -n "$ca" ]; then ca_args=(--ca-bundle "$ca"); rclone_ca=(--ca-cert "$ca"); fi
+  export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=$region S3_REGION=$region
+  export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other \
+    RCLONE_CONFIG_B_ENDPOINT=$endpoint RCLONE_CONFIG_B_ACCESS_KEY_ID=$key \
+    RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$secret RCLONE_CONFIG_B_REGION=$region
+  local aws=(aws --endpoint-url "$endpoint" "${ca_args[@]}")
+  local t0 t1 t2
   t0=$(now); "${aws[@]}" s3 cp --only-show-errors "$work/input" s3://bench/big-aws; t1=$(now)
   "${aws[@]}" s3 cp --only-show-errors s3://bench/big-aws "$work/out-aws"; t2=$(now)
-  cmp -s "$work/input" "$work/out-aws" || { echo "aws-cli round trip differs" >&2; exit 1; }
+  cmp -s "$work/input" "$work/out-aws" || { echo "$system: aws-cli round trip differs" >&2; exit 1; }
   rm -f "$work/out-aws"
-  results+=("$transport aws-cli ${size_mib} MiB put MB/s $(per_second "$size_mib" "$t0" "$t1")")
-  results+=("$transport aws-cli ${size_mib} MiB get MB/s $(per_second "$size_mib" "$t1" "$t2")")
+  keep "$system" "$transport" "aws-cli ${size_mib}MiB put MB/s" "$(per_second "$size_mib" "$t0" "$t1")"
+  keep "$system" "$transport" "aws-cli ${size_mib}MiB get MB/s" "$(per_second "$size_mib" "$t1" "$t2")"
 
   t0=$(now); rclone "${rclone_ca[@]}" copyto "$work/input" b:bench/big-rclone; t1=$(now)
   rclone "${rclone_ca[@]}" copyto b:bench/big-rclone "$work/out-rclone"; t2=$(now)
-  cmp -s "$work/input" "$work/out-rclone" || { echo "rclone round trip differs" >&2; exit 1; }
+  cmp -s "$work/input" "$work/out-rclone" || { echo "$system: rclone round trip differs" >&2; exit 1; }
   rm -f "$work/out-rclone"
-  results+=("$transport rclone ${size_mib} MiB put MB/s $(per_second "$size_mib" "$t0" "$t1")")
-  results+=("$transport rclone ${size_mib} MiB get MB/s $(per_second "$size_mib" "$t1" "$t2")")
+  keep "$system" "$transport" "rclone ${size_mib}MiB put MB/s" "$(per_second "$size_mib" "$t0" "$t1")"
+  keep "$system" "$transport" "rclone ${size_mib}MiB get MB/s" "$(per_second "$size_mib" "$t1" "$t2")"
 
   t0=$(now); rclone "${rclone_ca[@]}" copy "$work/small" b:bench/small --transfers 16; t1=$(now)
   rclone "${rclone_ca[@]}" copy b:bench/small "$work/small-back" --transfers 16; t2=$(now)
   rm -rf "$work/small-back"
-  results+=("$transport rclone ${small_count}x4KiB put obj/s $(per_second "$small_count" "$t0" "$t1" 0)")
-  results+=("$transport rclone ${small_count}x4KiB get obj/s $(per_second "$small_count" "$t1" "$t2" 0)")
+  keep "$system" "$transport" "rclone ${small_count}x4KiB put obj/s" "$(per_second "$small_count" "$t0" "$t1" 0)"
+  keep "$system" "$transport" "rclone ${small_count}x4KiB get obj/s" "$(per_second "$small_count" "$t1" "$t2" 0)"
 
-  local line
-  while read -r line; do
-    set -- $line
-    results+=("$transport boto3 ${load_count}x4KiB $1 obj/s  $(printf '%7s' "$2")  p50 $3 ms  p99 $4 ms")
-  done < <(python3 bench/s3_load.py "$endpoint" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" bench "$load_count" 16 4096 $ca)
-
-  kill "$dev_pid"; wait "$dev_pid" 2>/dev/null || true; dev_pid=
+  local op rate p50 p99
+  while read -r op rate p50 p99; do
+    keep "$system" "$transport" "boto3 ${load_count}x4KiB $op obj/s" "$(printf '%8s' "$rate")" "p50 $p50 ms, p99 $p99 ms"
+  done < <(python3 bench/s3_load.py "$endpoint" "$key" "$secret" bench "$load_count" 16 4096 $ca)
 }
 
+run_cairn() {
+  local transport=$1 flags=() scheme=http ca=
+  if [ "$transport" = TLS ]; then flags=(--tls); scheme=https; fi
+  local port dir=$work/cluster-$transport
+  port=$(free_port_block 5)
+  "$cairn" dev --dir "$dir" --port "$port" "${flags[@]}" > "$work/dev-$transport.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do grep -q "Press Ctrl-C" "$work/dev-$transport.out" && break; sleep 0.2; done
+  grep -q "Press Ctrl-C" "$work/dev-$transport.out" || { cat "$work/dev-$transport.out"; exit 1; }
+  [ "$transport" = TLS ] && ca=$dir/tls/ca.pem
+  local key secret
+  key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_key_id"])' "$dir/s3.key")
+  secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret_access_key"])' "$dir/s3.key")
+  local endpoint=$scheme://127.0.0.1:$((port + 4))
+  AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=us-east-1 \
+    aws --endpoint-url "$endpoint" ${ca:+--ca-bundle "$ca"} s3 mb s3://bench > /dev/null
+  measure Cairn "$transport" "$endpoint" "$key" "$secret" us-east-1 "$ca"
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+}
+
+# Three Garage nodes on loopback, rf 3, one disk; a key and a bucket.
+run_garage() {
+  local secret_hex nodes=() i
+  secret_hex=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  for i in 1 2 3; do
+    local d=$work/garage-$i rpc s3
+    rpc=$(free_port); s3=$(free_port)
+    mkdir -p "$d"
+    cat > "$d/garage.toml" <<TOML
+metadata_dir = "$d/meta"
+data_dir = "$d/data"
+db_engine = "sqlite"
+metadata_fsync = true
+data_fsync = true
+replication_factor = 3
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$secret_hex"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3"
+root_domain = ".s3.garage.localhost"
+TOML
+    garage -c "$d/garage.toml" server > "$d/log" 2>&1 &
+    pids+=($!)
+    nodes+=("$d")
+    [ "$i" = 1 ] && garage_endpoint=http://127.0.0.1:$s3
+  done
+  local g=(garage -c "$work/garage-1/garage.toml")
+  for _ in $(seq 100); do "${g[@]}" status > /dev/null 2>&1 && break; sleep 0.2; done
+  for i in 2 3; do
+    "${g[@]}" node connect "$(garage -c "$work/garage-$i/garage.toml" node id -q)" > /dev/null
+  done
+  for i in 1 2 3; do
+    local id
+    id=$(garage -c "$work/garage-$i/garage.toml" node id -q | cut -d@ -f1)
+    "${g[@]}" layout assign -z dc1 -c 10G "$id" > /dev/null
+  done
+  "${g[@]}" layout apply --version 1 > /dev/null
+  local created key secret
+  created=$("${g[@]}" key create bench)
+  key=$(sed -n 's/^Key ID: *//p' <<< "$created" | head -1)
+  secret=$(sed -n 's/^Secret key: *//p' <<< "$created" | head -1)
+  "${g[@]}" bucket create bench > /dev/null
+  "${g[@]}" bucket allow --read --write --owner bench --key bench > /dev/null
+  measure Garage plain "$garage_endpoint" "$key" "$secret" garage
+}
+
+garage_version=
+if command -v garage > /dev/null; then
+  garage_version=$(garage --version 2>/dev/null | head -1)
+  run_garage
+fi
 run_cairn plain
 run_cairn TLS
 
 echo
-echo "Cairn S3 gateway, cairn dev: 3 chunk servers, rf 3, one disk, $(nproc) cores"
-printf '  %s\n' "${results[@]}"
-if command -v garage >/dev/null; then
-  echo "Garage is installed ($(garage --version 2>/dev/null | head -1)) but this script does not run it yet."
-else
-  echo "Garage: not measured (not installed: cargo install garage --version 2.5.0 --locked)."
-fi
+echo "S3 on $(nproc) cores, one disk: Cairn (cairn dev: 3 chunk servers, rf 3)${garage_version:+ and $garage_version (3 nodes, rf 3, fsync on)}"
+printf '  %-32s %-34s %-34s %-34s %s\n' "" "Cairn plain" "Cairn TLS" "Garage plain" "Cairn/Garage"
+for label in "${labels[@]}"; do
+  cairn_plain=${figures["Cairn plain|$label"]:-}
+  garage=${figures["Garage plain|$label"]:-}
+  ratio=
+  if [ -n "$garage" ] && [ -n "$cairn_plain" ]; then
+    ratio=$(python3 -c 'import sys; a, b = (float(v.split()[0]) for v in sys.argv[1:]); print(f"{a / b:.2f}x" if b else "")' "$cairn_plain" "$garage")
+  fi
+  printf '  %-32s %-34s %-34s %-34s %s\n' "$label" "$cairn_plain" "${figures["Cairn TLS|$label"]:-}" "${garage:-not run}" "$ratio"
+done
+[ -n "$garage_version" ] || echo "Garage: not measured (not installed: cargo install garage --version 2.5.0 --locked)."
