@@ -731,16 +731,7 @@ async fn ensure_dev_key(
         }
     }
     let key = admin.create_key(None).await?;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(serde_json::to_string_pretty(&key)?.as_bytes())?;
+    crate::session::write_private_json(path, &key)?;
     Ok(key)
 }
 

@@ -86,6 +86,12 @@ pub fn load(path: &Path) -> anyhow::Result<ClientConfig> {
 /// Writes the config file (mode 0600: it holds a bearer token) through a
 /// temporary file, so a crash leaves the old one or the new one.
 pub fn save(path: &Path, config: &ClientConfig) -> anyhow::Result<()> {
+    write_private_json(path, config)
+}
+
+/// Writes `value` as JSON to `path`, readable by its owner only (0600),
+/// whole or not at all: a temporary file, synced, renamed into place.
+pub fn write_private_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -98,7 +104,7 @@ pub fn save(path: &Path, config: &ClientConfig) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&temp)
         .with_context(|| format!("cannot write {}", temp.display()))?;
-    file.write_all(serde_json::to_string_pretty(config)?.as_bytes())?;
+    file.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;

@@ -462,3 +462,69 @@ fn chunk_servers_serve_a_chunk_only_with_a_capability_for_it() {
     let report = cluster.json(&["fsck", "--json"]);
     assert_eq!(report["missing"], 0, "{report}");
 }
+
+/// `GET path` on the metadata service with the given headers.
+fn meta_get_with(cluster: &Cluster, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (code, body) = try_http_full(
+        &cluster.metas[0].addr,
+        "GET",
+        path,
+        headers,
+        b"",
+        Duration::from_secs(5),
+    )
+    .expect("the metadata service answers");
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn access_keys_are_their_users_and_only_cluster_processes_act_by_them() {
+    let cluster = Cluster::start(1);
+    let alice = add_user(&cluster, "alice", "");
+    let bob = add_user(&cluster, "bob", "");
+    let made: Value =
+        serde_json::from_str(&ok_as(&cluster, &alice, &["key", "create", "--json"])).unwrap();
+    let id = made["access_key_id"].as_str().unwrap().to_string();
+    let secret = made["secret_access_key"].as_str().unwrap().to_string();
+    assert_eq!(made["user"], "alice");
+    assert!(ok_as(&cluster, &alice, &["key", "list"]).contains(&id));
+    assert!(!ok_as(&cluster, &bob, &["key", "list"]).contains(&id));
+    assert!(cluster.ok(&["key", "list", "--all"]).contains(&id));
+    // Only one's own keys, unless an admin.
+    let refused = fails_as(&cluster, &bob, &["key", "rm", &id]);
+    assert!(refused.contains("permission denied"), "{refused}");
+    let refused = fails_as(&cluster, &alice, &["key", "create", "--user", "bob"]);
+    assert!(refused.contains("permission denied"), "{refused}");
+
+    // A user may not read a secret, nor act by a key without the cluster
+    // token; a cluster process may do both.
+    let alice_auth = format!("Bearer {}", token_of(&alice));
+    let secret_path = format!("/v1/keys/secret?id={id}");
+    let (code, body) = meta_get_with(&cluster, &secret_path, &[("Authorization", &alice_auth)]);
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = meta_get_with(
+        &cluster,
+        "/v1/auth/whoami",
+        &[("Authorization", &alice_auth), ("x-cairn-access-key", &id)],
+    );
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("cluster process"), "{body}");
+    let (token_name, token) = cluster_token_header();
+    let (code, body) = meta_get_with(&cluster, &secret_path, &[(token_name, &token)]);
+    assert_eq!(code, 200, "{body}");
+    let opened: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(opened["secret_access_key"].as_str(), Some(secret.as_str()));
+    let acting = [
+        (token_name, token.as_str()),
+        ("x-cairn-access-key", id.as_str()),
+    ];
+    let (code, body) = meta_get_with(&cluster, "/v1/auth/whoami", &acting);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"user\":\"alice\""), "{body}");
+
+    // A removed key stops at once, with what to do.
+    ok_as(&cluster, &alice, &["key", "rm", &id]);
+    let (code, body) = meta_get_with(&cluster, "/v1/auth/whoami", &acting);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("cairn key list"), "{body}");
+}

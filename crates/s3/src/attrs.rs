@@ -29,6 +29,39 @@ const CONTENT_LANGUAGE: &str = "user.s3.content-language";
 const CACHE_CONTROL: &str = "user.s3.cache-control";
 const EXPIRES: &str = "user.s3.expires";
 
+/// The checksums an S3 input (PutObject, UploadPart) carries in headers,
+/// taken out of it.
+macro_rules! sent_checksums {
+    ($input:expr) => {
+        $crate::attrs::Checksums {
+            crc32: $input.checksum_crc32.take(),
+            crc32c: $input.checksum_crc32c.take(),
+            crc64nvme: $input.checksum_crc64nvme.take(),
+            sha1: $input.checksum_sha1.take(),
+            sha256: $input.checksum_sha256.take(),
+        }
+    };
+}
+
+/// The headers and user metadata an S3 input (PutObject, CopyObject with
+/// REPLACE, CreateMultipartUpload) gives its object.
+macro_rules! object_headers {
+    ($input:expr) => {
+        $crate::attrs::ObjectHeaders {
+            content_type: $input.content_type.clone(),
+            content_encoding: $input.content_encoding.clone(),
+            content_disposition: $input.content_disposition.clone(),
+            content_language: $input.content_language.clone(),
+            cache_control: $input.cache_control.clone(),
+            expires: $input
+                .expires
+                .as_ref()
+                .map($crate::objects::format_http_date),
+            metadata: $input.metadata.clone().unwrap_or_default(),
+        }
+    };
+}
+
 /// The checksums S3 clients send and ask for, base64 as on the wire.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checksums {

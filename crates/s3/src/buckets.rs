@@ -14,6 +14,8 @@ use crate::errors::{s3_error, Missing};
 use crate::gateway::Gateway;
 use crate::names::{bucket_path, uploads_path, validate_bucket, BUCKETS_DIR, UPLOADS_DIR};
 
+/// Most buckets ListBuckets answers (S3's default quota per account).
+pub const MAX_BUCKETS_LISTED: usize = 10_000;
 /// A new bucket's permission bits: private, as S3's are.
 const BUCKET_MODE: u32 = 0o700;
 
@@ -62,6 +64,9 @@ impl Gateway {
         self.system
             .list_each(BUCKETS_DIR, |entry| {
                 let mine = entry.owner == who.user || who.admin;
+                if buckets.len() == MAX_BUCKETS_LISTED {
+                    return Ok(());
+                }
                 if entry.kind == EntryKind::Dir && mine && validate_bucket(&entry.name).is_ok() {
                     buckets.push(Bucket {
                         name: Some(entry.name),

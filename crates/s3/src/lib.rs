@@ -10,9 +10,11 @@
 //! - `attrs.rs`: S3's headers, metadata, ETags and checksums in xattrs
 //! - `names.rs`: bucket and key rules, keys as paths
 //! - `auth.rs`: secrets for SigV4 checks, fetched from the metadata service
-//! - `body.rs`: request bodies hashed as they stream into chunks
+//! - `body.rs`: request bodies hashed as they stream into chunks, and
+//!   checked against the checksums, trailers and Content-MD5 they promised
 //! - `errors.rs`: Cairn's errors as S3 error codes
 
+#[macro_use]
 mod attrs;
 mod auth;
 mod body;

@@ -52,6 +52,28 @@ pub(crate) struct Listed {
     pub next: Option<String>,
 }
 
+impl Listed {
+    /// The objects and common prefixes of the page, their keys
+    /// percent-encoded when `url` (encoding-type=url).
+    fn encoded(&mut self, url: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
+        let encode = |text: String| if url { url_encode(&text) } else { text };
+        let objects = std::mem::take(&mut self.objects)
+            .into_iter()
+            .map(|object| Object {
+                key: object.key.map(encode),
+                ..object
+            })
+            .collect();
+        let prefixes = std::mem::take(&mut self.prefixes)
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode(p)),
+            })
+            .collect();
+        (objects, prefixes)
+    }
+}
+
 enum Item {
     Object(String, DirEntry),
     Prefix(String),
@@ -359,9 +381,10 @@ impl Gateway {
                 .filter(|a| !a.is_empty()),
             max_keys: max_keys(input.max_keys)?,
         };
-        let listed = self.list(&files, &input.bucket, &query).await?;
+        let mut listed = self.list(&files, &input.bucket, &query).await?;
         let encode = |text: String| if url { url_encode(&text) } else { text };
         let key_count = (listed.objects.len() + listed.prefixes.len()) as i32;
+        let (objects, prefixes) = listed.encoded(url);
         Ok(ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: Some(encode(query.prefix.clone())),
@@ -370,20 +393,12 @@ impl Gateway {
             key_count: Some(key_count),
             is_truncated: Some(listed.truncated),
             continuation_token: input.continuation_token,
-            // The token is a key: it is encoded as keys are.
+            // Opaque to clients: given back as sent, never encoded.
             next_continuation_token: listed.next,
             start_after: input.start_after.map(encode),
             encoding_type: input.encoding_type,
-            contents: Some(encoded_objects(listed.objects, url)),
-            common_prefixes: Some(
-                listed
-                    .prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(encode(p)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(objects),
+            common_prefixes: Some(prefixes),
             ..Default::default()
         })
     }
@@ -401,8 +416,9 @@ impl Gateway {
             after: input.marker.clone().filter(|m| !m.is_empty()),
             max_keys: max_keys(input.max_keys)?,
         };
-        let listed = self.list(&files, &input.bucket, &query).await?;
+        let mut listed = self.list(&files, &input.bucket, &query).await?;
         let encode = |text: String| if url { url_encode(&text) } else { text };
+        let (objects, prefixes) = listed.encoded(url);
         Ok(ListObjectsOutput {
             name: Some(input.bucket),
             prefix: Some(encode(query.prefix.clone())),
@@ -412,28 +428,11 @@ impl Gateway {
             is_truncated: Some(listed.truncated),
             next_marker: listed.next.map(encode),
             encoding_type: input.encoding_type,
-            contents: Some(encoded_objects(listed.objects, url)),
-            common_prefixes: Some(
-                listed
-                    .prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(encode(p)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(objects),
+            common_prefixes: Some(prefixes),
             ..Default::default()
         })
     }
-}
-
-fn encoded_objects(mut objects: Vec<Object>, url: bool) -> Vec<Object> {
-    if url {
-        for object in &mut objects {
-            object.key = object.key.take().map(|k| url_encode(&k));
-        }
-    }
-    objects
 }
 
 fn url_encoding(encoding: Option<&EncodingType>) -> S3Result<bool> {

@@ -16,15 +16,12 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Result};
 
 use crate::attrs::{etag_of, integrity_of, Checksums, Integrity, ObjectHeaders};
-use crate::body::{Hashes, HashingBody};
+use crate::body::{Expected, Hashes, HashingBody, Verified};
 use crate::buckets::timestamp_ms;
 use crate::errors::{s3_error, Missing};
 use crate::gateway::Gateway;
 use crate::names::{is_folder, object_path, uploads_path, validate_bucket, UPLOADS_DIR};
-use crate::objects::{
-    check_copy_conditions, check_metadata, checksum_hasher, drain, format_http_date, hex,
-    put_error, sent_checksums, sync_stream, verify,
-};
+use crate::objects::{check_copy_conditions, check_metadata, drain, hex, put_error, sync_stream};
 
 /// S3's part numbers: 1 to 10,000.
 pub const MAX_PART_NUMBER: i32 = 10_000;
@@ -34,6 +31,9 @@ pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 pub const MAX_LISTED: usize = 1000;
 /// Most uploads of a bucket a listing scans.
 pub const MAX_UPLOADS_SCANNED: usize = 10_000;
+/// Most uploads of one bucket a sweep removes (the next sweep takes the
+/// rest), so that one pass holds a bounded list.
+const MAX_SWEPT_PER_BUCKET: usize = 10_000;
 /// The attribute of an upload directory naming its key.
 const UPLOAD_KEY: &str = "user.s3.upload.key";
 /// Parts stat-ed at once by a completion.
@@ -115,15 +115,7 @@ impl Gateway {
                 "key {key:?} ends in '/', a folder: it cannot hold data"
             ));
         }
-        let headers = ObjectHeaders {
-            content_type: input.content_type.clone(),
-            content_encoding: input.content_encoding.clone(),
-            content_disposition: input.content_disposition.clone(),
-            content_language: input.content_language.clone(),
-            cache_control: input.cache_control.clone(),
-            expires: input.expires.as_ref().map(format_http_date),
-            metadata: input.metadata.clone().unwrap_or_default(),
-        };
+        let headers = object_headers!(input);
         check_metadata(&headers)?;
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
         let path = upload_path(bucket, &upload_id)?;
@@ -180,27 +172,21 @@ impl Gateway {
         body: Option<&mut StreamingBlob>,
     ) -> S3Result<UploadPartOutput> {
         let files = self.files_for(&req)?;
-        let trailer = req
-            .headers
-            .get("x-amz-trailer")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let headers_sent = req.headers;
         let trailers = req.trailing_headers;
         let mut input = req.input;
         validate_bucket(&input.bucket)?;
         check_part_number(input.part_number)?;
         let upload = upload_path(&input.bucket, &input.upload_id)?;
         let part = format!("{upload}/{}", part_name(input.part_number));
-        let sent = Checksums {
-            crc32: input.checksum_crc32.take(),
-            crc32c: input.checksum_crc32c.take(),
-            crc64nvme: input.checksum_crc64nvme.take(),
-            sha1: input.checksum_sha1.take(),
-            sha256: input.checksum_sha256.take(),
-        };
-        let hasher = checksum_hasher(&sent, input.checksum_algorithm.as_ref(), trailer.as_deref())?;
+        let (expected, mut hashes) = Expected::new(
+            &headers_sent,
+            trailers,
+            sent_checksums!(input),
+            input.checksum_algorithm.as_ref(),
+            input.content_md5.take(),
+        )?;
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "a part needs a body"))?;
-        let mut hashes = Hashes::new(hasher);
         let reader = HashingBody::new(body, &mut hashes, self.limits.max_put_bytes);
         let staged = match files.stage(&part, reader, OnExists::Replace, &|_| {}).await {
             Ok(staged) => staged,
@@ -213,11 +199,11 @@ impl Gateway {
             }
             Err(e) => return Err(put_error(e, &input.key)),
         };
-        let md5: [u8; 16] = hashes.md5.finalize();
-        let computed = Checksums::from_s3(&hashes.checksums.finalize());
-        let sent = sent_checksums(sent, trailers.as_ref());
-        verify(&md5, input.content_md5.as_deref(), &computed, &sent)?;
-        let etag = hex(&md5);
+        let Verified {
+            etag,
+            checksums: computed,
+            size_bytes,
+        } = expected.check(hashes)?;
         let options = PutOptions {
             on_exists: OnExists::Replace,
             mode: None,
@@ -232,7 +218,7 @@ impl Gateway {
             .commit(&part, staged.chunks, &options)
             .await
             .map_err(|e| s3_error(e, Missing::Upload))?;
-        cairn_telemetry::counter!("cairn_s3_put_bytes_total").increment(hashes.size_bytes);
+        cairn_telemetry::counter!("cairn_s3_put_bytes_total").increment(size_bytes);
         Ok(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
             checksum_crc32: computed.crc32,
@@ -363,9 +349,9 @@ impl Gateway {
         }
         let parts = futures::stream::iter(names)
             .map(|(number, id)| async move {
-                let stat = files.stat(Target::Id(id)).await?;
-                let xattrs = files.xattrs(Target::Id(id)).await?;
-                let etag = etag_of(&stat, integrity_of(&stat, &xattrs).as_ref());
+                let stat = files.stat_with_xattrs(Target::Id(id)).await?;
+                let xattrs = stat.xattrs.as_deref().unwrap_or_default();
+                let etag = etag_of(&stat, integrity_of(&stat, xattrs).as_ref());
                 Ok::<_, cairn_client::ClientError>((number, stat, etag))
             })
             .buffered(PARTS_IN_FLIGHT)
@@ -652,7 +638,8 @@ impl Gateway {
             let base = format!("{UPLOADS_DIR}/{bucket}");
             self.system
                 .list_each(&base, |entry| {
-                    if entry.modified_ms + expiry_ms < now_ms {
+                    if entry.modified_ms + expiry_ms < now_ms && stale.len() < MAX_SWEPT_PER_BUCKET
+                    {
                         stale.push(entry.name);
                     }
                     Ok(())

@@ -16,7 +16,6 @@ use cairn_proto::api::{EntryKind, OnExists, Stat, XattrSetMode};
 use cairn_proto::xattr::Xattr;
 use cairn_proto::{ChunkRef, ErrorCode};
 use futures::StreamExt;
-use s3s::checksum::ChecksumHasher;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Result};
 
@@ -24,7 +23,7 @@ use crate::attrs::{
     etag_of, integrity_of, metadata_bytes, Checksums, Integrity, ObjectHeaders, FOLDER,
     MAX_USER_METADATA_BYTES,
 };
-use crate::body::{Hashes, HashingBody};
+use crate::body::{Expected, Hashes, HashingBody, Verified};
 use crate::errors::{collision, s3_error, Missing};
 use crate::gateway::Gateway;
 use crate::names::{is_folder, object_path, parents_of, validate_bucket};
@@ -97,123 +96,6 @@ pub(crate) fn check_read_conditions(
         }
         _ => Ok(()),
     }
-}
-
-/// A hasher for each checksum the client sent, named, or will send as a
-/// trailer.
-pub(crate) fn checksum_hasher(
-    sent: &Checksums,
-    algorithm: Option<&ChecksumAlgorithm>,
-    trailer: Option<&str>,
-) -> S3Result<ChecksumHasher> {
-    let mut hasher = ChecksumHasher::default();
-    let mut wanted = |name: &str| -> S3Result<()> {
-        match name.to_ascii_uppercase().as_str() {
-            "CRC32" => hasher.crc32 = Some(Default::default()),
-            "CRC32C" => hasher.crc32c = Some(Default::default()),
-            "CRC64NVME" => hasher.crc64nvme = Some(Default::default()),
-            "SHA1" => hasher.sha1 = Some(Default::default()),
-            "SHA256" => hasher.sha256 = Some(Default::default()),
-            other => {
-                return Err(s3_error!(
-                InvalidArgument,
-                "checksum algorithm {other:?} is not one of CRC32, CRC32C, CRC64NVME, SHA1, SHA256"
-            ))
-            }
-        }
-        Ok(())
-    };
-    for (name, value) in [
-        ("CRC32", &sent.crc32),
-        ("CRC32C", &sent.crc32c),
-        ("CRC64NVME", &sent.crc64nvme),
-        ("SHA1", &sent.sha1),
-        ("SHA256", &sent.sha256),
-    ] {
-        if value.is_some() {
-            wanted(name)?;
-        }
-    }
-    if let Some(algorithm) = algorithm {
-        wanted(algorithm.as_str())?;
-    }
-    if let Some(trailer) = trailer {
-        for name in trailer.split(',') {
-            if let Some(algorithm) = name.trim().strip_prefix("x-amz-checksum-") {
-                wanted(algorithm)?;
-            }
-        }
-    }
-    Ok(hasher)
-}
-
-/// The checksums sent, with those that came as trailers.
-pub(crate) fn sent_checksums(
-    mut sent: Checksums,
-    trailers: Option<&s3s::TrailingHeaders>,
-) -> Checksums {
-    let Some(trailers) = trailers.and_then(|t| t.take()) else {
-        return sent;
-    };
-    let value = |name: &str| {
-        trailers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    for (slot, name) in [
-        (&mut sent.crc32, "x-amz-checksum-crc32"),
-        (&mut sent.crc32c, "x-amz-checksum-crc32c"),
-        (&mut sent.crc64nvme, "x-amz-checksum-crc64nvme"),
-        (&mut sent.sha1, "x-amz-checksum-sha1"),
-        (&mut sent.sha256, "x-amz-checksum-sha256"),
-    ] {
-        if let Some(v) = value(name) {
-            *slot = Some(v);
-        }
-    }
-    sent
-}
-
-/// Checks what was computed against what was sent: every checksum sent
-/// must match.
-pub(crate) fn verify(
-    md5: &[u8; 16],
-    content_md5: Option<&str>,
-    computed: &Checksums,
-    sent: &Checksums,
-) -> S3Result<()> {
-    if let Some(content_md5) = content_md5 {
-        use base64::Engine as _;
-        let expected = base64::engine::general_purpose::STANDARD
-            .decode(content_md5.trim())
-            .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 {content_md5:?} is not base64"))?;
-        if expected != md5 {
-            return Err(s3_error!(
-                BadDigest,
-                "the Content-MD5 sent does not match the body received (MD5 {}); nothing was stored",
-                hex(md5)
-            ));
-        }
-    }
-    for (name, sent, computed) in [
-        ("CRC32", &sent.crc32, &computed.crc32),
-        ("CRC32C", &sent.crc32c, &computed.crc32c),
-        ("CRC64NVME", &sent.crc64nvme, &computed.crc64nvme),
-        ("SHA1", &sent.sha1, &computed.sha1),
-        ("SHA256", &sent.sha256, &computed.sha256),
-    ] {
-        if let Some(sent) = sent {
-            if Some(sent) != computed.as_ref() {
-                return Err(s3_error!(
-                    BadDigest,
-                    "the {name} checksum sent ({sent}) does not match the body received ({}); nothing was stored",
-                    computed.as_deref().unwrap_or("not computed")
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The error of a put or copy at `key`: a directory in the way, or a
@@ -394,11 +276,7 @@ impl Gateway {
         body: Option<&mut StreamingBlob>,
     ) -> S3Result<PutObjectOutput> {
         let files = self.files_for(&req)?;
-        let trailer = req
-            .headers
-            .get("x-amz-trailer")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let headers_sent = req.headers;
         let trailers = req.trailing_headers;
         let mut input = req.input;
         let bucket = input.bucket.as_str();
@@ -414,15 +292,7 @@ impl Gateway {
             }
             return self.put_folder(&files, bucket, key, &path).await;
         }
-        let headers = ObjectHeaders {
-            content_type: input.content_type.clone(),
-            content_encoding: input.content_encoding.clone(),
-            content_disposition: input.content_disposition.clone(),
-            content_language: input.content_language.clone(),
-            cache_control: input.cache_control.clone(),
-            expires: input.expires.as_ref().map(format_http_date),
-            metadata: input.metadata.clone().unwrap_or_default(),
-        };
+        let headers = object_headers!(input);
         check_metadata(&headers)?;
         let on_exists = match &input.if_none_match {
             Some(ETagCondition::Any) => OnExists::Fail,
@@ -452,24 +322,22 @@ impl Gateway {
                 }
             }
         }
-        let sent = Checksums {
-            crc32: input.checksum_crc32.take(),
-            crc32c: input.checksum_crc32c.take(),
-            crc64nvme: input.checksum_crc64nvme.take(),
-            sha1: input.checksum_sha1.take(),
-            sha256: input.checksum_sha256.take(),
-        };
-        let hasher = checksum_hasher(&sent, input.checksum_algorithm.as_ref(), trailer.as_deref())?;
+        let (expected, mut hashes) = Expected::new(
+            &headers_sent,
+            trailers,
+            sent_checksums!(input),
+            input.checksum_algorithm.as_ref(),
+            input.content_md5.take(),
+        )?;
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "a put needs a body"))?;
-        let mut hashes = Hashes::new(hasher);
         let staged = self
             .stage(&files, bucket, key, &path, body, &mut hashes, on_exists)
             .await?;
-        let md5: [u8; 16] = s3s::crypto::Checksum::finalize(hashes.md5);
-        let computed = Checksums::from_s3(&hashes.checksums.finalize());
-        let sent = sent_checksums(sent, trailers.as_ref());
-        verify(&md5, input.content_md5.as_deref(), &computed, &sent)?;
-        let etag = hex(&md5);
+        let Verified {
+            etag,
+            checksums: computed,
+            size_bytes,
+        } = expected.check(hashes)?;
         let mut xattrs = headers.to_xattrs();
         xattrs.push(Integrity::new(&staged.digest, etag.clone(), computed.clone()).xattr());
         let options = PutOptions {
@@ -479,7 +347,7 @@ impl Gateway {
         };
         self.commit(&files, bucket, key, &path, staged.chunks, &options)
             .await?;
-        cairn_telemetry::counter!("cairn_s3_put_bytes_total").increment(hashes.size_bytes);
+        cairn_telemetry::counter!("cairn_s3_put_bytes_total").increment(size_bytes);
         Ok(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             checksum_crc32: computed.crc32,
@@ -813,15 +681,7 @@ impl Gateway {
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let headers = if replace {
-            ObjectHeaders {
-                content_type: input.content_type.clone(),
-                content_encoding: input.content_encoding.clone(),
-                content_disposition: input.content_disposition.clone(),
-                content_language: input.content_language.clone(),
-                cache_control: input.cache_control.clone(),
-                expires: input.expires.as_ref().map(format_http_date),
-                metadata: input.metadata.clone().unwrap_or_default(),
-            }
+            object_headers!(input)
         } else {
             if src_bucket == bucket && src_key == key {
                 return Err(s3_error!(
@@ -847,14 +707,14 @@ impl Gateway {
             mode: None,
             xattrs: Some(xattrs),
         };
-        // The same chunks under a second name: no data moves.
+        // The same chunks under a second name: no data moves. The ETag is
+        // the source's (the same bytes); the copy was modified just now.
         self.commit(&files, bucket, key, &path, stat.chunks.clone(), &options)
             .await?;
-        let (copied, _) = self.find(&files, bucket, key, false).await?;
         Ok(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(ETag::Strong(copied.etag.clone())),
-                last_modified: Some(copied.last_modified()),
+                e_tag: Some(ETag::Strong(integrity.etag)),
+                last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
                 ..Default::default()
             }),
             ..Default::default()
