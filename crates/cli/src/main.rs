@@ -15,6 +15,7 @@ mod cluster_commands;
 mod context;
 mod file_commands;
 mod key_commands;
+mod mount_commands;
 mod output;
 mod servers;
 mod session;
@@ -87,6 +88,10 @@ enum Command {
     /// Manage S3 access keys: create, list, rm
     #[command(subcommand)]
     Key(key_commands::KeyCommand),
+    /// Mount the cluster as a local directory (FUSE), in the foreground
+    Mount(mount_commands::MountArgs),
+    /// Unmount a directory `cairn mount` serves
+    Umount(mount_commands::UmountArgs),
     /// Show the cluster: map epoch, nodes, replication, repair and scrub progress
     Status(cluster_commands::StatusArgs),
     /// Check that every chunk of every file is on its nodes and intact
@@ -247,6 +252,8 @@ fn main() -> ExitCode {
                 Command::Whoami => session::whoami(&meta).await,
                 Command::User(command) => session::user(&meta, command).await,
                 Command::Key(command) => key_commands::key(&meta, command).await,
+                Command::Mount(args) => mount_commands::mount(ctx, args).await,
+                Command::Umount(args) => mount_commands::umount(args),
                 Command::Status(args) => cluster_commands::status(&meta, args).await,
                 Command::Fsck(args) => cluster_commands::fsck(ctx, args).await,
                 Command::Node(command) => cluster_commands::node(&meta, command).await,

@@ -82,6 +82,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
                 on_exists: OnExists::Fail,
                 mode: None,
                 xattrs: None,
+                id: None,
             })
             .await
             .map(drop),
@@ -91,6 +92,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
                 src: file,
                 dst: renamed,
                 replace: false,
+                exact: false,
             })
             .await
             .map(drop),

@@ -69,6 +69,7 @@ async fn main() {
                         on_exists: OnExists::Fail,
                         mode: None,
                         xattrs: None,
+                        id: None,
                     };
                     meta.commit(&commit).await.expect("create");
                 }

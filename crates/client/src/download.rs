@@ -330,6 +330,7 @@ mod tests {
             capabilities: Vec::new(),
             capabilities_expire_ms: 0,
             xattrs: None,
+            accessed_ns: 0,
         };
         let map = ClusterMap {
             epoch: 1,

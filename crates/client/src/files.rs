@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, ListResponse,
-    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, Stat, WalkEntry,
-    WalkResponse, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, Stat, TimeSet,
+    TimesRequest, WalkEntry, WalkResponse, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::xattr::Xattr;
-use cairn_proto::{file_digest, ChunkRef, ClusterMap, ErrorCode};
+use cairn_proto::{file_digest, ChunkRef, ClusterMap, ErrorCode, FileId};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::chunks::ChunkClient;
@@ -240,6 +240,7 @@ impl Files {
                 on_exists: options.on_exists,
                 mode: options.mode,
                 xattrs: options.xattrs.clone(),
+                id: None,
             })
             .await
     }
@@ -329,6 +330,81 @@ impl Files {
                 src: src.to_string(),
                 dst: dst.to_string(),
                 replace,
+                exact: false,
+            })
+            .await
+    }
+
+    /// Renames `src` to exactly `dst`, as rename(2): replaces a file there
+    /// (with `replace`), or an empty directory when `src` is one.
+    pub async fn rename_exact(
+        &self,
+        src: &str,
+        dst: &str,
+        replace: bool,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .rename(&MoveRequest {
+                src: src.to_string(),
+                dst: dst.to_string(),
+                replace,
+                exact: true,
+            })
+            .await
+    }
+
+    /// Sets the access and modification times of `path` (`None` keeps one).
+    pub async fn set_times(
+        &self,
+        path: &str,
+        accessed: Option<TimeSet>,
+        modified: Option<TimeSet>,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .set_times(&TimesRequest {
+                path: path.to_string(),
+                accessed,
+                modified,
+            })
+            .await
+    }
+
+    /// A writer of single chunks for the file at `path`, to commit later
+    /// with [`Files::commit_to`]: refused now if the caller may not write
+    /// the file (or create it there).
+    pub async fn chunk_writer(&self, path: &str) -> Result<Uploader, ClientError> {
+        let grant = Grant::put(&self.inner.meta, path, OnExists::Replace).await?;
+        let map = self.map(false).await?;
+        match Uploader::new(self.inner.chunks.clone(), grant.clone(), &map, 1) {
+            Err(e) if e.code() == Some(ErrorCode::NotEnoughNodes) => {
+                Uploader::new(self.inner.chunks.clone(), grant, &self.map(true).await?, 1)
+            }
+            other => other,
+        }
+    }
+
+    /// Commits `chunks` as the new contents of the file `id`, wherever it
+    /// is now (`path` names it in messages).
+    pub async fn commit_to(
+        &self,
+        id: FileId,
+        path: &str,
+        chunks: Vec<ChunkRef>,
+    ) -> Result<CommitResponse, ClientError> {
+        let size_bytes = chunks.iter().map(|c| u64::from(c.length_bytes)).sum();
+        self.inner
+            .meta
+            .commit(&CommitRequest {
+                path: path.to_string(),
+                size_bytes,
+                digest: file_digest(&chunks),
+                chunks,
+                on_exists: OnExists::Replace,
+                mode: None,
+                xattrs: None,
+                id: Some(id),
             })
             .await
     }
@@ -346,6 +422,7 @@ impl Files {
                 src: src.to_string(),
                 dst: dst.to_string(),
                 replace,
+                exact: false,
             })
             .await
     }

@@ -29,7 +29,7 @@ use cairn_proto::api::{
     KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, ListResponse, LoginRequest, LoginResponse,
     MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest, PasswdRequest,
     ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest, RemoveNodeRequest,
-    RemoveRequest, SnapshotResponse, Stat, StatusResponse, UserRequest, UserResponse,
+    RemoveRequest, SnapshotResponse, Stat, StatusResponse, TimesRequest, UserRequest, UserResponse,
     UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
     ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
@@ -342,6 +342,10 @@ impl MetaClient {
 
     pub async fn chown(&self, request: &ChownRequest) -> Result<MutationResponse, ClientError> {
         self.post("/v1/fs/chown", request).await
+    }
+
+    pub async fn set_times(&self, request: &TimesRequest) -> Result<MutationResponse, ClientError> {
+        self.post("/v1/fs/times", request).await
     }
 
     /// A capability for chunk servers: to store a file's chunks, or an

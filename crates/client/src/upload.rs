@@ -186,6 +186,33 @@ impl Uploader {
         self.refreshed.lock().expect("refreshed map lock").clone()
     }
 
+    /// Stores one chunk (at most the map's chunk size) on its targets.
+    pub async fn store(&self, data: Bytes) -> Result<ChunkRef, ClientError> {
+        assert!(
+            data.len() <= self.chunk_size_bytes,
+            "a chunk of {} bytes is larger than the chunk size {}",
+            data.len(),
+            self.chunk_size_bytes
+        );
+        self.store_chunk().run(data).await
+    }
+
+    /// The map's chunk size: what [`Uploader::store`] takes at most.
+    pub fn chunk_size_bytes(&self) -> usize {
+        self.chunk_size_bytes
+    }
+
+    fn store_chunk(&self) -> StoreChunk {
+        StoreChunk {
+            client: self.chunks.clone(),
+            grant: self.grant.clone(),
+            ring: self.ring.clone(),
+            replication: self.replication,
+            min_copies: self.min_copies,
+            refreshed: self.refreshed.clone(),
+        }
+    }
+
     /// Reads `reader` to its end, storing each chunk on its targets.
     /// `on_progress` gets the byte count of each chunk once it is stored.
     pub async fn upload<R: AsyncRead + Unpin>(
@@ -213,15 +240,7 @@ impl Uploader {
                     format!("the file has more than {MAX_CHUNKS_PER_FILE} chunks; use a larger chunk size"),
                 )));
             }
-            let store = StoreChunk {
-                client: self.chunks.clone(),
-                grant: self.grant.clone(),
-                ring: self.ring.clone(),
-                replication: self.replication,
-                min_copies: self.min_copies,
-                refreshed: self.refreshed.clone(),
-            };
-            in_flight.push_back(tokio::spawn(store.run(data)));
+            in_flight.push_back(tokio::spawn(self.store_chunk().run(data)));
         }
         while let Some(joined) = in_flight.next().await {
             let chunk = join_upload(joined)?;

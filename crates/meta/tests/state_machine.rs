@@ -236,6 +236,7 @@ fn put_command(path: &str, content: &[u8], on_exists: OnExists) -> Command {
         on_exists,
         mode: None,
         xattrs: None,
+        id: None,
     })
 }
 
@@ -384,6 +385,7 @@ fn mv(src: &str, dst: &str, replace: bool) -> MoveRequest {
         src: src.into(),
         dst: dst.into(),
         replace,
+        exact: false,
     }
 }
 
@@ -468,6 +470,7 @@ fn commit_checks_the_chunk_list() {
         on_exists: OnExists::Fail,
         mode: None,
         xattrs: None,
+        id: None,
     };
     assert_eq!(
         f.code(Command::Commit(wrong_size.clone())),
@@ -2229,13 +2232,15 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
             MoveRequest {
                 src: a,
                 dst: b,
-                replace: r
+                replace: r,
+                exact: false,
             }
         )),
         (hostile_path(), hostile_path()).prop_map(|(a, b)| Command::Copy(MoveRequest {
             src: a,
             dst: b,
-            replace: true
+            replace: true,
+            exact: false,
         })),
         (hostile_path(), 0u32..0o10000).prop_map(|(p, m)| chmod(&p, m)),
         (hostile_path(), "[a-z]{0,4}").prop_map(|(p, g)| chgrp(&p, &g)),
@@ -2304,4 +2309,137 @@ proptest! {
             f.check_invariants();
         }
     }
+}
+
+// ---- what the mount needs: commits by id, rename(2), utimensat(2) ----
+
+fn exact_mv(src: &str, dst: &str, replace: bool) -> Command {
+    Command::Rename(MoveRequest {
+        exact: true,
+        ..mv(src, dst, replace)
+    })
+}
+
+#[test]
+fn an_exact_rename_follows_rename_2() {
+    let mut f = Fixture::new();
+    f.mkdir("/d/full/x", true).unwrap();
+    f.mkdir("/d/empty", false).unwrap();
+    f.mkdir("/d/other", false).unwrap();
+    f.put("/d/f", b"f", OnExists::Fail).unwrap();
+    f.put("/d/g", b"g", OnExists::Fail).unwrap();
+    // A file never replaces a directory, nor a directory a file.
+    assert_eq!(
+        f.code(exact_mv("/d/f", "/d/empty", true)),
+        ErrorCode::IsADirectory
+    );
+    assert_eq!(
+        f.code(exact_mv("/d/other", "/d/f", true)),
+        ErrorCode::NotADirectory
+    );
+    // A directory replaces an empty one only.
+    assert_eq!(
+        f.code(exact_mv("/d/other", "/d/full", true)),
+        ErrorCode::DirectoryNotEmpty
+    );
+    let (other, _) = f.stat("/d/other").unwrap();
+    f.apply(exact_mv("/d/other", "/d/empty", true)).unwrap();
+    assert_eq!(f.stat("/d/empty").unwrap().0, other, "not moved into it");
+    assert_eq!(f.names("/d"), vec!["empty", "f", "full", "g"]);
+    // Without `replace` (RENAME_NOREPLACE) nothing is replaced.
+    assert_eq!(
+        f.code(exact_mv("/d/f", "/d/g", false)),
+        ErrorCode::AlreadyExists
+    );
+    let (fid, _) = f.stat("/d/f").unwrap();
+    f.apply(exact_mv("/d/f", "/d/g", true)).unwrap();
+    assert_eq!(f.stat("/d/g").unwrap().0, fid);
+    // Onto itself: nothing happens.
+    f.apply(exact_mv("/d/g", "/d/g", true)).unwrap();
+    assert_eq!(f.stat("/d/g").unwrap().0, fid);
+    f.check_invariants();
+}
+
+#[test]
+fn a_commit_by_id_finds_the_file_wherever_it_moved() {
+    let mut f = Fixture::with_users();
+    f.by(
+        "alice",
+        put_command("/home/alice/a", b"one", OnExists::Fail),
+    )
+    .unwrap();
+    let (id, before) = f.stat("/home/alice/a").unwrap();
+    f.by(
+        "alice",
+        Command::Rename(mv("/home/alice/a", "/home/alice/b", false)),
+    )
+    .unwrap();
+    let Command::Commit(mut commit) = put_command("/home/alice/a", b"two!", OnExists::Fail) else {
+        unreachable!()
+    };
+    commit.id = Some(id);
+    f.by("alice", Command::Commit(commit.clone())).unwrap();
+    let (same, after) = f.stat("/home/alice/b").unwrap();
+    assert_eq!((same, after.size_bytes), (id, 4));
+    assert!(after.version > before.version && after.modified_ns > before.modified_ns);
+    assert_eq!(f.stat("/home/alice/a").unwrap_err(), ErrorCode::NotFound);
+    // Write permission on the file is checked, and a directory has no contents.
+    denied(f.by("bob", Command::Commit(commit.clone())));
+    let (home, _) = f.stat("/home/alice").unwrap();
+    commit.id = Some(home);
+    assert_eq!(
+        f.by("alice", Command::Commit(commit.clone()))
+            .unwrap_err()
+            .code,
+        ErrorCode::IsADirectory
+    );
+    commit.id = Some(999_999);
+    assert_eq!(
+        f.by("alice", Command::Commit(commit)).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    f.check_invariants();
+}
+
+#[test]
+fn times_are_set_as_utimensat_allows() {
+    use cairn_proto::api::{TimeSet, TimesRequest};
+    let times = |accessed, modified| {
+        Command::SetTimes(TimesRequest {
+            path: "/home/alice/f".into(),
+            accessed,
+            modified,
+        })
+    };
+    let mut f = Fixture::with_users();
+    f.by("alice", put_command("/home/alice/f", b"x", OnExists::Fail))
+        .unwrap();
+    f.by("alice", chmod("/home/alice", 0o777)).unwrap();
+    f.by("alice", chmod("/home/alice/f", 0o666)).unwrap();
+    let (_, before) = f.stat("/home/alice/f").unwrap();
+    // The owner sets given times; ctime becomes now.
+    f.by("alice", times(Some(TimeSet::At(5)), Some(TimeSet::At(7))))
+        .unwrap();
+    let (_, set) = f.stat("/home/alice/f").unwrap();
+    assert_eq!((set.accessed_ns, set.modified_ns), (5, 7));
+    assert!(set.changed_ns > before.changed_ns);
+    // Only mtime; atime left alone.
+    f.by("alice", times(None, Some(TimeSet::At(9)))).unwrap();
+    let (_, only_m) = f.stat("/home/alice/f").unwrap();
+    assert_eq!((only_m.accessed_ns, only_m.modified_ns), (5, 9));
+    // Another user who may write it may set both to now, but not given times.
+    denied(f.by("bob", times(Some(TimeSet::At(1)), None)));
+    f.by("bob", times(Some(TimeSet::Now), Some(TimeSet::Now)))
+        .unwrap();
+    let (_, now) = f.stat("/home/alice/f").unwrap();
+    assert_eq!(now.accessed_ns, now.modified_ns);
+    assert_eq!(now.modified_ns, now.changed_ns);
+    // Without write permission, not even now.
+    f.by("alice", chmod("/home/alice/f", 0o644)).unwrap();
+    denied(f.by("bob", times(None, Some(TimeSet::Now))));
+    // Both left alone: nothing changes, not even ctime.
+    let (_, still) = f.stat("/home/alice/f").unwrap();
+    f.by("alice", times(None, None)).unwrap();
+    assert_eq!(f.stat("/home/alice/f").unwrap().1, still);
+    f.check_invariants();
 }

@@ -56,6 +56,10 @@ pub struct Stat {
     pub modified_ns: u64,
     #[serde(default)]
     pub changed_ns: u64,
+    /// Last access (atime): set by `utimensat` through the mount, not
+    /// moved by reads.
+    #[serde(default)]
+    pub accessed_ns: u64,
     /// Whole-file digest ([`crate::file_digest`]); `None` for directories.
     pub digest: Option<ChunkId>,
     /// The ordered chunk list; empty for directories, and for a file the
@@ -179,6 +183,12 @@ pub struct CommitRequest {
     /// replaced file (a new file has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xattrs: Option<Vec<Xattr>>,
+    /// New contents for the file with this id, wherever it is now (`path`
+    /// then only names it in messages; `on_exists` and `mode` do not
+    /// apply): the mount's way to commit what an open file handle wrote,
+    /// whatever renames happened since it was opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<FileId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,12 +278,44 @@ pub struct RemoveRequest {
 
 /// Body of `rename` and `copy`: `src` to `dst`. An existing directory at
 /// `dst` means "into it"; an existing file is replaced only with `replace`.
+/// With `exact` (rename only), `dst` is the new name itself, as rename(2)
+/// has it: an existing file there is replaced (with `replace`), an
+/// existing empty directory is replaced by a directory, and a file never
+/// replaces a directory nor a directory a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveRequest {
     pub src: String,
     pub dst: String,
     #[serde(default)]
     pub replace: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exact: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A new time for `utimensat`: now (the proposer's clock) or a given one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSet {
+    Now,
+    /// Nanoseconds since the Unix epoch.
+    At(u64),
+}
+
+/// Body of `fs/times`: set the access and modification times of `path`
+/// (`None` leaves one as it is). Setting either to a given time needs the
+/// owner (or an admin); setting both to now needs write permission, as
+/// utimensat(2) has it. The change time becomes now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimesRequest {
+    pub path: String,
+    #[serde(default)]
+    pub accessed: Option<TimeSet>,
+    #[serde(default)]
+    pub modified: Option<TimeSet>,
 }
 
 /// Answer of every namespace mutation: the id and final path of the object.

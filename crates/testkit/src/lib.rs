@@ -6,6 +6,7 @@
 //! - `cluster.rs`: [`Cluster`] and the helpers the end-to-end tests share
 //! - `dev.rs`: `cairn dev` started on free ports and stopped
 //! - `s3.rs`: an S3 gateway beside a cluster, and access keys
+//! - `mount.rs`: `cairn mount` beside a cluster, unmounted when dropped
 //! - `lincheck.rs`: a linearizability checker for register histories
 //!
 //! The `cairn` binary is the one cargo built beside the test (the
@@ -15,6 +16,7 @@
 pub mod cluster;
 pub mod dev;
 pub mod lincheck;
+pub mod mount;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use std::sync::OnceLock;
 
 pub use cluster::*;
 pub use dev::{free_ports_after, start_dev_with, stop_dev};
+pub use mount::{cannot_mount, is_mounted, Mounted};
 pub use s3::{AccessKey, S3Gateway};
 
 /// The path of the `cairn` binary the tests run.

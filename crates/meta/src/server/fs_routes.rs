@@ -7,7 +7,7 @@ use axum::Json;
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, ChunkOp, CommitRequest, CommitResponse, EntryKind, GrantOp,
     GrantRequest, GrantResponse, ListResponse, MkdirRequest, MoveRequest, MutationResponse,
-    OnExists, RemoveRequest, Stat, WalkResponse, XattrRemoveRequest, XattrSetRequest,
+    OnExists, RemoveRequest, Stat, TimesRequest, WalkResponse, XattrRemoveRequest, XattrSetRequest,
     XattrsResponse,
 };
 use cairn_proto::{ApiError, ErrorCode, FileId};
@@ -247,6 +247,7 @@ mutation_route!(rename, MoveRequest, Command::Rename);
 mutation_route!(copy, MoveRequest, Command::Copy);
 mutation_route!(chmod, ChmodRequest, Command::Chmod);
 mutation_route!(chown, ChownRequest, Command::Chown);
+mutation_route!(times, TimesRequest, Command::SetTimes);
 mutation_route!(set_xattr, XattrSetRequest, Command::SetXattr);
 mutation_route!(remove_xattr, XattrRemoveRequest, Command::RemoveXattr);
 

@@ -347,6 +347,7 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/fs/copy", post(fs_routes::copy))
         .route("/v1/fs/chmod", post(fs_routes::chmod))
         .route("/v1/fs/chown", post(fs_routes::chown))
+        .route("/v1/fs/times", post(fs_routes::times))
         .route("/v1/fs/xattr/set", post(fs_routes::set_xattr))
         .route("/v1/fs/xattr/remove", post(fs_routes::remove_xattr))
         .route("/v1/auth/login", post(user_routes::login))

@@ -35,6 +35,7 @@ impl Tables<'_> {
             Command::Copy(req) => self.copy(who, req, now).map(Output::Mutation),
             Command::Chmod(req) => self.chmod(who, req, now).map(Output::Mutation),
             Command::Chown(req) => self.chown(who, req, now).map(Output::Mutation),
+            Command::SetTimes(req) => self.set_times(who, req, now).map(Output::Mutation),
             Command::SetXattr(req) => self.set_xattr(who, req, now).map(Output::Mutation),
             Command::RemoveXattr(req) => self.remove_xattr(who, req, now).map(Output::Mutation),
             Command::Purge { max_entries } => self.purge(*max_entries, now),

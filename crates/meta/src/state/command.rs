@@ -10,8 +10,8 @@
 
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MkdirRequest, MoveRequest,
-    MutationResponse, RegisterRequest, RemoveRequest, UserResponse, XattrRemoveRequest,
-    XattrSetRequest,
+    MutationResponse, RegisterRequest, RemoveRequest, TimesRequest, UserResponse,
+    XattrRemoveRequest, XattrSetRequest,
 };
 use cairn_proto::{ApiError, ClusterMap, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,7 @@ pub enum Command {
     Copy(MoveRequest),
     Chmod(ChmodRequest),
     Chown(ChownRequest),
+    SetTimes(TimesRequest),
     SetXattr(XattrSetRequest),
     RemoveXattr(XattrRemoveRequest),
     /// Deletes up to `max_entries` entries of removed trees (the leader

@@ -11,7 +11,7 @@ use crate::records::{Initial, Versioned};
 /// entries are being deleted (see `Command::Purge`). No file has id 0.
 pub const DETACHED: FileId = 0;
 
-/// A file or directory record (format 3).
+/// A file or directory record (format 4: format 3 and the access time).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inode {
     pub kind: EntryKind,
@@ -27,6 +27,9 @@ pub struct Inode {
     pub created_ns: u64,
     pub modified_ns: u64,
     pub changed_ns: u64,
+    /// Last access (atime), as set by `utimensat` through the mount; reads
+    /// do not move it (as `noatime`: a read must not cost a Raft write).
+    pub accessed_ns: u64,
     /// File: its length. Directory: its number of entries.
     pub size_bytes: u64,
     pub digest: Option<ChunkId>,
@@ -42,12 +45,55 @@ pub struct Inode {
 
 impl Versioned for Inode {
     const NAME: &'static str = "inode";
+    const FORMAT: u8 = 4;
+    type Previous = InodeV3;
+    /// A record from before access times: last accessed when last changed.
+    fn upgrade(v3: InodeV3) -> Inode {
+        Inode {
+            kind: v3.kind,
+            mode: v3.mode,
+            uid: v3.uid,
+            gid: v3.gid,
+            version: v3.version,
+            created_ns: v3.created_ns,
+            modified_ns: v3.modified_ns,
+            changed_ns: v3.changed_ns,
+            accessed_ns: v3.modified_ns,
+            size_bytes: v3.size_bytes,
+            digest: v3.digest,
+            chunks: v3.chunks,
+            parent: v3.parent,
+            xattr_bytes: v3.xattr_bytes,
+        }
+    }
+}
+
+/// The record of format 3 (no access time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeV3 {
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub version: u64,
+    pub created_ns: u64,
+    pub modified_ns: u64,
+    pub changed_ns: u64,
+    pub size_bytes: u64,
+    pub digest: Option<ChunkId>,
+    pub chunks: Vec<ChunkRef>,
+    pub parent: FileId,
+    pub xattr_bytes: u32,
+}
+
+impl Versioned for InodeV3 {
+    const NAME: &'static str = "inode";
     const FORMAT: u8 = 3;
     // Formats 1 and 2 named owners by name; turning names into ids needs
     // the user table, so they are upgraded with the whole state when the
     // database is opened (`upgrade.rs`).
     type Previous = Initial;
-    fn upgrade(previous: Initial) -> Inode {
+    fn upgrade(previous: Initial) -> InodeV3 {
         match previous {}
     }
 }
@@ -71,6 +117,7 @@ impl Inode {
             created_ns: now_ns,
             modified_ns: now_ns,
             changed_ns: now_ns,
+            accessed_ns: now_ns,
             size_bytes: 0,
             digest: None,
             chunks: Vec::new(),

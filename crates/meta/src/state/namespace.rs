@@ -1,5 +1,5 @@
 //! Commands on the namespace: mkdir, commit, remove (and purge), rename,
-//! copy, chmod, chown and extended attributes.
+//! copy, chmod, chown, times and extended attributes.
 //!
 //! Each checks everything that can be refused (names, existence, kinds,
 //! permissions) before its first write ("only writes from here on"), so a
@@ -11,7 +11,8 @@
 
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, CommitRequest, CommitResponse, MkdirRequest, MoveRequest,
-    MutationResponse, OnExists, RemoveRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+    MutationResponse, OnExists, RemoveRequest, TimeSet, TimesRequest, XattrRemoveRequest,
+    XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::ids::ROOT_ID;
 use cairn_proto::limits::MAX_XATTR_BYTES_PER_INODE;
@@ -70,8 +71,10 @@ struct Destination {
     path: String,
     /// The directory it goes into; `parent.name` is its name there.
     parent: ParentDir,
-    /// A file at the destination that the move or copy replaces.
-    replaced: Option<FileId>,
+    /// What the move or copy replaces at the destination: a file, or (an
+    /// exact rename of a directory) an empty directory; and whether it is
+    /// a directory.
+    replaced: Option<(FileId, bool)>,
 }
 
 impl Tables<'_> {
@@ -161,6 +164,9 @@ impl Tables<'_> {
         if let Some(xattrs) = &req.xattrs {
             validate_xattr_set(who, xattrs, &req.path)?;
         }
+        if let Some(id) = req.id {
+            return self.commit_to(who, id, req, now);
+        }
         let parent = self.resolve_parent(who, &req.path)?;
         let mut name = parent.name.clone();
         let replace = match self.ns.lookup(parent.id, &name)? {
@@ -207,13 +213,7 @@ impl Tables<'_> {
         };
         inode = inode.with_contents(req.size_bytes, Some(req.digest), req.chunks.clone());
         if let Some(xattrs) = &req.xattrs {
-            if inode.xattr_bytes > 0 {
-                self.clear_xattrs(id)?;
-                inode.xattr_bytes = 0;
-            }
-            for xattr in xattrs {
-                self.write_xattr(id, &mut inode, &xattr.name, &xattr.value)?;
-            }
+            self.replace_xattrs(id, &mut inode, xattrs)?;
         }
         self.save_inode(id, &inode)?;
         if is_new {
@@ -222,6 +222,56 @@ impl Tables<'_> {
         Ok(CommitResponse {
             id,
             path,
+            version: inode.version,
+        })
+    }
+
+    /// Makes `xattrs` the only extended attributes of `id`.
+    fn replace_xattrs(
+        &mut self,
+        id: FileId,
+        inode: &mut Inode,
+        xattrs: &[Xattr],
+    ) -> Result<(), StateError> {
+        if inode.xattr_bytes > 0 {
+            self.clear_xattrs(id)?;
+            inode.xattr_bytes = 0;
+        }
+        for xattr in xattrs {
+            self.write_xattr(id, inode, &xattr.name, &xattr.value)?;
+        }
+        Ok(())
+    }
+
+    /// A commit of new contents for the file `id`, wherever it is now.
+    fn commit_to(
+        &mut self,
+        who: &Principal,
+        id: FileId,
+        req: &CommitRequest,
+        now: u64,
+    ) -> Result<CommitResponse, StateError> {
+        let mut inode = self.ns.resolve_id(who, id)?;
+        let path = &req.path;
+        if inode.is_dir() {
+            return Err(ApiError::new(
+                ErrorCode::IsADirectory,
+                format!("{path} (id {id}) is a directory, which has no contents to commit"),
+            )
+            .into());
+        }
+        self.ns
+            .require(&inode, who, WRITE, &format!("write {path}"), path)?;
+        // Only writes from here on.
+        inode.touch_contents(now);
+        inode = inode.with_contents(req.size_bytes, Some(req.digest), req.chunks.clone());
+        if let Some(xattrs) = &req.xattrs {
+            self.replace_xattrs(id, &mut inode, xattrs)?;
+        }
+        self.save_inode(id, &inode)?;
+        Ok(CommitResponse {
+            id,
+            path: path.clone(),
             version: inode.version,
         })
     }
@@ -378,7 +428,11 @@ impl Tables<'_> {
         now: u64,
     ) -> Result<MutationResponse, StateError> {
         let src = self.resolve_source(who, &req.src)?;
-        let dst = self.resolve_destination(who, &req.dst, &src, req.replace)?;
+        let dst = if req.exact {
+            self.resolve_exact_destination(who, &req.dst, &src, req.replace)?
+        } else {
+            self.resolve_destination(who, &req.dst, &src, req.replace)?
+        };
         let unchanged = MutationResponse {
             id: src.id,
             path: src.path.clone(),
@@ -405,8 +459,8 @@ impl Tables<'_> {
             self.ns.require(&src.inode, who, WRITE, &doing, &src.path)?;
         }
         // Only writes from here on.
-        if let Some(old) = dst.replaced {
-            self.unlink(dst.parent.id, &dst.parent.name, false, now)?;
+        if let Some((old, old_is_dir)) = dst.replaced {
+            self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
             self.delete_inode(old)?;
         }
         self.unlink(src.parent.id, &src.parent.name, is_dir, now)?;
@@ -452,8 +506,8 @@ impl Tables<'_> {
         // Only writes from here on. The copy shares the chunk list: no data
         // moves. As cp(1) without -p: the caller owns the copy, which keeps
         // the source's bits, and no extended attributes.
-        if let Some(old) = dst.replaced {
-            self.unlink(dst.parent.id, &dst.parent.name, false, now)?;
+        if let Some((old, old_is_dir)) = dst.replaced {
+            self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
             self.delete_inode(old)?;
         }
         let id = self.alloc_id()?;
@@ -543,6 +597,58 @@ impl Tables<'_> {
         }
         if let Some(gid) = new_gid {
             inode.gid = gid;
+        }
+        inode.touch_attributes(now);
+        self.save_inode(id, &inode)?;
+        Ok(MutationResponse { id, path })
+    }
+
+    /// utimensat(2): given times need the owner (or an admin), "now"
+    /// needs write permission; the change time becomes now unless both
+    /// are left alone.
+    pub fn set_times(
+        &mut self,
+        who: &Principal,
+        req: &TimesRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let (id, mut inode) = self.ns.resolve(who, &req.path)?;
+        let path = cairn_proto::path::normalize(&req.path)?;
+        let given = |set: Option<TimeSet>| matches!(set, Some(TimeSet::At(_)));
+        let owns = who.admin || inode.uid == who.uid;
+        if (given(req.accessed) || given(req.modified)) && !owns {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "permission denied: only the owner of {path} ({}) or an admin may set its times to given \
+                     values; whoever may write it may set them to now",
+                    self.ns.user_name(inode.uid)?
+                ),
+            )
+            .into());
+        }
+        if !owns {
+            self.ns.require(
+                &inode,
+                who,
+                WRITE,
+                &format!("set the times of {path}"),
+                &path,
+            )?;
+        }
+        if req.accessed.is_none() && req.modified.is_none() {
+            return Ok(MutationResponse { id, path });
+        }
+        // Only writes from here on.
+        let at = |set: TimeSet| match set {
+            TimeSet::Now => now,
+            TimeSet::At(ns) => ns,
+        };
+        if let Some(set) = req.accessed {
+            inode.accessed_ns = at(set);
+        }
+        if let Some(set) = req.modified {
+            inode.modified_ns = at(set);
         }
         inode.touch_attributes(now);
         self.save_inode(id, &inode)?;
@@ -789,11 +895,63 @@ impl Tables<'_> {
                     )
                     .into());
                 }
-                replaced = Some(id);
+                replaced = Some((id, false));
             }
         }
         Ok(Destination {
             path: dst_path,
+            parent,
+            replaced,
+        })
+    }
+
+    /// Where `src` goes when renamed to exactly `dst` (rename(2)): `dst`
+    /// is the new name, whatever is there.
+    fn resolve_exact_destination(
+        &self,
+        who: &Principal,
+        dst: &str,
+        src: &Source,
+        replace: bool,
+    ) -> Result<Destination, StateError> {
+        let parent = self.resolve_parent(who, dst)?;
+        let path = child_path(&parent.path, &parent.name);
+        let replaced = match self.ns.lookup(parent.id, &parent.name)? {
+            None => None,
+            Some((id, _)) if id == src.id => None,
+            Some(_) if !replace => {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("{path} already exists and may not be replaced"),
+                )
+                .into())
+            }
+            Some((id, true)) => {
+                if !src.inode.is_dir() {
+                    return Err(ApiError::new(
+                        ErrorCode::IsADirectory,
+                        format!("{path} is a directory; a file cannot replace it"),
+                    )
+                    .into());
+                }
+                if self.ns.inode(id)?.size_bytes > 0 {
+                    return Err(ApiError::new(
+                        ErrorCode::DirectoryNotEmpty,
+                        format!("{path} is a directory that is not empty; only an empty one can be replaced"),
+                    )
+                    .into());
+                }
+                Some((id, true))
+            }
+            Some((id, false)) => {
+                if src.inode.is_dir() {
+                    return Err(not_a_directory(&path).into());
+                }
+                Some((id, false))
+            }
+        };
+        Ok(Destination {
+            path,
             parent,
             replaced,
         })

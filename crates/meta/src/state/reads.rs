@@ -68,6 +68,7 @@ impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> Names<'v, I, D, 
             created_ns: inode.created_ns,
             modified_ns: inode.modified_ns,
             changed_ns: inode.changed_ns,
+            accessed_ns: inode.accessed_ns,
             digest: if readable { inode.digest } else { None },
             chunks: if readable {
                 inode.chunks.clone()

@@ -256,6 +256,7 @@ impl Tables<'_> {
                     created_ns: old.created_ms.saturating_mul(1_000_000),
                     modified_ns: old.modified_ms.saturating_mul(1_000_000),
                     changed_ns: old.modified_ms.saturating_mul(1_000_000),
+                    accessed_ns: old.modified_ms.saturating_mul(1_000_000),
                     size_bytes: old.size_bytes,
                     digest: old.digest,
                     chunks: old.chunks,

@@ -1,0 +1,1372 @@
+//! The FUSE operations. Each runs as a task on the tokio runtime and
+//! answers the kernel from there, so slow calls (a chunk fetch, a Raft
+//! write) never hold up the others.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cairn_client::{ClientError, Files, Page, PutOptions, Target};
+use cairn_proto::api::{ChownRequest, DirEntry, EntryKind, OnExists, Stat, TimeSet, XattrSetMode};
+use cairn_proto::FileId;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+
+use crate::cache::ChunkCache;
+use crate::errno::errno;
+use crate::limits::{
+    ATTR_TTL, BLOCK_SIZE_BYTES, CHUNK_CACHE_BYTES, ENTRY_TTL, MAX_BACKGROUND_REQUESTS,
+    MAX_NAME_BYTES, MAX_OPEN_HANDLES, MAX_READAHEAD_BYTES, MAX_WRITE_BYTES, READDIR_PAGE_ENTRIES,
+};
+use crate::names::Names;
+use crate::open_file::OpenFile;
+
+/// Who the mount acts as: the logged-in user, for every local caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: u32,
+    pub gids: Vec<u32>,
+    pub admin: bool,
+}
+
+impl Identity {
+    /// Whether the permission bits give this user every bit of `want`
+    /// (4 read, 2 write, 1 execute/search), as the metadata service decides.
+    fn may(&self, stat: &Stat, want: u32) -> bool {
+        if self.admin {
+            return true;
+        }
+        let bits = if stat.uid == self.uid {
+            stat.mode >> 6
+        } else if self.gids.contains(&stat.gid) {
+            stat.mode >> 3
+        } else {
+            stat.mode
+        };
+        bits & want == want
+    }
+}
+
+pub struct CairnFs {
+    inner: Arc<Inner>,
+    runtime: Handle,
+}
+
+struct Inner {
+    files: Files,
+    who: Identity,
+    read_only: bool,
+    chunk_size_bytes: u64,
+    cache: Arc<ChunkCache>,
+    names: Mutex<Names>,
+    /// Open files by inode, with their count of open handles.
+    open_files: Mutex<HashMap<u64, (Arc<OpenFile>, usize)>>,
+    handles: Mutex<HashMap<u64, Handle_>>,
+    next_handle: AtomicU64,
+}
+
+enum Handle_ {
+    File { ino: u64, append: bool },
+    Dir(Arc<tokio::sync::Mutex<DirCursor>>),
+}
+
+/// Where a directory listing stands: one page of entries at a time.
+struct DirCursor {
+    path: String,
+    /// Index (among the entries, without `.` and `..`) of `page[0]`.
+    page_start: u64,
+    page: Vec<DirEntry>,
+    /// The cursor of the next page; `None` at the end.
+    next: Option<String>,
+    loaded: bool,
+}
+
+type Result<T> = std::result::Result<T, Errno>;
+
+impl CairnFs {
+    pub fn new(
+        files: Files,
+        who: Identity,
+        read_only: bool,
+        chunk_size_bytes: u64,
+        runtime: Handle,
+    ) -> CairnFs {
+        CairnFs {
+            inner: Arc::new(Inner {
+                files,
+                who,
+                read_only,
+                chunk_size_bytes,
+                cache: Arc::new(ChunkCache::new(CHUNK_CACHE_BYTES)),
+                names: Mutex::new(Names::default()),
+                open_files: Mutex::new(HashMap::new()),
+                handles: Mutex::new(HashMap::new()),
+                next_handle: AtomicU64::new(1),
+            }),
+            runtime,
+        }
+    }
+
+    /// Runs `work` on the runtime with the shared state.
+    fn spawn<F, Fut>(&self, work: F)
+    where
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn(work(self.inner.clone()));
+    }
+}
+
+// ---- attributes ----
+
+fn time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+fn kind(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::File => FileType::RegularFile,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attr(
+    id: FileId,
+    entry_kind: EntryKind,
+    size_bytes: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    times_ns: [u64; 4],
+) -> FileAttr {
+    let [accessed, modified, changed, created] = times_ns;
+    FileAttr {
+        ino: INodeNo(id),
+        size: size_bytes,
+        blocks: size_bytes.div_ceil(512),
+        atime: time(accessed),
+        mtime: time(modified),
+        ctime: time(changed),
+        crtime: time(created),
+        kind: kind(entry_kind),
+        perm: (mode & 0o7777) as u16,
+        // Directories: 1, "unknown", as btrfs does, until the namespace
+        // counts subdirectories: tools then never guess from it.
+        nlink: 1,
+        uid,
+        gid,
+        rdev: 0,
+        blksize: BLOCK_SIZE_BYTES,
+        flags: 0,
+    }
+}
+
+fn attr_of_stat(stat: &Stat) -> FileAttr {
+    let size = if stat.kind == EntryKind::Dir {
+        0
+    } else {
+        stat.size_bytes
+    };
+    attr(
+        stat.id,
+        stat.kind,
+        size,
+        stat.mode,
+        stat.uid,
+        stat.gid,
+        [
+            stat.accessed_ns,
+            stat.modified_ns,
+            stat.changed_ns,
+            stat.created_ns,
+        ],
+    )
+}
+
+fn attr_of_entry(entry: &DirEntry) -> FileAttr {
+    let size = if entry.kind == EntryKind::Dir {
+        0
+    } else {
+        entry.size_bytes
+    };
+    attr(
+        entry.id,
+        entry.kind,
+        size,
+        entry.mode,
+        entry.uid,
+        entry.gid,
+        [
+            entry.modified_ns,
+            entry.modified_ns,
+            entry.changed_ns,
+            entry.modified_ns,
+        ],
+    )
+}
+
+fn name_of(name: &OsStr) -> Result<String> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    match name.to_str() {
+        Some(name) => Ok(name.to_string()),
+        None => {
+            tracing::debug!("refused a name that is not UTF-8: {name:?}");
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+fn ns_of(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+// ---- the shared state ----
+
+impl Inner {
+    fn path(&self, ino: u64) -> Result<String> {
+        self.names.lock().expect("names lock").path(ino)
+    }
+
+    fn child_path(&self, parent: u64, name: &str) -> Result<String> {
+        self.names
+            .lock()
+            .expect("names lock")
+            .child_path(parent, name)
+    }
+
+    fn learn(&self, parent: u64, name: &str, ino: u64) {
+        self.names
+            .lock()
+            .expect("names lock")
+            .learn(parent, name, ino);
+    }
+
+    fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        let open = self.open_files.lock().expect("open files lock");
+        open.get(&ino).map(|(file, _)| file.clone())
+    }
+
+    /// `stat` with what this mount has written and not yet committed.
+    fn attr(&self, stat: &Stat) -> FileAttr {
+        let mut attr = attr_of_stat(stat);
+        if let Some(file) = self.open_file(stat.id) {
+            if let Some((size, changed_at)) = file.pending() {
+                attr.size = size;
+                attr.blocks = size.div_ceil(512);
+                attr.mtime = changed_at;
+                attr.ctime = changed_at;
+            }
+        }
+        attr
+    }
+
+    async fn stat(&self, ino: u64, doing: &str) -> Result<Stat> {
+        self.files
+            .stat(Target::Id(ino))
+            .await
+            .map_err(|e| errno(doing, &e))
+    }
+
+    fn new_handle(&self, handle: Handle_) -> Result<u64> {
+        let mut handles = self.handles.lock().expect("handles lock");
+        if handles.len() >= MAX_OPEN_HANDLES {
+            tracing::warn!("{MAX_OPEN_HANDLES} files are open on this mount; close some");
+            return Err(Errno::ENFILE);
+        }
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        handles.insert(fh, handle);
+        Ok(fh)
+    }
+
+    fn file_handle(&self, fh: u64) -> Result<(Arc<OpenFile>, bool)> {
+        let handles = self.handles.lock().expect("handles lock");
+        match handles.get(&fh) {
+            Some(Handle_::File { ino, append }) => {
+                let file = self.open_file(*ino).ok_or(Errno::EBADF)?;
+                Ok((file, *append))
+            }
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    fn dir_handle(&self, fh: u64) -> Result<Arc<tokio::sync::Mutex<DirCursor>>> {
+        match self.handles.lock().expect("handles lock").get(&fh) {
+            Some(Handle_::Dir(cursor)) => Ok(cursor.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Opens `ino` for a new handle: the open file shared with the other
+    /// handles, or the file as it is now (close-to-open).
+    async fn open(&self, ino: u64, stat: Option<Stat>, truncate: bool) -> Result<Arc<OpenFile>> {
+        if let Some(file) = self.count_handle(ino) {
+            return Ok(file);
+        }
+        let path = self.path(ino).unwrap_or_else(|_| format!("id:{ino}"));
+        let doing = format!("open {path}");
+        let (reader, chunks) = match stat {
+            // A new, empty file: nothing to read.
+            Some(stat) if stat.size_bytes == 0 => (None, Vec::new()),
+            _ => match self.files.open(Target::Id(ino)).await {
+                Ok(reader) => {
+                    let chunks = reader.stat().chunks.clone();
+                    (Some(reader), chunks)
+                }
+                // Write-only and truncated: the old contents do not matter.
+                Err(e)
+                    if truncate && e.code() == Some(cairn_proto::ErrorCode::PermissionDenied) =>
+                {
+                    (None, Vec::new())
+                }
+                Err(e) => return Err(errno(&doing, &e)),
+            },
+        };
+        let file = Arc::new(OpenFile::new(
+            self.files.clone(),
+            self.cache.clone(),
+            ino,
+            path,
+            self.chunk_size_bytes,
+            reader,
+            &chunks,
+        ));
+        let mut open = self.open_files.lock().expect("open files lock");
+        // Another handle may have opened it meanwhile: share that one.
+        let entry = open.entry(ino).or_insert((file, 0));
+        entry.1 += 1;
+        Ok(entry.0.clone())
+    }
+
+    fn count_handle(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        let mut open = self.open_files.lock().expect("open files lock");
+        let (file, handles) = open.get_mut(&ino)?;
+        *handles += 1;
+        Some(file.clone())
+    }
+
+    /// A handle of `ino` closed; the last one commits and lets go.
+    async fn release(&self, ino: u64) {
+        let last = {
+            let mut open = self.open_files.lock().expect("open files lock");
+            let Some((file, handles)) = open.get_mut(&ino) else {
+                return;
+            };
+            *handles -= 1;
+            if *handles > 0 {
+                return;
+            }
+            file.clone()
+        };
+        if let Err(e) = last.commit().await {
+            tracing::error!("the last writes to file {ino} were not committed and are lost: {e}");
+        }
+        let mut open = self.open_files.lock().expect("open files lock");
+        if open.get(&ino).is_some_and(|(_, handles)| *handles == 0) {
+            open.remove(&ino);
+        }
+    }
+
+    async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr> {
+        let path = self.child_path(parent, name)?;
+        let stat = match self.files.stat(Target::Path(&path)).await {
+            Ok(stat) => stat,
+            Err(e) => return Err(errno(&format!("look up {path}"), &e)),
+        };
+        if stat.parent != parent {
+            // The directory's path as this mount knows it names another
+            // directory now (moved by another client).
+            tracing::debug!("{path} is no longer in directory {parent}");
+            return Err(Errno::ESTALE);
+        }
+        self.learn(parent, name, stat.id);
+        Ok(self.attr(&stat))
+    }
+
+    async fn setattr(&self, ino: u64, change: SetAttr) -> Result<FileAttr> {
+        let path = self.path(ino)?;
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        if let Some(mode) = change.mode {
+            self.files
+                .chmod(&path, mode & 0o7777)
+                .await
+                .map_err(|e| eperm(errno(&format!("chmod {path}"), &e), &e))?;
+        }
+        if change.uid.is_some() || change.gid.is_some() {
+            let request = ChownRequest {
+                path: path.clone(),
+                uid: change.uid,
+                gid: change.gid,
+                ..ChownRequest::default()
+            };
+            self.files
+                .chown(&request)
+                .await
+                .map_err(|e| eperm(errno(&format!("chown {path}"), &e), &e))?;
+        }
+        if let Some(size) = change.size {
+            self.truncate(ino, &path, size).await?;
+        }
+        if change.accessed.is_some() || change.modified.is_some() {
+            // Times set on a file with writes not yet committed would be
+            // overwritten by the commit: commit first (cp -p, tar).
+            if let Some(file) = self.open_file(ino) {
+                file.commit()
+                    .await
+                    .map_err(|e| errno(&format!("write {path}"), &e))?;
+            }
+            let given = change.accessed.is_some_and(|t| matches!(t, TimeSet::At(_)))
+                || change.modified.is_some_and(|t| matches!(t, TimeSet::At(_)));
+            self.files
+                .set_times(&path, change.accessed, change.modified)
+                .await
+                .map_err(|e| {
+                    let errno = errno(&format!("set the times of {path}"), &e);
+                    if given {
+                        eperm(errno, &e)
+                    } else {
+                        errno
+                    }
+                })?;
+        }
+        let stat = self.stat(ino, &format!("stat {path}")).await?;
+        Ok(self.attr(&stat))
+    }
+
+    /// truncate(2): through the open file if there is one, else on a
+    /// file opened for the purpose.
+    async fn truncate(&self, ino: u64, path: &str, size: u64) -> Result<()> {
+        let doing = format!("truncate {path}");
+        if let Some(file) = self.open_file(ino) {
+            return file.truncate(size).await.map_err(|e| errno(&doing, &e));
+        }
+        let file = self.open(ino, None, size == 0).await?;
+        let result = match file.truncate(size).await {
+            Ok(()) => file.commit().await,
+            Err(e) => Err(e),
+        };
+        self.release(ino).await;
+        result.map_err(|e| errno(&doing, &e))
+    }
+
+    async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+    ) -> Result<(FileAttr, Arc<OpenFile>, u64)> {
+        let path = self.child_path(parent, name)?;
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let options = PutOptions {
+            on_exists: OnExists::Fail,
+            mode: Some(mode & 0o777),
+            xattrs: None,
+        };
+        let created = self
+            .files
+            .commit(&path, Vec::new(), &options)
+            .await
+            .map_err(|e| errno(&format!("create {path}"), &e))?;
+        let stat = self.stat(created.id, &format!("stat {path}")).await?;
+        self.learn(parent, name, stat.id);
+        let file = self.open(stat.id, Some(stat.clone()), true).await?;
+        let fh = match self.new_handle(Handle_::File {
+            ino: stat.id,
+            append: false,
+        }) {
+            Ok(fh) => fh,
+            Err(e) => {
+                self.release(stat.id).await;
+                return Err(e);
+            }
+        };
+        Ok((self.attr(&stat), file, fh))
+    }
+
+    async fn open_handle(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
+        let writes = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        if writes && self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let stat = self.stat(ino, &format!("open file {ino}")).await?;
+        if stat.kind == EntryKind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        let want = match flags.acc_mode() {
+            OpenAccMode::O_RDONLY => 4,
+            OpenAccMode::O_WRONLY => 2,
+            OpenAccMode::O_RDWR => 6,
+        };
+        if !self.who.may(&stat, want) {
+            return Err(Errno::EACCES);
+        }
+        let file = self.open(ino, Some(stat), truncate).await?;
+        if truncate {
+            if let Err(e) = file.truncate(0).await {
+                self.release(ino).await;
+                return Err(errno(&format!("truncate file {ino}"), &e));
+            }
+        }
+        let append = flags.0 & libc::O_APPEND != 0;
+        match self.new_handle(Handle_::File { ino, append }) {
+            Ok(fh) => Ok(fh),
+            Err(e) => {
+                self.release(ino).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves a directory cursor to entry `index` (without `.` and `..`),
+    /// loading pages as needed; false past the end.
+    async fn seek(&self, cursor: &mut DirCursor, index: u64) -> Result<bool> {
+        if index < cursor.page_start || !cursor.loaded {
+            cursor.page_start = 0;
+            cursor.page.clear();
+            cursor.next = None;
+            self.load_page(cursor, None).await?;
+        }
+        while index >= cursor.page_start + cursor.page.len() as u64 {
+            let Some(after) = cursor.next.take() else {
+                return Ok(false);
+            };
+            cursor.page_start += cursor.page.len() as u64;
+            self.load_page(cursor, Some(after)).await?;
+        }
+        Ok(true)
+    }
+
+    async fn load_page(&self, cursor: &mut DirCursor, after: Option<String>) -> Result<()> {
+        let page = Page {
+            after,
+            limit: Some(READDIR_PAGE_ENTRIES),
+        };
+        let listed = self
+            .files
+            .list(&cursor.path, &page)
+            .await
+            .map_err(|e| errno(&format!("list {}", cursor.path), &e))?;
+        cursor.page = listed.entries;
+        cursor.next = listed.next;
+        cursor.loaded = true;
+        Ok(())
+    }
+
+    /// Gives `add` the entries of directory handle `fh` from `offset` on
+    /// (offsets: 1 after ".", 2 after "..", 3 + i after entry i) until it
+    /// says the reply is full.
+    async fn list_dir(
+        &self,
+        fh: u64,
+        offset: u64,
+        add: &mut (dyn FnMut(u64, Listed<'_>) -> bool + Send),
+    ) -> Result<()> {
+        let cursor = self.dir_handle(fh)?;
+        let mut cursor = cursor.lock().await;
+        let mut next = offset;
+        for (dot_offset, dot) in [(1, "."), (2, "..")] {
+            if next < dot_offset {
+                if add(dot_offset, Listed::Dot(dot)) {
+                    return Ok(());
+                }
+                next = dot_offset;
+            }
+        }
+        let mut index = next - 2;
+        while self.seek(&mut cursor, index).await? {
+            let entry = &cursor.page[(index - cursor.page_start) as usize];
+            if add(index + 3, Listed::Entry(entry)) {
+                break;
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    async fn xattr_path_call<F, Fut>(&self, ino: u64, doing: &str, call: F) -> Result<()>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = std::result::Result<(), ClientError>>,
+    {
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let path = self.path(ino)?;
+        call(path.clone()).await.map_err(|e| {
+            let errno = errno(&format!("{doing} on {path}"), &e);
+            if errno == Errno::ENOENT {
+                Errno::ENODATA
+            } else {
+                errno
+            }
+        })
+    }
+}
+
+/// Changing the mode, the owner or given times of another user's file is
+/// EPERM in POSIX, not EACCES.
+fn eperm(errno: Errno, error: &ClientError) -> Errno {
+    if error.code() == Some(cairn_proto::ErrorCode::PermissionDenied) {
+        Errno::EPERM
+    } else {
+        errno
+    }
+}
+
+/// One entry of a listing as readdir gives it.
+enum Listed<'a> {
+    Dot(&'static str),
+    Entry(&'a DirEntry),
+}
+
+struct SetAttr {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    accessed: Option<TimeSet>,
+    modified: Option<TimeSet>,
+}
+
+fn time_set(time: Option<TimeOrNow>) -> Option<TimeSet> {
+    time.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(at) => TimeSet::At(ns_of(at)),
+    })
+}
+
+// ---- the operations ----
+
+impl Filesystem for CairnFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE_BYTES);
+        let _ = config.set_max_readahead(MAX_READAHEAD_BYTES);
+        let _ = config.set_max_background(MAX_BACKGROUND_REQUESTS);
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND_REQUESTS * 3 / 4);
+        let _ = config.set_time_granularity(Duration::from_nanos(1));
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let inner = self.inner.clone();
+        let files: Vec<Arc<OpenFile>> = {
+            let open = inner.open_files.lock().expect("open files lock");
+            open.values().map(|(file, _)| file.clone()).collect()
+        };
+        self.runtime.block_on(async {
+            for file in files {
+                if let Err(e) = file.commit().await {
+                    tracing::error!(
+                        "unmounted with writes to file {} that could not be committed: {e}",
+                        file.id
+                    );
+                }
+            }
+        });
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |inner| async move {
+            match inner.lookup(parent.0, &name).await {
+                Ok(attr) => reply.entry(&ENTRY_TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inner
+            .names
+            .lock()
+            .expect("names lock")
+            .forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn(move |inner| async move {
+            match inner.stat(ino.0, &format!("stat file {}", ino.0)).await {
+                Ok(stat) => reply.attr(&ATTR_TTL, &inner.attr(&stat)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let change = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            accessed: time_set(atime),
+            modified: time_set(mtime),
+        };
+        self.spawn(move |inner| async move {
+            match inner.setattr(ino.0, change).await {
+                Ok(attr) => reply.attr(&ATTR_TTL, &attr),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            tracing::info!("mknod of a FIFO, socket or device refused: Cairn keeps regular files and directories");
+            return reply.error(Errno::EPERM);
+        }
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |inner| async move {
+            match inner.create(parent.0, &name, mode & !umask).await {
+                Ok((attr, file, fh)) => {
+                    inner.handles.lock().expect("handles lock").remove(&fh);
+                    inner.release(file.id).await;
+                    reply.entry(&ENTRY_TTL, &attr, Generation(0));
+                }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |inner| async move {
+            let made = async {
+                if inner.read_only {
+                    return Err(Errno::EROFS);
+                }
+                let path = inner.child_path(parent.0, &name)?;
+                let made = inner
+                    .files
+                    .mkdir(&path, false, Some(mode & !umask & 0o777))
+                    .await
+                    .map_err(|e| errno(&format!("mkdir {path}"), &e))?;
+                let stat = inner.stat(made.id, &format!("stat {path}")).await?;
+                inner.learn(parent.0, &name, stat.id);
+                Ok(inner.attr(&stat))
+            };
+            match made.await {
+                Ok(attr) => reply.entry(&ENTRY_TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(parent, name, false, reply);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(parent, name, true, reply);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        tracing::info!("symlink {link_name:?} refused: Cairn keeps no symbolic links yet");
+        reply.error(Errno::EPERM);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        tracing::info!("link {newname:?} refused: Cairn keeps no hard links yet");
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return reply.error(Errno::EINVAL);
+        }
+        let (name, newname) = match (name_of(name), name_of(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        let replace = !flags.contains(RenameFlags::RENAME_NOREPLACE);
+        self.spawn(move |inner| async move {
+            let renamed = async {
+                if inner.read_only {
+                    return Err(Errno::EROFS);
+                }
+                let src = inner.child_path(parent.0, &name)?;
+                let dst = inner.child_path(newparent.0, &newname)?;
+                let moved = inner
+                    .files
+                    .rename_exact(&src, &dst, replace)
+                    .await
+                    .map_err(|e| errno(&format!("rename {src} to {dst}"), &e))?;
+                inner.names.lock().expect("names lock").renamed(
+                    parent.0,
+                    &name,
+                    newparent.0,
+                    &newname,
+                );
+                if let Some(file) = inner.open_file(moved.id) {
+                    file.set_path(dst);
+                }
+                Ok(())
+            };
+            match renamed.await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn(move |inner| async move {
+            match inner.open_handle(ino.0, flags).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn(move |inner| async move {
+            let (file, _) = match inner.file_handle(fh.0) {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
+            };
+            match file.read(offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(&format!("read file {}", ino.0), &e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.spawn(move |inner| async move {
+            let (file, append) = match inner.file_handle(fh.0) {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
+            };
+            // O_APPEND: at the end as this mount knows it.
+            let offset = if append { file.size_bytes() } else { offset };
+            match file.write(offset, &data).await {
+                Ok(()) => reply.written(data.len() as u32),
+                Err(e) => reply.error(errno(&format!("write file {}", ino.0), &e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.sync(ino, fh, reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(move |inner| async move {
+            let removed = inner.handles.lock().expect("handles lock").remove(&fh.0);
+            if removed.is_some() {
+                inner.release(ino.0).await;
+            }
+            reply.ok();
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.sync(ino, fh, reply);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn(move |inner| async move {
+            let opened = async {
+                let path = inner.path(ino.0)?;
+                let cursor = DirCursor {
+                    path,
+                    page_start: 0,
+                    page: Vec::new(),
+                    next: None,
+                    loaded: false,
+                };
+                inner.new_handle(Handle_::Dir(Arc::new(tokio::sync::Mutex::new(cursor))))
+            };
+            match opened.await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.spawn(move |inner| async move {
+            let mut add = |offset: u64, entry: Listed<'_>| match entry {
+                Listed::Dot(name) => reply.add(ino, offset, FileType::Directory, name),
+                Listed::Entry(entry) => {
+                    reply.add(INodeNo(entry.id), offset, kind(entry.kind), &entry.name)
+                }
+            };
+            match inner.list_dir(fh.0, offset, &mut add).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        self.spawn(move |inner| async move {
+            let names = inner.clone();
+            let mut add = |offset: u64, entry: Listed<'_>| match entry {
+                // "." and ".." carry no attributes the kernel keeps (ttl 0).
+                Listed::Dot(name) => {
+                    let attr = attr(ino.0, EntryKind::Dir, 0, 0o755, 0, 0, [0; 4]);
+                    reply.add(ino, offset, name, &Duration::ZERO, &attr, Generation(0))
+                }
+                Listed::Entry(entry) => {
+                    let mut attr = attr_of_entry(entry);
+                    if let Some(file) = names.open_file(entry.id) {
+                        if let Some((size, changed_at)) = file.pending() {
+                            attr.size = size;
+                            attr.mtime = changed_at;
+                        }
+                    }
+                    let full = reply.add(
+                        INodeNo(entry.id),
+                        offset,
+                        &entry.name,
+                        &ENTRY_TTL,
+                        &attr,
+                        Generation(0),
+                    );
+                    if !full {
+                        // The kernel counts a lookup for every entry it got.
+                        names.learn(ino.0, &entry.name, entry.id);
+                    }
+                    full
+                }
+            };
+            match inner.list_dir(fh.0, offset, &mut add).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.inner
+            .handles
+            .lock()
+            .expect("handles lock")
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Every namespace change is committed before it is answered.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.spawn(move |inner| async move {
+            match inner.files.meta().status().await {
+                Ok(status) => {
+                    const FRAGMENT: u64 = 4096;
+                    let replication = u64::from(status.replication.max(1));
+                    let (capacity, used) = status
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state != cairn_proto::NodeState::Down)
+                        .fold((0u64, 0u64), |(c, u), n| {
+                            (c + n.capacity_bytes, u + n.used_bytes)
+                        });
+                    // What a user can store: raw space over the copies kept.
+                    let blocks = capacity / replication / FRAGMENT;
+                    let free = capacity.saturating_sub(used) / replication / FRAGMENT;
+                    let files = status.file_count + status.dir_count;
+                    reply.statfs(
+                        blocks,
+                        free,
+                        free,
+                        files + 1_000_000,
+                        1_000_000,
+                        BLOCK_SIZE_BYTES,
+                        MAX_NAME_BYTES as u32,
+                        FRAGMENT as u32,
+                    );
+                }
+                Err(e) => reply.error(errno("statfs", &e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        if name.starts_with("system.") {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        let mode = if flags & libc::XATTR_CREATE != 0 {
+            XattrSetMode::Create
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrSetMode::Replace
+        } else {
+            XattrSetMode::Any
+        };
+        let value = value.to_vec();
+        self.spawn(move |inner| async move {
+            let files = inner.files.clone();
+            let set = inner
+                .xattr_path_call(ino.0, &format!("set attribute {name}"), |path| async move {
+                    files
+                        .set_xattr(&path, &name, &value, mode)
+                        .await
+                        .map(|_| ())
+                })
+                .await;
+            match set {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        if name.starts_with("system.") {
+            // No POSIX ACLs: the kernel asks on every access check.
+            return reply.error(Errno::ENODATA);
+        }
+        self.spawn(move |inner| async move {
+            match inner.files.xattr(Target::Id(ino.0), &name).await {
+                Ok(value) => reply_xattr(reply, size, &value),
+                Err(e) if e.is_not_found() => reply.error(Errno::ENODATA),
+                Err(e) => reply.error(errno(
+                    &format!("read attribute {name} of file {}", ino.0),
+                    &e,
+                )),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(move |inner| async move {
+            match inner.files.xattrs(Target::Id(ino.0)).await {
+                Ok(xattrs) => {
+                    let mut names = Vec::new();
+                    for xattr in xattrs {
+                        names.extend_from_slice(xattr.name.as_bytes());
+                        names.push(0);
+                    }
+                    reply_xattr(reply, size, &names);
+                }
+                Err(e) => reply.error(errno(&format!("list attributes of file {}", ino.0), &e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |inner| async move {
+            let files = inner.files.clone();
+            let removed = inner
+                .xattr_path_call(
+                    ino.0,
+                    &format!("remove attribute {name}"),
+                    |path| async move { files.remove_xattr(&path, &name).await.map(|_| ()) },
+                )
+                .await;
+            match removed {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.spawn(move |inner| async move {
+            match inner.stat(ino.0, &format!("stat file {}", ino.0)).await {
+                Ok(stat) => {
+                    let want = (mask.bits() as u32) & 0o7;
+                    if mask.bits() as u32 & 0o2 != 0 && inner.read_only {
+                        reply.error(Errno::EROFS)
+                    } else if inner.who.may(&stat, want) {
+                        reply.ok()
+                    } else {
+                        reply.error(Errno::EACCES)
+                    }
+                }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        let append = flags & libc::O_APPEND != 0;
+        self.spawn(move |inner| async move {
+            match inner.create(parent.0, &name, mode & !umask).await {
+                Ok((attr, _file, fh)) => {
+                    if append {
+                        inner.handles.lock().expect("handles lock").insert(
+                            fh,
+                            Handle_::File {
+                                ino: attr.ino.0,
+                                append: true,
+                            },
+                        );
+                    }
+                    reply.created(
+                        &ENTRY_TTL,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                    )
+                }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+}
+
+impl CairnFs {
+    fn remove(&self, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
+        let name = match name_of(name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |inner| async move {
+            let removed = async {
+                if inner.read_only {
+                    return Err(Errno::EROFS);
+                }
+                let path = inner.child_path(parent.0, &name)?;
+                let doing = format!("remove {path}");
+                let stat = inner
+                    .files
+                    .stat(Target::Path(&path))
+                    .await
+                    .map_err(|e| errno(&doing, &e))?;
+                match (dir, stat.kind) {
+                    (true, EntryKind::File) => return Err(Errno::ENOTDIR),
+                    (false, EntryKind::Dir) => return Err(Errno::EISDIR),
+                    _ => {}
+                }
+                inner
+                    .files
+                    .remove(&path, false)
+                    .await
+                    .map_err(|e| errno(&doing, &e))?;
+                inner
+                    .names
+                    .lock()
+                    .expect("names lock")
+                    .unlinked(parent.0, &name);
+                Ok(())
+            };
+            match removed.await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn sync(&self, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
+        self.spawn(move |inner| async move {
+            let (file, _) = match inner.file_handle(fh.0) {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
+            };
+            match file.commit().await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&format!("commit file {}", ino.0), &e)),
+            }
+        });
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}

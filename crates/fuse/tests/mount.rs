@@ -1,0 +1,529 @@
+//! `cairn mount` against a real cluster: ordinary system calls on the
+//! mounted directory, checked against what POSIX and ext4 answer, against
+//! a reference file (fsx), between two mounts, and with a chunk server
+//! killed during writes. Needs /dev/fuse and root (CI runs as root); the
+//! tests fail with the reason rather than pass by skipping.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_testkit::{random_bytes, Cluster, Mounted};
+
+const MIB: usize = 1024 * 1024;
+
+/// The kernel trusts attributes and names for 1 s (`limits::ATTR_TTL`).
+const CACHE_TTL: Duration = Duration::from_millis(1200);
+
+/// A cluster with 1 MiB chunks (so that small files span chunks) and the
+/// user alice, logged in; alice's client config.
+fn cluster(nodes: usize) -> (Cluster, std::path::PathBuf) {
+    let cluster = Cluster::start_with(nodes, &["--chunk-size", "1MiB"]);
+    let out = cluster.cairn_with_stdin(
+        &["user", "add", "alice", "--password-stdin"],
+        b"alice-password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alice = cluster.login_as("alice", "alice-password");
+    (cluster, alice)
+}
+
+fn errno_of(result: std::io::Result<impl Sized>) -> i32 {
+    match result {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().expect("an OS error"),
+    }
+}
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap()
+}
+
+fn renameat2(from: &Path, to: &Path, flags: u32) -> i32 {
+    let (from, to) = (c_path(from), c_path(to));
+    // SAFETY: valid NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap()
+    }
+}
+
+fn utimens(path: &Path, times: [libc::timespec; 2]) -> i32 {
+    let path = c_path(path);
+    // SAFETY: a valid path and two timespecs.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) };
+    if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap()
+    }
+}
+
+fn timespec(sec: i64, nsec: i64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    }
+}
+
+fn cat(cluster: &Cluster, config: &Path, remote: &str) -> Vec<u8> {
+    let out = cluster.cairn_as(config, &["cat", remote], &[]);
+    assert!(
+        out.status.success(),
+        "cairn cat {remote}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn files_and_directories_follow_posix() {
+    let (cluster, alice) = cluster(3);
+    let mount = cluster.mount(&alice, &[]);
+    let home = mount.at("home/alice");
+
+    // Create, write, read back; the CLI sees it once closed.
+    let f = home.join("f.txt");
+    fs::write(&f, b"hello").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"hello");
+    assert_eq!(cat(&cluster, &alice, "/home/alice/f.txt"), b"hello");
+    // O_APPEND, O_TRUNC.
+    OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b" world")
+        .unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"hello world");
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"new")
+        .unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"new");
+
+    // Random writes across chunk boundaries, a hole, fsync, ftruncate.
+    let data = random_bytes(3 * MIB + 123, 1);
+    let big = home.join("big.bin");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&big)
+        .unwrap();
+    file.write_all_at(&data, 0).unwrap();
+    file.write_all_at(b"XYZ", (MIB - 1) as u64).unwrap();
+    file.write_all_at(b"tail", (5 * MIB) as u64).unwrap();
+    file.sync_all().unwrap();
+    let mut expected = data.clone();
+    expected[MIB - 1..MIB + 2].copy_from_slice(b"XYZ");
+    expected.resize(5 * MIB, 0);
+    expected.extend_from_slice(b"tail");
+    let mut read_back = vec![0u8; expected.len()];
+    file.read_exact_at(&mut read_back, 0).unwrap();
+    assert!(
+        read_back == expected,
+        "read back what was written, with zeros in the hole"
+    );
+    file.set_len(MIB as u64 + 10).unwrap();
+    expected.truncate(MIB + 10);
+    file.set_len(2 * MIB as u64).unwrap();
+    expected.resize(2 * MIB, 0);
+    drop(file);
+    assert_eq!(fs::metadata(&big).unwrap().len(), 2 * MIB as u64);
+    assert!(fs::read(&big).unwrap() == expected);
+    assert!(cat(&cluster, &alice, "/home/alice/big.bin") == expected);
+
+    // Directories.
+    let d = home.join("d");
+    fs::create_dir(&d).unwrap();
+    assert_eq!(errno_of(fs::create_dir(&d)), libc::EEXIST);
+    fs::write(d.join("inner"), b"x").unwrap();
+    assert_eq!(errno_of(fs::remove_dir(&d)), libc::ENOTEMPTY);
+    assert_eq!(errno_of(fs::remove_file(&d)), libc::EISDIR);
+    assert_eq!(errno_of(fs::remove_dir(d.join("inner"))), libc::ENOTDIR);
+    assert_eq!(errno_of(fs::metadata(home.join("missing"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(fs::write(home.join("missing/x"), b"")),
+        libc::ENOENT
+    );
+    let long = "n".repeat(256);
+    assert_eq!(
+        errno_of(fs::write(home.join(&long), b"")),
+        libc::ENAMETOOLONG
+    );
+    fs::write(home.join("n".repeat(255)), b"").unwrap();
+    let mut names: Vec<String> = fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["inner"]);
+
+    // rename(2) and its error cases.
+    let (a, b) = (home.join("a"), home.join("b"));
+    fs::write(&a, b"A").unwrap();
+    fs::write(&b, b"B").unwrap();
+    fs::rename(&a, &b).unwrap();
+    assert_eq!(fs::read(&b).unwrap(), b"A");
+    assert_eq!(errno_of(fs::metadata(&a)), libc::ENOENT);
+    let empty = home.join("empty");
+    fs::create_dir(&empty).unwrap();
+    assert_eq!(errno_of(fs::rename(&b, &empty)), libc::EISDIR);
+    assert_eq!(errno_of(fs::rename(&d, &b)), libc::ENOTDIR);
+    let full = home.join("full");
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("x"), b"").unwrap();
+    assert_eq!(errno_of(fs::rename(&d, &full)), libc::ENOTEMPTY);
+    fs::rename(&d, &empty).unwrap();
+    assert_eq!(fs::read(empty.join("inner")).unwrap(), b"x");
+    assert_eq!(
+        errno_of(fs::rename(&empty, empty.join("sub"))),
+        libc::EINVAL
+    );
+    fs::write(&a, b"A2").unwrap();
+    assert_eq!(renameat2(&a, &b, libc::RENAME_NOREPLACE), libc::EEXIST);
+    assert_eq!(fs::read(&b).unwrap(), b"A");
+
+    // Modes, owners, times.
+    fs::set_permissions(&b, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(&b).unwrap().mode() & 0o7777, 0o600);
+    let b_c = c_path(&b);
+    // SAFETY: a valid path.
+    let chowned = unsafe { libc::chown(b_c.as_ptr(), 4242, u32::MAX) };
+    assert_eq!(chowned, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EPERM)
+    );
+    fs::set_permissions(&b, fs::Permissions::from_mode(0o000)).unwrap();
+    assert_eq!(errno_of(File::open(&b)), libc::EACCES);
+    fs::set_permissions(&b, fs::Permissions::from_mode(0o644)).unwrap();
+    let before = fs::metadata(&b).unwrap();
+    assert_eq!(
+        utimens(
+            &b,
+            [
+                timespec(1_000_000_000, 5),
+                timespec(1_500_000_000, 123_456_789)
+            ]
+        ),
+        0
+    );
+    let set = fs::metadata(&b).unwrap();
+    assert_eq!((set.atime(), set.atime_nsec()), (1_000_000_000, 5));
+    assert_eq!(
+        (set.mtime(), set.mtime_nsec()),
+        (1_500_000_000, 123_456_789)
+    );
+    assert!(set.ctime() >= before.ctime());
+    let omit_atime = timespec(0, libc::UTIME_OMIT);
+    assert_eq!(utimens(&b, [omit_atime, timespec(1_600_000_000, 0)]), 0);
+    let omitted = fs::metadata(&b).unwrap();
+    assert_eq!(
+        (omitted.atime(), omitted.mtime()),
+        (1_000_000_000, 1_600_000_000)
+    );
+    assert_eq!(
+        utimens(
+            &b,
+            [timespec(0, libc::UTIME_NOW), timespec(0, libc::UTIME_NOW)]
+        ),
+        0
+    );
+    let now = fs::metadata(&b).unwrap();
+    assert!(now.mtime() > 1_600_000_000 && now.atime() == now.mtime());
+    // Times set on an open file with writes are not undone by its close.
+    let mut open = OpenOptions::new().write(true).open(&b).unwrap();
+    open.write_all(b"later").unwrap();
+    assert_eq!(utimens(&b, [timespec(7, 0), timespec(7, 0)]), 0);
+    drop(open);
+    assert_eq!(fs::metadata(&b).unwrap().mtime(), 7);
+
+    // Extended attributes.
+    let xattr = |name: &str| CString::new(name).unwrap();
+    let value = b"blue";
+    // SAFETY: valid path, name and buffer.
+    let set = unsafe {
+        libc::setxattr(
+            b_c.as_ptr(),
+            xattr("user.color").as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(set, 0);
+    let mut buffer = [0u8; 16];
+    // SAFETY: as above.
+    let got = unsafe {
+        libc::getxattr(
+            b_c.as_ptr(),
+            xattr("user.color").as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    assert_eq!(&buffer[..got as usize], value);
+    // SAFETY: as above.
+    let missing = unsafe {
+        libc::getxattr(
+            b_c.as_ptr(),
+            xattr("user.none").as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    assert_eq!(missing, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA)
+    );
+
+    // Other users' files: alice cannot write into / (the cluster's).
+    assert_eq!(errno_of(fs::write(mount.at("not-hers"), b"")), libc::EACCES);
+    assert!(mount.unmount().success(), "a clean unmount");
+}
+
+#[test]
+fn a_read_only_mount_refuses_changes() {
+    let (cluster, alice) = cluster(3);
+    let out = cluster.cairn_as(&alice, &["put", "-", "/home/alice/kept"], b"kept");
+    assert!(out.status.success());
+    let mount = cluster.mount(&alice, &["--read-only"]);
+    assert_eq!(fs::read(mount.at("home/alice/kept")).unwrap(), b"kept");
+    assert_eq!(
+        errno_of(fs::write(mount.at("home/alice/new"), b"")),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs::remove_file(mount.at("home/alice/kept"))),
+        libc::EROFS
+    );
+    assert!(mount.unmount().success());
+}
+
+/// A small random number generator with a fixed seed: the same run every time.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below.max(1)
+    }
+}
+
+/// fsx: random writes, reads, truncates, fsyncs and reopenings on a file
+/// in the mount and on a local reference file; every read and the end
+/// state agree, through the mount and through the CLI.
+#[test]
+fn fsx_random_operations_agree_with_a_local_file() {
+    let (cluster, alice) = cluster(3);
+    let mount = cluster.mount(&alice, &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let reference_path = scratch.path().join("reference");
+    let tested_path = mount.at("home/alice/fsx");
+    let open = |path: &Path| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .unwrap()
+    };
+    let mut reference = open(&reference_path);
+    let mut tested = open(&tested_path);
+    let mut rng = Lcg(0x5eed);
+    let max_size = 4 * MIB as u64 + 17;
+    for step in 0..600 {
+        let size = reference.metadata().unwrap().len();
+        match rng.next(100) {
+            0..=44 => {
+                let offset = rng.next(max_size);
+                let len = 1 + rng.next(256 * 1024) as usize;
+                let data = random_bytes(len, step);
+                reference.write_all_at(&data, offset).unwrap();
+                tested.write_all_at(&data, offset).unwrap();
+            }
+            45..=79 => {
+                let offset = rng.next(size + 10);
+                let len = rng.next(300 * 1024) as usize;
+                let mut want = vec![0u8; len];
+                let mut got = vec![0u8; len];
+                let n_want = read_at_most(&reference, &mut want, offset);
+                let n_got = read_at_most(&tested, &mut got, offset);
+                assert_eq!(n_got, n_want, "step {step}: read length at {offset}");
+                assert!(
+                    got[..n_got] == want[..n_want],
+                    "step {step}: read {len} at {offset}"
+                );
+            }
+            80..=89 => {
+                let new_size = rng.next(max_size);
+                reference.set_len(new_size).unwrap();
+                tested.set_len(new_size).unwrap();
+            }
+            90..=94 => tested.sync_all().unwrap(),
+            _ => {
+                drop(tested);
+                tested = open(&tested_path);
+                assert_eq!(
+                    tested.metadata().unwrap().len(),
+                    size,
+                    "step {step}: size after reopen"
+                );
+            }
+        }
+    }
+    drop(tested);
+    let mut want = Vec::new();
+    reference.seek(SeekFrom::Start(0)).unwrap();
+    reference.read_to_end(&mut want).unwrap();
+    assert!(
+        fs::read(&tested_path).unwrap() == want,
+        "the whole file through the mount"
+    );
+    assert!(
+        cat(&cluster, &alice, "/home/alice/fsx") == want,
+        "the whole file through the CLI"
+    );
+}
+
+fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> usize {
+    let mut done = 0;
+    while done < buffer.len() {
+        match file
+            .read_at(&mut buffer[done..], offset + done as u64)
+            .unwrap()
+        {
+            0 => break,
+            n => done += n,
+        }
+    }
+    done
+}
+
+/// Close-to-open: what one mount closed, another sees when it next opens
+/// (after the attribute cache's second).
+#[test]
+fn two_mounts_see_each_others_closed_files() {
+    let (cluster, alice) = cluster(3);
+    let one = cluster.mount(&alice, &[]);
+    let two = cluster.mount(&alice, &[]);
+    fs::write(one.at("home/alice/shared"), b"from one").unwrap();
+    std::thread::sleep(CACHE_TTL);
+    assert_eq!(fs::read(two.at("home/alice/shared")).unwrap(), b"from one");
+    fs::write(two.at("home/alice/shared"), b"from two, longer").unwrap();
+    std::thread::sleep(CACHE_TTL);
+    assert_eq!(
+        fs::read(one.at("home/alice/shared")).unwrap(),
+        b"from two, longer"
+    );
+    fs::rename(one.at("home/alice/shared"), one.at("home/alice/moved")).unwrap();
+    fs::create_dir(one.at("home/alice/dir")).unwrap();
+    std::thread::sleep(CACHE_TTL);
+    assert_eq!(
+        errno_of(fs::metadata(two.at("home/alice/shared"))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        fs::read(two.at("home/alice/moved")).unwrap(),
+        b"from two, longer"
+    );
+    assert!(fs::metadata(two.at("home/alice/dir")).unwrap().is_dir());
+    drop(two);
+    assert!(one.unmount().success());
+}
+
+/// Files written through the mount while a chunk server dies: every
+/// write that closed without an error is whole afterwards.
+#[test]
+fn a_chunk_server_killed_during_writes_loses_no_closed_file() {
+    let (mut cluster, alice) = cluster(4);
+    let mount = cluster.mount(&alice, &[]);
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("home/alice/w{i}"),
+                random_bytes(3 * MIB + i * 1000, 100 + i as u64),
+            )
+        })
+        .collect();
+    let mut closed = Vec::new();
+    for (i, (name, data)) in files.iter().enumerate() {
+        if i == 4 {
+            cluster.kill_chunk(1);
+        }
+        let written = (|| {
+            let mut file = File::create(mount.at(name))?;
+            file.write_all(data)?;
+            file.sync_all()
+        })();
+        match written {
+            Ok(()) => closed.push((name, data)),
+            Err(e) => eprintln!("writing {name} failed while a node was down: {e}"),
+        }
+    }
+    assert!(
+        closed.len() >= 8,
+        "writes go on past a dead node: {} closed",
+        closed.len()
+    );
+    for (name, data) in &closed {
+        assert!(
+            fs::read(mount.at(name)).unwrap() == **data,
+            "{name} through the mount"
+        );
+        assert!(
+            cat(&cluster, &alice, &format!("/{name}")) == **data,
+            "{name} through the CLI"
+        );
+    }
+    assert!(mount.unmount().success());
+}
+
+/// Unmounting with files still being written commits them.
+#[test]
+fn sigterm_unmounts_and_keeps_what_was_written() {
+    let (cluster, alice) = cluster(3);
+    let mount = cluster.mount(&alice, &[]);
+    fs::write(mount.at("home/alice/before"), b"closed before").unwrap();
+    let path = mount.path.clone();
+    assert!(mount.unmount().success(), "unmounted cleanly");
+    assert!(!cairn_testkit::is_mounted(&path));
+    assert_eq!(
+        cat(&cluster, &alice, "/home/alice/before"),
+        b"closed before"
+    );
+    let again: Mounted = cluster.mount(&alice, &[]);
+    assert_eq!(
+        fs::read(again.at("home/alice/before")).unwrap(),
+        b"closed before"
+    );
+}
