@@ -275,7 +275,9 @@ fn main() -> ExitCode {
 
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default_level},openraft=warn"))
+        // fuser warns when `cairn umount` unmounted before it could, and
+        // for every operation Cairn leaves to the kernel's default.
+        tracing_subscriber::EnvFilter::new(format!("{default_level},openraft=warn,fuser=error"))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

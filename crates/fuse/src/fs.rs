@@ -1264,6 +1264,38 @@ impl Filesystem for CairnFs {
         });
     }
 
+    /// posix_fallocate: Cairn stores no holes to reserve, so only the size
+    /// changes (grows, unless FALLOC_FL_KEEP_SIZE); punching holes and
+    /// other modes are not supported.
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        self.spawn(move |inner| async move {
+            let (file, _) = match inner.file_handle(fh.0) {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
+            };
+            let end = offset.saturating_add(length);
+            if mode & libc::FALLOC_FL_KEEP_SIZE != 0 || end <= file.size_bytes() {
+                return reply.ok();
+            }
+            match file.truncate(end).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&format!("allocate in file {}", ino.0), &e)),
+            }
+        });
+    }
+
     fn create(
         &self,
         _req: &Request,
