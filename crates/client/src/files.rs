@@ -324,15 +324,7 @@ impl Files {
         dst: &str,
         replace: bool,
     ) -> Result<MutationResponse, ClientError> {
-        self.inner
-            .meta
-            .rename(&MoveRequest {
-                src: src.to_string(),
-                dst: dst.to_string(),
-                replace,
-                exact: false,
-            })
-            .await
+        self.rename_with(src, dst, replace, false).await
     }
 
     /// Renames `src` to exactly `dst`, as rename(2): replaces a file there
@@ -343,15 +335,23 @@ impl Files {
         dst: &str,
         replace: bool,
     ) -> Result<MutationResponse, ClientError> {
-        self.inner
-            .meta
-            .rename(&MoveRequest {
-                src: src.to_string(),
-                dst: dst.to_string(),
-                replace,
-                exact: true,
-            })
-            .await
+        self.rename_with(src, dst, replace, true).await
+    }
+
+    async fn rename_with(
+        &self,
+        src: &str,
+        dst: &str,
+        replace: bool,
+        exact: bool,
+    ) -> Result<MutationResponse, ClientError> {
+        let request = MoveRequest {
+            src: src.to_string(),
+            dst: dst.to_string(),
+            replace,
+            exact,
+        };
+        self.inner.meta.rename(&request).await
     }
 
     /// Sets the access and modification times of `path` (`None` keeps one).

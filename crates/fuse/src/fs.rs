@@ -246,6 +246,15 @@ impl Inner {
             .child_path(parent, name)
     }
 
+    /// The path of `name` in `parent`, for a change: EROFS on a
+    /// read-only mount.
+    fn path_to_change(&self, parent: u64, name: &str) -> Result<String> {
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        self.child_path(parent, name)
+    }
+
     fn learn(&self, parent: u64, name: &str, ino: u64) {
         self.names
             .lock()
@@ -468,10 +477,7 @@ impl Inner {
         name: &str,
         mode: u32,
     ) -> Result<(FileAttr, Arc<OpenFile>, u64)> {
-        let path = self.child_path(parent, name)?;
-        if self.read_only {
-            return Err(Errno::EROFS);
-        }
+        let path = self.path_to_change(parent, name)?;
         let options = PutOptions {
             on_exists: OnExists::Fail,
             mode: Some(mode & 0o777),
@@ -795,10 +801,7 @@ impl Filesystem for CairnFs {
         };
         self.spawn(move |inner| async move {
             let made = async {
-                if inner.read_only {
-                    return Err(Errno::EROFS);
-                }
-                let path = inner.child_path(parent.0, &name)?;
+                let path = inner.path_to_change(parent.0, &name)?;
                 let made = inner
                     .files
                     .mkdir(&path, false, Some(mode & !umask & 0o777))
@@ -869,10 +872,7 @@ impl Filesystem for CairnFs {
         let replace = !flags.contains(RenameFlags::RENAME_NOREPLACE);
         self.spawn(move |inner| async move {
             let renamed = async {
-                if inner.read_only {
-                    return Err(Errno::EROFS);
-                }
-                let src = inner.child_path(parent.0, &name)?;
+                let src = inner.path_to_change(parent.0, &name)?;
                 let dst = inner.child_path(newparent.0, &newname)?;
                 let moved = inner
                     .files
@@ -1345,10 +1345,7 @@ impl CairnFs {
         };
         self.spawn(move |inner| async move {
             let removed = async {
-                if inner.read_only {
-                    return Err(Errno::EROFS);
-                }
-                let path = inner.child_path(parent.0, &name)?;
+                let path = inner.path_to_change(parent.0, &name)?;
                 let doing = format!("remove {path}");
                 let stat = inner
                     .files
