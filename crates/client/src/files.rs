@@ -196,21 +196,7 @@ impl Files {
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<UploadSummary, ClientError> {
         let grant = Grant::put(&self.inner.meta, path, on_exists).await?;
-        let uploader = match Uploader::new(
-            self.inner.chunks.clone(),
-            grant.clone(),
-            &self.map(false).await?,
-            self.inner.window,
-        ) {
-            // The cached map may be older than nodes that came up since.
-            Err(e) if e.code() == Some(ErrorCode::NotEnoughNodes) => Uploader::new(
-                self.inner.chunks.clone(),
-                grant,
-                &self.map(true).await?,
-                self.inner.window,
-            )?,
-            other => other?,
-        };
+        let uploader = self.uploader(grant, self.inner.window).await?;
         let summary = uploader.upload(reader, on_progress).await;
         // A chunk that found the cached map out of date fetched a fresh one:
         // the next puts use it.
@@ -229,20 +215,11 @@ impl Files {
         chunks: Vec<ChunkRef>,
         options: &PutOptions,
     ) -> Result<CommitResponse, ClientError> {
-        let size_bytes = chunks.iter().map(|c| u64::from(c.length_bytes)).sum();
-        self.inner
-            .meta
-            .commit(&CommitRequest {
-                path: path.to_string(),
-                size_bytes,
-                digest: file_digest(&chunks),
-                chunks,
-                on_exists: options.on_exists,
-                mode: options.mode,
-                xattrs: options.xattrs.clone(),
-                id: None,
-            })
-            .await
+        let mut request = commit_request(path, chunks);
+        request.on_exists = options.on_exists;
+        request.mode = options.mode;
+        request.xattrs = options.xattrs.clone();
+        self.inner.meta.commit(&request).await
     }
 
     /// Opens the file `target` for reading: refused unless the caller may
@@ -376,10 +353,21 @@ impl Files {
     /// the file (or create it there).
     pub async fn chunk_writer(&self, path: &str) -> Result<Uploader, ClientError> {
         let grant = Grant::put(&self.inner.meta, path, OnExists::Replace).await?;
-        let map = self.map(false).await?;
-        match Uploader::new(self.inner.chunks.clone(), grant.clone(), &map, 1) {
+        self.uploader(grant, 1).await
+    }
+
+    /// An uploader under `grant` with the cached map, or a fresh one when
+    /// the cached map is older than nodes that came up since.
+    async fn uploader(&self, grant: Arc<Grant>, window: usize) -> Result<Uploader, ClientError> {
+        let chunks = self.inner.chunks.clone();
+        match Uploader::new(
+            chunks.clone(),
+            grant.clone(),
+            &self.map(false).await?,
+            window,
+        ) {
             Err(e) if e.code() == Some(ErrorCode::NotEnoughNodes) => {
-                Uploader::new(self.inner.chunks.clone(), grant, &self.map(true).await?, 1)
+                Uploader::new(chunks, grant, &self.map(true).await?, window)
             }
             other => other,
         }
@@ -393,20 +381,9 @@ impl Files {
         path: &str,
         chunks: Vec<ChunkRef>,
     ) -> Result<CommitResponse, ClientError> {
-        let size_bytes = chunks.iter().map(|c| u64::from(c.length_bytes)).sum();
-        self.inner
-            .meta
-            .commit(&CommitRequest {
-                path: path.to_string(),
-                size_bytes,
-                digest: file_digest(&chunks),
-                chunks,
-                on_exists: OnExists::Replace,
-                mode: None,
-                xattrs: None,
-                id: Some(id),
-            })
-            .await
+        let mut request = commit_request(path, chunks);
+        request.id = Some(id);
+        self.inner.meta.commit(&request).await
     }
 
     /// Copies the file `src` to `dst`, sharing its chunks: no data moves.
@@ -492,5 +469,20 @@ impl Files {
                 name: name.to_string(),
             })
             .await
+    }
+}
+
+/// A commit of `chunks` as the contents of `path`, with their size and
+/// digest, refusing to replace a file (the caller changes what differs).
+fn commit_request(path: &str, chunks: Vec<ChunkRef>) -> CommitRequest {
+    CommitRequest {
+        path: path.to_string(),
+        size_bytes: chunks.iter().map(|c| u64::from(c.length_bytes)).sum(),
+        digest: file_digest(&chunks),
+        chunks,
+        on_exists: OnExists::Fail,
+        mode: None,
+        xattrs: None,
+        id: None,
     }
 }

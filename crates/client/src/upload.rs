@@ -197,11 +197,6 @@ impl Uploader {
         self.store_chunk().run(data).await
     }
 
-    /// The map's chunk size: what [`Uploader::store`] takes at most.
-    pub fn chunk_size_bytes(&self) -> usize {
-        self.chunk_size_bytes
-    }
-
     fn store_chunk(&self) -> StoreChunk {
         StoreChunk {
             client: self.chunks.clone(),

@@ -86,7 +86,8 @@ impl ChunkCache {
         }
     }
 
-    pub fn held_bytes(&self) -> u64 {
+    #[cfg(test)]
+    fn held_bytes(&self) -> u64 {
         self.state.lock().expect("chunk cache lock").held_bytes
     }
 

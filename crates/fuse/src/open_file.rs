@@ -2,13 +2,14 @@
 //! how chunks reach the cluster, and the commit that makes what was
 //! written the file's contents in one step.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use cairn_client::{ClientError, Files, Reader, Target, Uploader};
-use cairn_proto::{ChunkRef, FileId};
+use cairn_proto::{ChunkId, ChunkRef, FileId};
 use futures::future::try_join_all;
 
 use crate::cache::ChunkCache;
@@ -24,8 +25,28 @@ pub struct FileIo {
     path: Mutex<String>,
     /// The file as last read, with capabilities for its chunks; `None`
     /// until needed and after a commit.
-    reader: tokio::sync::Mutex<Option<Arc<Reader>>>,
+    reader: tokio::sync::Mutex<Option<Arc<Indexed>>>,
     uploader: tokio::sync::OnceCell<Uploader>,
+}
+
+/// A reader, and where each of its chunks is in its list (a lookup per
+/// fetch, not a scan of the list).
+struct Indexed {
+    reader: Arc<Reader>,
+    index: HashMap<ChunkId, usize>,
+}
+
+impl Indexed {
+    fn new(reader: Arc<Reader>) -> Arc<Indexed> {
+        let index = reader
+            .stat()
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| (chunk.id, i))
+            .collect();
+        Arc::new(Indexed { reader, index })
+    }
 }
 
 impl FileIo {
@@ -37,19 +58,19 @@ impl FileIo {
     /// (refreshed once if the chunk is newer than the reader).
     async fn fetch_uncached(&self, chunk: ChunkRef) -> Result<Bytes, ClientError> {
         for fresh in [false, true] {
-            let reader = {
+            let indexed = {
                 let mut current = self.reader.lock().await;
                 match &*current {
-                    Some(reader) if !fresh => reader.clone(),
+                    Some(indexed) if !fresh => indexed.clone(),
                     _ => {
-                        let reader = self.files.open(Target::Id(self.id)).await?;
-                        *current = Some(reader.clone());
-                        reader
+                        let indexed = Indexed::new(self.files.open(Target::Id(self.id)).await?);
+                        *current = Some(indexed.clone());
+                        indexed
                     }
                 }
             };
-            if let Some(index) = reader.stat().chunks.iter().position(|c| c.id == chunk.id) {
-                return reader.chunk(index).await;
+            if let Some(&index) = indexed.index.get(&chunk.id) {
+                return indexed.reader.chunk(index).await;
             }
         }
         Err(ClientError::Changed { id: self.id })
@@ -104,7 +125,7 @@ impl OpenFile {
             cache,
             id,
             path: Mutex::new(path),
-            reader: tokio::sync::Mutex::new(reader),
+            reader: tokio::sync::Mutex::new(reader.map(Indexed::new)),
             uploader: tokio::sync::OnceCell::new(),
         });
         let contents = Contents::new(io.clone(), chunk_size_bytes, chunks);

@@ -540,3 +540,36 @@ fn sigterm_unmounts_and_keeps_what_was_written() {
         b"closed before"
     );
 }
+
+/// What the mount refuses, it refuses with what to do.
+#[test]
+fn refusals_say_what_to_do() {
+    let (cluster, _alice) = cluster(3);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().to_string_lossy().into_owned();
+    // An admin's mount shared with every local user would make them admins.
+    let shared = cluster.cairn(&["mount", &target, "--allow-other"]);
+    assert!(!shared.status.success());
+    let said = String::from_utf8_lossy(&shared.stderr);
+    assert!(
+        said.contains("admin") && said.contains("cairn login"),
+        "{said}"
+    );
+    assert!(!cairn_testkit::is_mounted(dir.path()));
+    // A file is no mount point.
+    let file = dir.path().join("file");
+    fs::write(&file, b"").unwrap();
+    let on_file = cluster.cairn(&["mount", &file.to_string_lossy()]);
+    let said = String::from_utf8_lossy(&on_file.stderr);
+    assert!(
+        !on_file.status.success() && said.contains("not a directory"),
+        "{said}"
+    );
+    // Unmounting what is not mounted.
+    let unmounted = cluster.cairn(&["umount", &target]);
+    let said = String::from_utf8_lossy(&unmounted.stderr);
+    assert!(
+        !unmounted.status.success() && said.contains("nothing is mounted"),
+        "{said}"
+    );
+}
