@@ -50,6 +50,8 @@ struct Inner {
     /// The last map fetched, and when: puts within [`MAP_CACHE_TTL`] use it.
     /// Shared by the [`Files::acting_as`] views of one process.
     map: Arc<Mutex<Option<(Instant, ClusterMap)>>>,
+    /// The capability of [`Files::chunk_writer`]s, made on first use.
+    store_grant: tokio::sync::OnceCell<Arc<Grant>>,
 }
 
 impl Files {
@@ -63,6 +65,7 @@ impl Files {
                 chunks,
                 window: DEFAULT_WINDOW,
                 map: Arc::new(Mutex::new(None)),
+                store_grant: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -77,6 +80,7 @@ impl Files {
                 chunks: self.inner.chunks.clone(),
                 window: self.inner.window,
                 map: self.inner.map.clone(),
+                store_grant: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -222,6 +226,19 @@ impl Files {
         self.inner.meta.commit(&request).await
     }
 
+    /// Creates an empty file at `path` with permission bits `mode`,
+    /// refused if something is there, and answers its stat (from the
+    /// commit's answer: one call).
+    pub async fn create_empty(&self, path: &str, mode: u32) -> Result<Stat, ClientError> {
+        let mut request = commit_request(path, Vec::new());
+        request.mode = Some(mode);
+        let created = self.inner.meta.commit_and_stat(&request).await?;
+        match created.stat {
+            Some(stat) => Ok(*stat),
+            None => self.stat(Target::Id(created.id)).await,
+        }
+    }
+
     /// Opens the file `target` for reading: refused unless the caller may
     /// read it. The reader sees the file as it is now.
     pub async fn open(&self, target: Target<'_>) -> Result<Arc<Reader>, ClientError> {
@@ -348,11 +365,17 @@ impl Files {
             .await
     }
 
-    /// A writer of single chunks for the file at `path`, to commit later
-    /// with [`Files::commit_to`]: refused now if the caller may not write
-    /// the file (or create it there).
-    pub async fn chunk_writer(&self, path: &str) -> Result<Uploader, ClientError> {
-        let grant = Grant::put(&self.inner.meta, path, OnExists::Replace).await?;
+    /// A writer of single chunks, to commit later with
+    /// [`Files::commit_to`] (which checks the caller may write the file).
+    /// Every writer of this `Files` shares one capability, renewed as it
+    /// expires: a writer costs no call to the metadata service.
+    pub async fn chunk_writer(&self) -> Result<Uploader, ClientError> {
+        let grant = self
+            .inner
+            .store_grant
+            .get_or_try_init(|| Grant::store(&self.inner.meta))
+            .await?
+            .clone();
         self.uploader(grant, 1).await
     }
 

@@ -290,6 +290,17 @@ impl MetaClient {
         self.post("/v1/fs/commit", request).await
     }
 
+    /// A commit answered with the file's stat (`stat` in the answer, unless
+    /// the file went away at once).
+    pub async fn commit_and_stat(
+        &self,
+        request: &CommitRequest,
+    ) -> Result<CommitResponse, ClientError> {
+        let mut call = Call::post("/v1/fs/commit", request, ATTEMPT_TIMEOUT);
+        call.query.push(("stat".to_string(), "true".to_string()));
+        self.call(call).await
+    }
+
     pub async fn remove(&self, request: &RemoveRequest) -> Result<MutationResponse, ClientError> {
         self.post("/v1/fs/remove", request).await
     }

@@ -71,6 +71,18 @@ impl Grant {
         .await
     }
 
+    /// A capability to store chunks of files named only when they are
+    /// committed (the commit checks the caller may write them): one for
+    /// every file a long-lived writer such as the mount writes.
+    pub async fn store(meta: &MetaClient) -> Result<Arc<Grant>, ClientError> {
+        let request = GrantRequest {
+            op: GrantOp::Put,
+            path: None,
+            on_exists: None,
+        };
+        Grant::new(meta, request).await
+    }
+
     /// An admin's capability for presence, verify and repair calls.
     pub async fn admin(meta: &MetaClient) -> Result<Arc<Grant>, ClientError> {
         let request = GrantRequest {

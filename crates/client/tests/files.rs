@@ -276,3 +276,62 @@ fn transfers_outlive_their_capabilities() {
         }
     });
 }
+
+#[test]
+fn creates_answer_their_stat_and_chunk_writers_are_checked_at_commit() {
+    let cluster = Cluster::start(3);
+    let added = cluster.cairn_with_stdin(
+        &["user", "add", "bob", "--password-stdin"],
+        b"bob-password-1\n",
+    );
+    assert!(added.status.success(), "user add bob");
+    let admin = files(&cluster);
+    runtime().block_on(async {
+        admin.mkdir("/shared", false, None).await.unwrap();
+        // A create answers the stat a stat would: one call, not two.
+        let created = admin.create_empty("/shared/new", 0o640).await.unwrap();
+        let stat = admin.stat(Target::Path("/shared/new")).await.unwrap();
+        assert_eq!(created, stat);
+        assert_eq!((created.size_bytes, created.mode), (0, 0o640));
+        let taken = admin.create_empty("/shared/new", 0o640).await.unwrap_err();
+        assert_eq!(taken.code(), Some(ErrorCode::AlreadyExists), "{taken}");
+
+        // One capability stores chunks for any file; the commit decides.
+        let writer = admin.chunk_writer().await.unwrap();
+        let chunk = writer
+            .store(bytes::Bytes::from_static(b"written"))
+            .await
+            .unwrap();
+        admin
+            .commit_to(created.id, "/shared/new", vec![chunk])
+            .await
+            .unwrap();
+        assert_eq!(
+            read(&admin, "/shared/new", 0, None).await.unwrap(),
+            b"written"
+        );
+
+        let bob_config = cluster.login_as("bob", "bob-password-1");
+        let bob = Files::new(
+            MetaClient::new(&cluster.meta_addr).with_token(Some(cluster.token(&bob_config))),
+        );
+        let bob_writer = bob.chunk_writer().await.unwrap();
+        let chunk = bob_writer
+            .store(bytes::Bytes::from_static(b"not bob's"))
+            .await
+            .unwrap();
+        let refused = bob
+            .commit_to(created.id, "/shared/new", vec![chunk])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(ErrorCode::PermissionDenied),
+            "{refused}"
+        );
+        assert_eq!(
+            read(&admin, "/shared/new", 0, None).await.unwrap(),
+            b"written"
+        );
+    });
+}

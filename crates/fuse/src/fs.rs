@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_client::{ClientError, Files, Page, PutOptions, Target};
-use cairn_proto::api::{ChownRequest, DirEntry, EntryKind, OnExists, Stat, TimeSet, XattrSetMode};
+use cairn_client::{ClientError, Files, Page, Reader, Target};
+use cairn_proto::api::{ChownRequest, DirEntry, EntryKind, Stat, TimeSet, XattrSetMode};
 use cairn_proto::FileId;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -71,6 +71,14 @@ struct Inner {
     open_files: Mutex<HashMap<u64, (Arc<OpenFile>, usize)>>,
     handles: Mutex<HashMap<u64, Handle_>>,
     next_handle: AtomicU64,
+}
+
+/// What an open already knows of a file: a reader of it (its chunks and
+/// the capabilities to fetch them), its stat, or nothing.
+enum Known {
+    Reader(Arc<Reader>),
+    Stat(Box<Stat>),
+    Nothing,
 }
 
 enum Handle_ {
@@ -318,30 +326,33 @@ impl Inner {
     }
 
     /// Opens `ino` for a new handle: the open file shared with the other
-    /// handles, or the file as it is now (close-to-open).
-    async fn open(&self, ino: u64, stat: Option<Stat>, truncate: bool) -> Result<Arc<OpenFile>> {
+    /// handles, or the file as it is now (close-to-open), from what the
+    /// caller already learned of it.
+    async fn open(&self, ino: u64, known: Known, truncate: bool) -> Result<Arc<OpenFile>> {
         if let Some(file) = self.count_handle(ino) {
             return Ok(file);
         }
         let path = self.path(ino).unwrap_or_else(|_| format!("id:{ino}"));
         let doing = format!("open {path}");
-        let (reader, chunks) = match stat {
-            // A new, empty file: nothing to read.
-            Some(stat) if stat.size_bytes == 0 => (None, Vec::new()),
-            _ => match self.files.open(Target::Id(ino)).await {
-                Ok(reader) => {
-                    let chunks = reader.stat().chunks.clone();
-                    (Some(reader), chunks)
-                }
+        let reader = match known {
+            Known::Reader(reader) => Some(reader),
+            // A new or empty file: nothing to read.
+            Known::Stat(stat) if stat.size_bytes == 0 => None,
+            Known::Stat(_) | Known::Nothing => match self.files.open(Target::Id(ino)).await {
+                Ok(reader) => Some(reader),
                 // Write-only and truncated: the old contents do not matter.
                 Err(e)
                     if truncate && e.code() == Some(cairn_proto::ErrorCode::PermissionDenied) =>
                 {
-                    (None, Vec::new())
+                    None
                 }
                 Err(e) => return Err(errno(&doing, &e)),
             },
         };
+        let chunks = reader
+            .as_ref()
+            .map(|reader| reader.stat().chunks.clone())
+            .unwrap_or_default();
         let file = Arc::new(OpenFile::new(
             self.files.clone(),
             self.cache.clone(),
@@ -462,7 +473,7 @@ impl Inner {
         if let Some(file) = self.open_file(ino) {
             return file.truncate(size).await.map_err(|e| errno(&doing, &e));
         }
-        let file = self.open(ino, None, size == 0).await?;
+        let file = self.open(ino, Known::Nothing, size == 0).await?;
         let result = match file.truncate(size).await {
             Ok(()) => file.commit().await,
             Err(e) => Err(e),
@@ -478,19 +489,13 @@ impl Inner {
         mode: u32,
     ) -> Result<(FileAttr, Arc<OpenFile>, u64)> {
         let path = self.path_to_change(parent, name)?;
-        let options = PutOptions {
-            on_exists: OnExists::Fail,
-            mode: Some(mode & 0o777),
-            xattrs: None,
-        };
-        let created = self
+        let stat = self
             .files
-            .commit(&path, Vec::new(), &options)
+            .create_empty(&path, mode & 0o777)
             .await
             .map_err(|e| errno(&format!("create {path}"), &e))?;
-        let stat = self.stat(created.id, &format!("stat {path}")).await?;
         self.learn(parent, name, stat.id);
-        let file = self.open(stat.id, Some(stat.clone()), true).await?;
+        let file = self.open(stat.id, Known::Stat(Box::new(stat.clone())), true).await?;
         let fh = match self.new_handle(Handle_::File {
             ino: stat.id,
             append: false,
@@ -510,19 +515,36 @@ impl Inner {
         if writes && self.read_only {
             return Err(Errno::EROFS);
         }
-        let stat = self.stat(ino, &format!("open file {ino}")).await?;
-        if stat.kind == EntryKind::Dir {
-            return Err(Errno::EISDIR);
-        }
         let want = match flags.acc_mode() {
             OpenAccMode::O_RDONLY => 4,
             OpenAccMode::O_WRONLY => 2,
             OpenAccMode::O_RDWR => 6,
         };
+        let doing = format!("open file {ino}");
+        // A reader of a file not open yet needs its chunk list and the
+        // capabilities to read them: one call gives those and the stat
+        // (refused if the caller may not read it).
+        let (stat, reader) = if want & 4 != 0 && self.open_file(ino).is_none() {
+            let reader = self
+                .files
+                .open(Target::Id(ino))
+                .await
+                .map_err(|e| errno(&doing, &e))?;
+            (reader.stat().clone(), Some(reader))
+        } else {
+            (self.stat(ino, &doing).await?, None)
+        };
+        if stat.kind == EntryKind::Dir {
+            return Err(Errno::EISDIR);
+        }
         if !self.who.may(&stat, want) {
             return Err(Errno::EACCES);
         }
-        let file = self.open(ino, Some(stat), truncate).await?;
+        let known = match reader {
+            Some(reader) => Known::Reader(reader),
+            None => Known::Stat(Box::new(stat)),
+        };
+        let file = self.open(ino, known, truncate).await?;
         if truncate {
             if let Err(e) = file.truncate(0).await {
                 self.release(ino).await;

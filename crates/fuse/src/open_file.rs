@@ -87,10 +87,7 @@ impl ChunkIo for FileIo {
     async fn store(&self, data: Bytes) -> Result<ChunkRef, ClientError> {
         let uploader = self
             .uploader
-            .get_or_try_init(|| async {
-                let path = self.path();
-                self.files.chunk_writer(&path).await
-            })
+            .get_or_try_init(|| self.files.chunk_writer())
             .await?;
         uploader.store(data).await
     }

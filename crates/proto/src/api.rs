@@ -197,6 +197,10 @@ pub struct CommitResponse {
     /// Where the file was stored: differs from the request with `rename`.
     pub path: String,
     pub version: u64,
+    /// The file as the commit left it, when asked for with
+    /// `fs/commit?stat=true` (saves the mount a stat after each create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<Box<Stat>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -878,6 +882,10 @@ pub enum GrantOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantRequest {
     pub op: GrantOp,
+    /// For a put: the file about to be written, checked now so that a
+    /// refusal comes before any byte is sent. Without one, the capability
+    /// stores chunks for files named only at their commit (the mount's one
+    /// capability for every file it writes); the commit checks then.
     #[serde(default)]
     pub path: Option<String>,
     /// For a put: what the commit will do if `path` names a file; with

@@ -124,19 +124,17 @@ pub async fn grant(
             ChunkOp::Admin
         }
         GrantOp::Put => {
-            let Some(path) = req.path else {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    "a put grant names the file to write: {\"op\": \"put\", \"path\": \"/a/b\"}",
-                )
-                .into());
-            };
-            let who = caller.principal.clone();
-            let exists_is_an_error = req.on_exists == Some(OnExists::Fail);
-            meta.read(Consistency::Linearizable, move |txn| {
-                ReadView::open(txn)?.check_writable(&who, &path, exists_is_an_error)
-            })
-            .await?;
+            // Without a path, nothing to check before the commit, which
+            // checks in any case: a put capability stores chunks of any
+            // id, and chunks no commit names are collected.
+            if let Some(path) = req.path {
+                let who = caller.principal.clone();
+                let exists_is_an_error = req.on_exists == Some(OnExists::Fail);
+                meta.read(Consistency::Linearizable, move |txn| {
+                    ReadView::open(txn)?.check_writable(&who, &path, exists_is_an_error)
+                })
+                .await?;
+            }
             ChunkOp::Put
         }
     };
@@ -267,17 +265,41 @@ pub async fn remove(
     Ok(answer)
 }
 
+#[derive(Deserialize)]
+pub struct CommitQuery {
+    /// Answer the file's stat with the commit.
+    #[serde(default)]
+    stat: bool,
+}
+
 pub async fn commit(
     State(meta): State<Arc<Meta>>,
     caller: Caller,
     RequestId(request_id): RequestId,
+    ApiQuery(query): ApiQuery<CommitQuery>,
     ApiJson(req): ApiJson<CommitRequest>,
 ) -> ApiResult<CommitResponse> {
-    match meta
+    let who = caller.principal.clone();
+    let mut committed = match meta
         .propose(Command::Commit(req), request_id, caller.user())
         .await?
     {
-        Output::Commit(c) => Ok(Json(c)),
-        other => Err(ApiError::internal(format!("commit answered {other:?}")).into()),
+        Output::Commit(c) => c,
+        other => return Err(ApiError::internal(format!("commit answered {other:?}")).into()),
+    };
+    if query.stat {
+        // Writes are applied on the leader before they are answered, so
+        // its state holds this commit (or later changes) without a
+        // linearizable read. A file gone since is answered without a stat.
+        let id = committed.id;
+        let stat = meta
+            .read(Consistency::Stale, move |txn| {
+                let view = ReadView::open(txn)?;
+                let inode = view.resolve_id(&who, id)?;
+                Names::new(&view).stat(id, &inode, &who)
+            })
+            .await;
+        committed.stat = stat.ok().map(Box::new);
     }
+    Ok(Json(committed))
 }

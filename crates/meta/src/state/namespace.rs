@@ -223,6 +223,7 @@ impl Tables<'_> {
             id,
             path,
             version: inode.version,
+            stat: None,
         })
     }
 
@@ -273,6 +274,7 @@ impl Tables<'_> {
             id,
             path: path.clone(),
             version: inode.version,
+            stat: None,
         })
     }
 
