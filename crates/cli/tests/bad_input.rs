@@ -139,9 +139,9 @@ fn every_bad_request_gets_a_clear_4xx_and_changes_nothing() {
         (
             "POST",
             "/v1/fs/chmod".into(),
-            br#"{"path": "/keep", "mode": 4095}"#.to_vec(),
+            br#"{"path": "/keep", "mode": 4096}"#.to_vec(),
             400,
-            "sticky",
+            "7777",
         ),
         (
             "POST",

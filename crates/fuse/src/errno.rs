@@ -21,6 +21,7 @@ pub fn errno(doing: &str, error: &ClientError) -> Errno {
             ErrorCode::TooLarge => Errno::EFBIG,
             ErrorCode::NoSpace | ErrorCode::NotEnoughNodes => Errno::ENOSPC,
             ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => Errno::EACCES,
+            ErrorCode::NotOwner => Errno::EPERM,
             ErrorCode::TooManyRequests | ErrorCode::Unavailable => Errno::EAGAIN,
             _ => Errno::EIO,
         },

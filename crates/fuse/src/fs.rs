@@ -423,7 +423,7 @@ impl Inner {
             self.files
                 .chmod(&path, mode & 0o7777)
                 .await
-                .map_err(|e| eperm(errno(&format!("chmod {path}"), &e), &e))?;
+                .map_err(|e| errno(&format!("chmod {path}"), &e))?;
         }
         if change.uid.is_some() || change.gid.is_some() {
             let request = ChownRequest {
@@ -435,7 +435,7 @@ impl Inner {
             self.files
                 .chown(&request)
                 .await
-                .map_err(|e| eperm(errno(&format!("chown {path}"), &e), &e))?;
+                .map_err(|e| errno(&format!("chown {path}"), &e))?;
         }
         if let Some(size) = change.size {
             self.truncate(ino, &path, size).await?;
@@ -448,19 +448,10 @@ impl Inner {
                     .await
                     .map_err(|e| errno(&format!("write {path}"), &e))?;
             }
-            let given = change.accessed.is_some_and(|t| matches!(t, TimeSet::At(_)))
-                || change.modified.is_some_and(|t| matches!(t, TimeSet::At(_)));
             self.files
                 .set_times(&path, change.accessed, change.modified)
                 .await
-                .map_err(|e| {
-                    let errno = errno(&format!("set the times of {path}"), &e);
-                    if given {
-                        eperm(errno, &e)
-                    } else {
-                        errno
-                    }
-                })?;
+                .map_err(|e| errno(&format!("set the times of {path}"), &e))?;
         }
         let stat = self.stat(ino, &format!("stat {path}")).await?;
         Ok(self.attr(&stat))
@@ -491,11 +482,13 @@ impl Inner {
         let path = self.path_to_change(parent, name)?;
         let stat = self
             .files
-            .create_empty(&path, mode & 0o777)
+            .create_empty(&path, mode & 0o7777)
             .await
             .map_err(|e| errno(&format!("create {path}"), &e))?;
         self.learn(parent, name, stat.id);
-        let file = self.open(stat.id, Known::Stat(Box::new(stat.clone())), true).await?;
+        let file = self
+            .open(stat.id, Known::Stat(Box::new(stat.clone())), true)
+            .await?;
         let fh = match self.new_handle(Handle_::File {
             ino: stat.id,
             append: false,
@@ -644,16 +637,6 @@ impl Inner {
                 errno
             }
         })
-    }
-}
-
-/// Changing the mode, the owner or given times of another user's file is
-/// EPERM in POSIX, not EACCES.
-fn eperm(errno: Errno, error: &ClientError) -> Errno {
-    if error.code() == Some(cairn_proto::ErrorCode::PermissionDenied) {
-        Errno::EPERM
-    } else {
-        errno
     }
 }
 
@@ -826,7 +809,7 @@ impl Filesystem for CairnFs {
                 let path = inner.path_to_change(parent.0, &name)?;
                 let made = inner
                     .files
-                    .mkdir(&path, false, Some(mode & !umask & 0o777))
+                    .mkdir(&path, false, Some(mode & !umask & 0o7777))
                     .await
                     .map_err(|e| errno(&format!("mkdir {path}"), &e))?;
                 let stat = inner.stat(made.id, &format!("stat {path}")).await?;

@@ -233,6 +233,18 @@ fn files_and_directories_follow_posix() {
     fs::set_permissions(&b, fs::Permissions::from_mode(0o000)).unwrap();
     assert_eq!(errno_of(File::open(&b)), libc::EACCES);
     fs::set_permissions(&b, fs::Permissions::from_mode(0o644)).unwrap();
+    // Set-uid and set-gid stay through chmod and go with a write by a
+    // user; a sticky directory shows its bit.
+    let tool = home.join("tool");
+    fs::write(&tool, b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o6755)).unwrap();
+    assert_eq!(fs::metadata(&tool).unwrap().mode() & 0o7777, 0o6755);
+    fs::write(&tool, b"#!/bin/sh\nexit 0\n").unwrap();
+    assert_eq!(fs::metadata(&tool).unwrap().mode() & 0o7777, 0o0755);
+    let shared = home.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o1777);
     let before = fs::metadata(&b).unwrap();
     assert_eq!(
         utimens(

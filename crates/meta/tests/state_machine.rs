@@ -835,6 +835,13 @@ fn denied(result: Result<Output, ApiError>) -> String {
     e.message
 }
 
+/// Refused as needing the owner (EPERM through the mount).
+fn not_owner(result: Result<Output, ApiError>) -> String {
+    let e = result.expect_err("should be refused");
+    assert_eq!(e.code, ErrorCode::NotOwner, "{}", e.message);
+    e.message
+}
+
 #[test]
 fn the_first_admin_and_each_user_get_a_private_home() {
     let f = Fixture::with_users();
@@ -1073,7 +1080,7 @@ fn only_owners_chmod_and_only_admins_give_files_away() {
     f.by("alice", put_command("/home/alice/f", b"x", OnExists::Fail))
         .unwrap();
     f.by("alice", chmod("/home/alice", 0o777)).unwrap();
-    denied(f.by("bob", chmod("/home/alice/f", 0o777)));
+    not_owner(f.by("bob", chmod("/home/alice/f", 0o777)));
     let give = |owner: &str| {
         Command::Chown(ChownRequest {
             path: "/home/alice/f".into(),
@@ -1081,8 +1088,8 @@ fn only_owners_chmod_and_only_admins_give_files_away() {
             ..ChownRequest::default()
         })
     };
-    denied(f.by("alice", give("bob")));
-    denied(f.by("alice", chgrp("/home/alice/f", "carol")));
+    not_owner(f.by("alice", give("bob")));
+    not_owner(f.by("alice", chgrp("/home/alice/f", "carol")));
     f.by("alice", chgrp("/home/alice/f", "eng")).unwrap();
     f.by("admin", give("bob")).unwrap();
     assert_eq!(f.owners("/home/alice/f").0, "bob");
@@ -1091,11 +1098,11 @@ fn only_owners_chmod_and_only_admins_give_files_away() {
         ErrorCode::NotFound
     );
     assert_eq!(
-        f.by("alice", chmod("/home/alice", 0o4755))
+        f.by("alice", chmod("/home/alice", 0o14755))
             .unwrap_err()
             .code,
         ErrorCode::InvalidArgument,
-        "no setuid, setgid or sticky bits"
+        "no bits above set-uid"
     );
 }
 
@@ -1904,7 +1911,7 @@ fn owners_are_numbers_and_chown_takes_names_or_numbers() {
     // The owner may pick one of their groups by number.
     f.by("alice", by_number(None, Some(eng))).unwrap();
     assert_eq!(f.owners("/home/alice/f"), ("alice".into(), "eng".into()));
-    denied(f.by("alice", by_number(None, Some(0))));
+    not_owner(f.by("alice", by_number(None, Some(0))));
     // An admin may give a file to any uid, even one no user has.
     f.by("admin", by_number(Some(4242), Some(4343))).unwrap();
     let (_, file) = f.stat("/home/alice/f").unwrap();
@@ -2428,7 +2435,7 @@ fn times_are_set_as_utimensat_allows() {
     let (_, only_m) = f.stat("/home/alice/f").unwrap();
     assert_eq!((only_m.accessed_ns, only_m.modified_ns), (5, 9));
     // Another user who may write it may set both to now, but not given times.
-    denied(f.by("bob", times(Some(TimeSet::At(1)), None)));
+    not_owner(f.by("bob", times(Some(TimeSet::At(1)), None)));
     f.by("bob", times(Some(TimeSet::Now), Some(TimeSet::Now)))
         .unwrap();
     let (_, now) = f.stat("/home/alice/f").unwrap();
@@ -2441,5 +2448,92 @@ fn times_are_set_as_utimensat_allows() {
     let (_, still) = f.stat("/home/alice/f").unwrap();
     f.by("alice", times(None, None)).unwrap();
     assert_eq!(f.stat("/home/alice/f").unwrap().1, still);
+    f.check_invariants();
+}
+
+#[test]
+fn sticky_set_uid_and_set_gid_bits_follow_linux() {
+    let mut f = Fixture::with_users();
+    let mode = |f: &Fixture, path: &str| f.stat(path).unwrap().1.mode;
+    // A sticky directory everyone may write (/tmp): only an entry's owner,
+    // the directory's owner or an admin removes or renames it.
+    f.by("admin", mkdir_command("/tmp", false)).unwrap();
+    f.by("admin", chmod("/tmp", 0o1777)).unwrap();
+    assert_eq!(mode(&f, "/tmp"), 0o1777);
+    f.by("alice", put_command("/tmp/a", b"alice's", OnExists::Fail))
+        .unwrap();
+    f.by("bob", put_command("/tmp/b", b"bob's", OnExists::Fail))
+        .unwrap();
+    let message = not_owner(f.by("bob", remove_command("/tmp/a", false)));
+    assert!(message.contains("sticky"), "{message}");
+    not_owner(f.by("bob", Command::Rename(mv("/tmp/a", "/tmp/mine", false))));
+    not_owner(f.by("alice", Command::Rename(mv("/tmp/a", "/tmp/b", true))));
+    f.by("alice", Command::Rename(mv("/tmp/a", "/tmp/a2", false)))
+        .unwrap();
+    f.by("admin", remove_command("/tmp/b", false)).unwrap();
+    f.by("alice", remove_command("/tmp/a2", false)).unwrap();
+
+    // A write by a user drops set-uid, and set-gid with group execute.
+    f.by(
+        "alice",
+        put_command("/home/alice/tool", b"v1", OnExists::Fail),
+    )
+    .unwrap();
+    f.by("alice", chmod("/home/alice/tool", 0o6755)).unwrap();
+    assert_eq!(mode(&f, "/home/alice/tool"), 0o6755);
+    f.by(
+        "alice",
+        put_command("/home/alice/tool", b"v2", OnExists::Replace),
+    )
+    .unwrap();
+    assert_eq!(mode(&f, "/home/alice/tool"), 0o0755);
+    // Set-gid without group execute (mandatory locking) stays.
+    f.by("alice", chmod("/home/alice/tool", 0o6745)).unwrap();
+    f.by(
+        "alice",
+        put_command("/home/alice/tool", b"v3", OnExists::Replace),
+    )
+    .unwrap();
+    assert_eq!(mode(&f, "/home/alice/tool"), 0o2745);
+    // An admin's write keeps them (CAP_FSETID); any chown of a file drops them.
+    f.by("admin", chmod("/home/alice/tool", 0o6755)).unwrap();
+    f.by(
+        "admin",
+        put_command("/home/alice/tool", b"v4", OnExists::Replace),
+    )
+    .unwrap();
+    assert_eq!(mode(&f, "/home/alice/tool"), 0o6755);
+    f.by("admin", chgrp("/home/alice/tool", "eng")).unwrap();
+    assert_eq!(mode(&f, "/home/alice/tool"), 0o0755);
+    // An owner outside the file's group cannot set set-gid.
+    f.by("admin", chgrp("/home/alice/tool", "carol")).unwrap();
+    f.by("alice", chmod("/home/alice/tool", 0o2755)).unwrap();
+    assert_eq!(mode(&f, "/home/alice/tool"), 0o0755);
+
+    // A set-gid directory gives its group to what is made in it, and its
+    // set-gid bit to directories.
+    f.by("admin", mkdir_command("/team", false)).unwrap();
+    f.by("admin", chgrp("/team", "eng")).unwrap();
+    f.by("admin", chmod("/team", 0o2775)).unwrap();
+    f.by("alice", mkdir_command("/team/sub/deeper", true))
+        .unwrap();
+    f.by("alice", put_command("/team/sub/f", b"x", OnExists::Fail))
+        .unwrap();
+    assert_eq!(f.owners("/team/sub"), ("alice".into(), "eng".into()));
+    assert_eq!(f.owners("/team/sub/f"), ("alice".into(), "eng".into()));
+    assert_eq!(mode(&f, "/team/sub") & 0o2000, 0o2000);
+    assert_eq!(mode(&f, "/team/sub/deeper") & 0o2000, 0o2000);
+    assert_eq!(mode(&f, "/team/sub/f"), 0o644);
+    // Elsewhere, the maker's own group.
+    assert_eq!(f.owners("/home/alice/tool").0, "alice");
+    f.by("alice", mkdir_command("/home/alice/d", false))
+        .unwrap();
+    assert_eq!(f.owners("/home/alice/d"), ("alice".into(), "alice".into()));
+    assert_eq!(
+        f.by("alice", chmod("/home/alice/d", 0o10777))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidArgument
+    );
     f.check_invariants();
 }

@@ -27,7 +27,7 @@ pub struct Stat {
     pub kind: EntryKind,
     /// File size; for a directory, its number of entries.
     pub size_bytes: u64,
-    /// POSIX permission bits (`0o644`); cairn has no setuid, setgid or sticky bit.
+    /// POSIX mode bits: permissions (`0o644`) and set-uid, set-gid, sticky.
     pub mode: u32,
     /// The name of the user who owns it, and of its group (the number, as
     /// text, when no user or group has that id any more).

@@ -36,6 +36,10 @@ pub enum ErrorCode {
     /// The caller is known but may not do this (permission bits, admin-only
     /// calls, a chunk capability for another chunk).
     PermissionDenied,
+    /// Only the object's owner (or an admin) may do this: chmod, chown,
+    /// setting given times, removing another's entry from a sticky
+    /// directory (EPERM, where `permission_denied` is EACCES).
+    NotOwner,
     /// Too many attempts (logins) in a short time; retry later.
     TooManyRequests,
     Internal,
@@ -61,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::NotOwner => "not_owner",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Internal => "internal",
         }
@@ -82,7 +87,7 @@ impl ErrorCode {
             ErrorCode::NotLeader => 503,
             ErrorCode::NotEnoughNodes | ErrorCode::Unavailable => 503,
             ErrorCode::Unauthenticated => 401,
-            ErrorCode::PermissionDenied => 403,
+            ErrorCode::PermissionDenied | ErrorCode::NotOwner => 403,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
         }

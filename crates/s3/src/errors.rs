@@ -21,7 +21,7 @@ pub fn s3_error(error: ClientError, missing: Missing) -> S3Error {
             Missing::Bucket => S3ErrorCode::NoSuchBucket,
             Missing::Upload => S3ErrorCode::NoSuchUpload,
         },
-        Some(ErrorCode::PermissionDenied) => S3ErrorCode::AccessDenied,
+        Some(ErrorCode::PermissionDenied | ErrorCode::NotOwner) => S3ErrorCode::AccessDenied,
         Some(ErrorCode::Unauthenticated) => S3ErrorCode::InvalidAccessKeyId,
         Some(ErrorCode::NotADirectory | ErrorCode::IsADirectory) => {
             return collision(&message);

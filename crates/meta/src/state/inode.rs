@@ -4,7 +4,7 @@ use cairn_proto::api::EntryKind;
 use cairn_proto::{ChunkId, ChunkRef, FileId};
 use serde::{Deserialize, Serialize};
 
-use crate::perm::Principal;
+use crate::perm::{Principal, SET_GID};
 use crate::records::{Initial, Versioned};
 
 /// `parent` of the root of a removed tree: it left the namespace and its
@@ -124,6 +124,22 @@ impl Inode {
             parent,
             xattr_bytes: 0,
         }
+    }
+
+    /// As made in directory `parent` by `who`: in a set-gid directory, the
+    /// directory's group, and for a directory its set-gid bit too (a
+    /// file's set-gid bit stays only if `who` is in that group).
+    pub fn made_in(mut self, parent: &Inode, who: &Principal) -> Inode {
+        if parent.mode & SET_GID == 0 {
+            return self;
+        }
+        self.gid = parent.gid;
+        if self.is_dir() {
+            self.mode |= SET_GID;
+        } else if self.mode & SET_GID != 0 && !who.admin && !who.in_group(self.gid) {
+            self.mode &= !SET_GID;
+        }
+        self
     }
 
     /// With these contents (a file).

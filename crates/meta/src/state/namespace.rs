@@ -136,6 +136,7 @@ impl Tables<'_> {
             &join(&names[..first_missing]),
         )?;
         // Only writes from here on: every name below is new.
+        let mut parent_inode = dir_inode;
         for (depth, name) in names.iter().enumerate().skip(first_missing) {
             let id = self.alloc_id()?;
             // As mkdir -p -m: the mode is the last directory's; the
@@ -145,9 +146,11 @@ impl Tables<'_> {
             } else {
                 DIR_MODE
             };
-            self.save_inode(id, &Inode::new_dir(now, who, this_mode, dir))?;
+            let inode = Inode::new_dir(now, who, this_mode, dir).made_in(&parent_inode, who);
+            self.save_inode(id, &inode)?;
             self.link(dir, name, id, true, now)?;
             dir = id;
+            parent_inode = inode;
         }
         Ok(MutationResponse { id: dir, path })
     }
@@ -207,9 +210,13 @@ impl Tables<'_> {
         let (id, mut inode) = match replace {
             Some((id, mut old)) => {
                 old.touch_contents(now);
+                old.mode = perm::mode_after_write(old.mode, who);
                 (id, old)
             }
-            None => (self.alloc_id()?, Inode::new_file(now, who, mode, parent.id)),
+            None => (
+                self.alloc_id()?,
+                Inode::new_file(now, who, mode, parent.id).made_in(&parent.inode, who),
+            ),
         };
         inode = inode.with_contents(req.size_bytes, Some(req.digest), req.chunks.clone());
         if let Some(xattrs) = &req.xattrs {
@@ -265,6 +272,7 @@ impl Tables<'_> {
             .require(&inode, who, WRITE, &format!("write {path}"), path)?;
         // Only writes from here on.
         inode.touch_contents(now);
+        inode.mode = perm::mode_after_write(inode.mode, who);
         inode = inode.with_contents(req.size_bytes, Some(req.digest), req.chunks.clone());
         if let Some(xattrs) = &req.xattrs {
             self.replace_xattrs(id, &mut inode, xattrs)?;
@@ -308,6 +316,7 @@ impl Tables<'_> {
             .into());
         }
         self.require_write_in(&parent, who, &format!("remove {path}"))?;
+        self.require_sticky(&parent, who, &inode, &format!("remove {path}"))?;
         if tree && !who.admin {
             self.check_tree_removable(who, id, &inode, &path)?;
         }
@@ -455,6 +464,11 @@ impl Tables<'_> {
         let doing = format!("move {} to {}", src.path, dst.path);
         self.require_write_in(&src.parent, who, &doing)?;
         self.require_write_in(&dst.parent, who, &doing)?;
+        self.require_sticky(&src.parent, who, &src.inode, &doing)?;
+        if let Some((replaced, _)) = dst.replaced {
+            let replaced = self.ns.inode(replaced)?;
+            self.require_sticky(&dst.parent, who, &replaced, &doing)?;
+        }
         let is_dir = src.inode.is_dir();
         if is_dir && dst.parent.id != src.parent.id {
             // Its ".." changes: POSIX asks write on the directory itself.
@@ -505,19 +519,26 @@ impl Tables<'_> {
         let doing = format!("copy {} to {}", src.path, dst.path);
         self.ns.require(&src.inode, who, READ, &doing, &src.path)?;
         self.require_write_in(&dst.parent, who, &doing)?;
+        if let Some((replaced, _)) = dst.replaced {
+            let replaced = self.ns.inode(replaced)?;
+            self.require_sticky(&dst.parent, who, &replaced, &doing)?;
+        }
         // Only writes from here on. The copy shares the chunk list: no data
         // moves. As cp(1) without -p: the caller owns the copy, which keeps
-        // the source's bits, and no extended attributes.
+        // the source's bits but its set-ids, and no extended attributes.
         if let Some((old, old_is_dir)) = dst.replaced {
             self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
             self.delete_inode(old)?;
         }
         let id = self.alloc_id()?;
-        let inode = Inode::new_file(now, who, src.inode.mode, dst.parent.id).with_contents(
-            src.inode.size_bytes,
-            src.inode.digest,
-            src.inode.chunks.clone(),
-        );
+        let mode = src.inode.mode & !(perm::SET_UID | perm::SET_GID);
+        let inode = Inode::new_file(now, who, mode, dst.parent.id)
+            .made_in(&dst.parent.inode, who)
+            .with_contents(
+                src.inode.size_bytes,
+                src.inode.digest,
+                src.inode.chunks.clone(),
+            );
         self.save_inode(id, &inode)?;
         self.link(dst.parent.id, &dst.parent.name, id, false, now)?;
         Ok(MutationResponse { id, path: dst.path })
@@ -534,7 +555,7 @@ impl Tables<'_> {
         let path = cairn_proto::path::normalize(&req.path)?;
         if !who.admin && inode.uid != who.uid {
             return Err(ApiError::new(
-                ErrorCode::PermissionDenied,
+                ErrorCode::NotOwner,
                 format!(
                     "permission denied: only the owner of {path} ({}) or an admin may change its mode",
                     self.ns.user_name(inode.uid)?
@@ -542,8 +563,13 @@ impl Tables<'_> {
             )
             .into());
         }
-        // Only writes from here on.
-        inode.mode = req.mode;
+        // Only writes from here on. An owner outside the group cannot
+        // give the group's privileges (as Linux: set-gid dropped).
+        inode.mode = if who.admin || who.in_group(inode.gid) {
+            req.mode
+        } else {
+            req.mode & !perm::SET_GID
+        };
         inode.touch_attributes(now);
         self.save_inode(id, &inode)?;
         Ok(MutationResponse { id, path })
@@ -569,7 +595,7 @@ impl Tables<'_> {
         if let Some(uid) = new_uid {
             if !who.admin && uid != inode.uid {
                 return Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
+                    ErrorCode::NotOwner,
                     format!("permission denied: only an admin may give {path} to another owner"),
                 )
                 .into());
@@ -583,7 +609,7 @@ impl Tables<'_> {
                     own_groups.push(self.ns.group_name(*gid)?);
                 }
                 return Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
+                    ErrorCode::NotOwner,
                     format!(
                         "permission denied: the owner of {path} may set its group only to one of their own groups \
                          ({}); an admin may set any",
@@ -599,6 +625,11 @@ impl Tables<'_> {
         }
         if let Some(gid) = new_gid {
             inode.gid = gid;
+        }
+        if !inode.is_dir() {
+            // A file given away keeps no set-id privileges (Linux clears
+            // them on every chown of a file, an admin's too).
+            inode.mode = perm::without_set_ids(inode.mode);
         }
         inode.touch_attributes(now);
         self.save_inode(id, &inode)?;
@@ -620,7 +651,7 @@ impl Tables<'_> {
         let owns = who.admin || inode.uid == who.uid;
         if (given(req.accessed) || given(req.modified)) && !owns {
             return Err(ApiError::new(
-                ErrorCode::PermissionDenied,
+                ErrorCode::NotOwner,
                 format!(
                     "permission denied: only the owner of {path} ({}) or an admin may set its times to given \
                      values; whoever may write it may set them to now",
@@ -797,6 +828,32 @@ impl Tables<'_> {
     ) -> Result<(), StateError> {
         self.ns
             .require(&dir.inode, who, WRITE | SEARCH, doing, &dir.path)
+    }
+
+    /// In a sticky directory (`/tmp`), an entry is removed, renamed or
+    /// replaced only by its owner, the directory's owner or an admin.
+    fn require_sticky(
+        &self,
+        dir: &ParentDir,
+        who: &Principal,
+        entry: &Inode,
+        doing: &str,
+    ) -> Result<(), StateError> {
+        if perm::sticky_allows(who, dir.inode.uid, dir.inode.mode, entry.uid) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::NotOwner,
+            format!(
+                "permission denied: cannot {doing}: {} is sticky (mode {:o}), so only the entry's owner ({}), \
+                 the directory's ({}) or an admin may remove or rename its entries",
+                if dir.path.is_empty() { "/" } else { &dir.path },
+                dir.inode.mode,
+                self.ns.user_name(entry.uid)?,
+                self.ns.user_name(dir.inode.uid)?,
+            ),
+        )
+        .into())
     }
 
     fn resolve_source(&self, who: &Principal, path: &str) -> Result<Source, StateError> {
