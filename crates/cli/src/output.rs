@@ -114,6 +114,11 @@ fn kind(kind: EntryKind) -> &'static str {
     match kind {
         EntryKind::File => "file",
         EntryKind::Dir => "dir",
+        EntryKind::Symlink => "link",
+        EntryKind::Fifo => "fifo",
+        EntryKind::Socket => "sock",
+        EntryKind::CharDevice => "chr",
+        EntryKind::BlockDevice => "blk",
     }
 }
 
@@ -121,8 +126,8 @@ pub fn long_listing(entries: &[DirEntry]) -> String {
     let mut out = String::new();
     for e in entries {
         let size = match e.kind {
-            EntryKind::File => e.size_bytes.to_string(),
-            EntryKind::Dir => "-".to_string(),
+            EntryKind::File | EntryKind::Symlink => e.size_bytes.to_string(),
+            _ => "-".to_string(),
         };
         let suffix = if e.kind == EntryKind::Dir { "/" } else { "" };
         let _ = writeln!(
@@ -159,6 +164,18 @@ pub fn stat_text(path: &str, stat: &Stat, locations: Option<&[ChunkLocation]>) -
         EntryKind::Dir => {
             let _ = writeln!(out, "entries:  {}", stat.size_bytes);
         }
+        EntryKind::Symlink => {
+            let target = stat.target.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "target:   {}", escape(target));
+        }
+        EntryKind::CharDevice | EntryKind::BlockDevice => {
+            // Linux's encoding (as makedev): major in bits 8..20 and 32..,
+            // minor in bits 0..8 and 20..32.
+            let major = ((stat.rdev >> 8) & 0xfff) | ((stat.rdev >> 32) & 0xffff_f000);
+            let minor = (stat.rdev & 0xff) | ((stat.rdev >> 12) & 0xffff_ff00);
+            let _ = writeln!(out, "device:   {major}:{minor}");
+        }
+        EntryKind::Fifo | EntryKind::Socket => {}
     }
     let _ = writeln!(
         out,

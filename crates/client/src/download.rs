@@ -52,11 +52,24 @@ impl Reader {
         map: &ClusterMap,
         stat: Stat,
     ) -> Result<Reader, ClientError> {
-        if stat.kind != cairn_proto::api::EntryKind::File {
-            return Err(ClientError::Api(ApiError::new(
-                ErrorCode::IsADirectory,
-                format!("id {} is a directory; only files have contents", stat.id),
-            )));
+        match stat.kind {
+            cairn_proto::api::EntryKind::File => {}
+            cairn_proto::api::EntryKind::Dir => {
+                return Err(ClientError::Api(ApiError::new(
+                    ErrorCode::IsADirectory,
+                    format!("id {} is a directory; only files have contents", stat.id),
+                )))
+            }
+            kind => {
+                return Err(ClientError::Api(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "id {} is {}; only files have contents",
+                        stat.id,
+                        kind.describe()
+                    ),
+                )))
+            }
         }
         if stat.digest != Some(file_digest(&stat.chunks)) {
             return Err(ClientError::DamagedMetadata { id: stat.id });
@@ -319,6 +332,8 @@ mod tests {
             uid: 0,
             gid: 0,
             parent: 1,
+            target: None,
+            rdev: 0,
             version: 1,
             created_ms: 0,
             modified_ms: 0,

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, ListResponse,
-    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, Stat, TimeSet,
-    TimesRequest, WalkEntry, WalkResponse, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, EntryKind, ListResponse,
+    MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, Stat,
+    TimeSet, TimesRequest, WalkEntry, WalkResponse, XattrRemoveRequest, XattrSetMode,
+    XattrSetRequest,
 };
 use cairn_proto::xattr::Xattr;
 use cairn_proto::{file_digest, ChunkRef, ClusterMap, ErrorCode, FileId};
@@ -237,6 +238,38 @@ impl Files {
             Some(stat) => Ok(*stat),
             None => self.stat(Target::Id(created.id)).await,
         }
+    }
+
+    /// Makes a symbolic link at `path` to `target` (kept as given, never
+    /// followed by the metadata service); answers its stat.
+    pub async fn symlink(&self, path: &str, target: &str) -> Result<Stat, ClientError> {
+        let request = MakeNodeRequest {
+            path: path.to_string(),
+            kind: EntryKind::Symlink,
+            target: Some(target.to_string()),
+            mode: None,
+            rdev: 0,
+        };
+        self.inner.meta.make_node(&request).await
+    }
+
+    /// Makes a named pipe, socket or device node (`rdev`, devices only;
+    /// admins only) at `path`; answers its stat.
+    pub async fn make_node(
+        &self,
+        path: &str,
+        kind: EntryKind,
+        mode: u32,
+        rdev: u64,
+    ) -> Result<Stat, ClientError> {
+        let request = MakeNodeRequest {
+            path: path.to_string(),
+            kind,
+            target: None,
+            mode: Some(mode),
+            rdev,
+        };
+        self.inner.meta.make_node(&request).await
     }
 
     /// Opens the file `target` for reading: refused unless the caller may

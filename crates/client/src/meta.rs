@@ -27,11 +27,12 @@ use cairn_proto::api::{
     AddMemberRequest, AddUserRequest, ChmodRequest, ChownRequest, CommitRequest, CommitResponse,
     GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, KeyCreateRequest, KeyCreated,
     KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, ListResponse, LoginRequest, LoginResponse,
-    MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest, PasswdRequest,
-    ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest, RemoveNodeRequest,
-    RemoveRequest, SnapshotResponse, Stat, StatusResponse, TimesRequest, UserRequest, UserResponse,
-    UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
-    ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    MakeNodeRequest, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
+    PasswdRequest, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
+    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, TimesRequest,
+    UserRequest, UserResponse, UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest,
+    XattrSetRequest, XattrsResponse, ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER,
+    REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
@@ -299,6 +300,11 @@ impl MetaClient {
         let mut call = Call::post("/v1/fs/commit", request, ATTEMPT_TIMEOUT);
         call.query.push(("stat".to_string(), "true".to_string()));
         self.call(call).await
+    }
+
+    /// A symbolic link, pipe, socket or device node; answers its stat.
+    pub async fn make_node(&self, request: &MakeNodeRequest) -> Result<Stat, ClientError> {
+        self.post("/v1/fs/mknod", request).await
     }
 
     pub async fn remove(&self, request: &RemoveRequest) -> Result<MutationResponse, ClientError> {

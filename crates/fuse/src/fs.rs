@@ -143,6 +143,22 @@ fn kind(kind: EntryKind) -> FileType {
     match kind {
         EntryKind::Dir => FileType::Directory,
         EntryKind::File => FileType::RegularFile,
+        EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// The kind a mknod(2) mode asks for; `None` for a regular file.
+fn node_kind(mode: u32) -> Option<EntryKind> {
+    match mode & libc::S_IFMT {
+        libc::S_IFIFO => Some(EntryKind::Fifo),
+        libc::S_IFSOCK => Some(EntryKind::Socket),
+        libc::S_IFCHR => Some(EntryKind::CharDevice),
+        libc::S_IFBLK => Some(EntryKind::BlockDevice),
+        _ => None,
     }
 }
 
@@ -154,6 +170,7 @@ fn attr(
     mode: u32,
     uid: u32,
     gid: u32,
+    rdev: u64,
     times_ns: [u64; 4],
 ) -> FileAttr {
     let [accessed, modified, changed, created] = times_ns;
@@ -172,7 +189,8 @@ fn attr(
         nlink: 1,
         uid,
         gid,
-        rdev: 0,
+        // The kernel's encoding fits 32 bits; what it gave, it gets back.
+        rdev: u32::try_from(rdev).unwrap_or(0),
         blksize: BLOCK_SIZE_BYTES,
         flags: 0,
     }
@@ -191,6 +209,7 @@ fn attr_of_stat(stat: &Stat) -> FileAttr {
         stat.mode,
         stat.uid,
         stat.gid,
+        stat.rdev,
         [
             stat.accessed_ns,
             stat.modified_ns,
@@ -213,6 +232,7 @@ fn attr_of_entry(entry: &DirEntry) -> FileAttr {
         entry.mode,
         entry.uid,
         entry.gid,
+        entry.rdev,
         [
             entry.modified_ns,
             entry.modified_ns,
@@ -768,17 +788,32 @@ impl Filesystem for CairnFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            tracing::info!("mknod of a FIFO, socket or device refused: Cairn keeps regular files and directories");
-            return reply.error(Errno::EPERM);
-        }
         let name = match name_of(name) {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
+        if let Some(node) = node_kind(mode) {
+            return self.spawn(move |inner| async move {
+                let path = match inner.path_to_change(parent.0, &name) {
+                    Ok(path) => path,
+                    Err(e) => return reply.error(e),
+                };
+                let made = inner
+                    .files
+                    .make_node(&path, node, mode & !umask & 0o7777, u64::from(rdev))
+                    .await;
+                match made {
+                    Ok(stat) => {
+                        inner.learn(parent.0, &name, stat.id);
+                        reply.entry(&ENTRY_TTL, &inner.attr(&stat), Generation(0));
+                    }
+                    Err(e) => reply.error(errno(&format!("mknod {path}"), &e)),
+                }
+            });
+        }
         self.spawn(move |inner| async move {
             match inner.create(parent.0, &name, mode & !umask).await {
                 Ok((attr, file, fh)) => {
@@ -834,13 +869,45 @@ impl Filesystem for CairnFs {
     fn symlink(
         &self,
         _req: &Request,
-        _parent: INodeNo,
+        parent: INodeNo,
         link_name: &OsStr,
-        _target: &std::path::Path,
+        target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        tracing::info!("symlink {link_name:?} refused: Cairn keeps no symbolic links yet");
-        reply.error(Errno::EPERM);
+        let name = match name_of(link_name) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        // Targets are kept as text: one that is not UTF-8 cannot be.
+        let Some(target) = target.to_str().map(str::to_string) else {
+            tracing::debug!("refused a symbolic link target that is not UTF-8: {target:?}");
+            return reply.error(Errno::EINVAL);
+        };
+        self.spawn(move |inner| async move {
+            let path = match inner.path_to_change(parent.0, &name) {
+                Ok(path) => path,
+                Err(e) => return reply.error(e),
+            };
+            match inner.files.symlink(&path, &target).await {
+                Ok(stat) => {
+                    inner.learn(parent.0, &name, stat.id);
+                    reply.entry(&ENTRY_TTL, &inner.attr(&stat), Generation(0));
+                }
+                Err(e) => reply.error(errno(&format!("symlink {path}"), &e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn(move |inner| async move {
+            match inner.stat(ino.0, &format!("readlink {}", ino.0)).await {
+                Ok(stat) => match stat.target {
+                    Some(target) => reply.data(target.as_bytes()),
+                    None => reply.error(Errno::EINVAL),
+                },
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn link(
@@ -1057,7 +1124,7 @@ impl Filesystem for CairnFs {
             let mut add = |offset: u64, entry: Listed<'_>| match entry {
                 // "." and ".." carry no attributes the kernel keeps (ttl 0).
                 Listed::Dot(name) => {
-                    let attr = attr(ino.0, EntryKind::Dir, 0, 0o755, 0, 0, [0; 4]);
+                    let attr = attr(ino.0, EntryKind::Dir, 0, 0o755, 0, 0, 0, [0; 4]);
                     reply.add(ino, offset, name, &Duration::ZERO, &attr, Generation(0))
                 }
                 Listed::Entry(entry) => {

@@ -332,6 +332,94 @@ fn files_and_directories_follow_posix() {
 }
 
 #[test]
+fn symbolic_links_pipes_and_sockets() {
+    let (cluster, alice) = cluster(3);
+    let mount = cluster.mount(&alice, &[]);
+    let home = mount.at("home/alice");
+    fs::create_dir(home.join("dir")).unwrap();
+    fs::write(home.join("dir/real"), b"through the link").unwrap();
+
+    // The kernel follows links; the namespace keeps their text.
+    let link = home.join("ln");
+    std::os::unix::fs::symlink("dir/real", &link).unwrap();
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("dir/real"));
+    assert_eq!(fs::read(&link).unwrap(), b"through the link");
+    let meta = fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink());
+    assert_eq!(meta.len(), "dir/real".len() as u64);
+    std::os::unix::fs::symlink("dir", home.join("dirlink")).unwrap();
+    assert_eq!(
+        fs::read(home.join("dirlink/real")).unwrap(),
+        b"through the link"
+    );
+    std::os::unix::fs::symlink("/no/such/place", home.join("dangling")).unwrap();
+    assert_eq!(errno_of(fs::read(home.join("dangling"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("x", &link)),
+        libc::EEXIST
+    );
+    // Writing through a link writes the file it names.
+    fs::write(&link, b"rewritten").unwrap();
+    assert_eq!(fs::read(home.join("dir/real")).unwrap(), b"rewritten");
+    // Renamed and removed as a name, leaving its target alone.
+    fs::rename(&link, home.join("ln2")).unwrap();
+    fs::remove_file(home.join("ln2")).unwrap();
+    assert_eq!(fs::read(home.join("dir/real")).unwrap(), b"rewritten");
+
+    // A named pipe works between two processes of this machine.
+    let fifo = home.join("fifo");
+    let fifo_c = c_path(&fifo);
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::metadata(&fifo).unwrap().file_type()
+    ));
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::write(fifo, b"piped").unwrap())
+    };
+    assert_eq!(fs::read(&fifo).unwrap(), b"piped");
+    writer.join().unwrap();
+    // A socket node; a device node needs an admin (EPERM for alice).
+    let sock = home.join("sock");
+    let sock_c = c_path(&sock);
+    // SAFETY: valid path and mode.
+    assert_eq!(
+        unsafe { libc::mknod(sock_c.as_ptr(), libc::S_IFSOCK | 0o600, 0) },
+        0
+    );
+    assert!(std::os::unix::fs::FileTypeExt::is_socket(
+        &fs::symlink_metadata(&sock).unwrap().file_type()
+    ));
+    let dev_c = c_path(&home.join("null"));
+    // SAFETY: valid path and mode.
+    let made = unsafe { libc::mknod(dev_c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(made, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EPERM)
+    );
+    // The CLI sees them for what they are.
+    let listing = String::from_utf8(
+        cluster
+            .cairn_as(&alice, &["ls", "-l", "/home/alice"], &[])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        listing.contains("fifo") && listing.contains("sock") && listing.contains("link"),
+        "{listing}"
+    );
+    let mut names: Vec<_> = fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dangling", "dir", "dirlink", "fifo", "sock"]);
+    drop(mount);
+}
+
+#[test]
 fn a_read_only_mount_refuses_changes() {
     let (cluster, alice) = cluster(3);
     let out = cluster.cairn_as(&alice, &["put", "-", "/home/alice/kept"], b"kept");

@@ -2537,3 +2537,143 @@ fn sticky_set_uid_and_set_gid_bits_follow_linux() {
     );
     f.check_invariants();
 }
+
+fn node(path: &str, kind: EntryKind, target: Option<&str>, rdev: u64) -> Command {
+    Command::MakeNode(cairn_proto::api::MakeNodeRequest {
+        path: path.into(),
+        kind,
+        target: target.map(String::from),
+        mode: Some(0o640),
+        rdev,
+    })
+}
+
+#[test]
+fn links_pipes_sockets_and_devices_are_metadata_only() {
+    let mut f = Fixture::with_users();
+    let home = "/home/alice";
+    f.by(
+        "alice",
+        put_command("/home/alice/real", b"data", OnExists::Fail),
+    )
+    .unwrap();
+    // A symbolic link keeps its target as text, bits 777, size its length.
+    f.by(
+        "alice",
+        node("/home/alice/ln", EntryKind::Symlink, Some("real"), 0),
+    )
+    .unwrap();
+    let (_, link) = f.stat("/home/alice/ln").unwrap();
+    assert_eq!(link.kind, EntryKind::Symlink);
+    assert_eq!(
+        (link.target.as_deref(), link.mode, link.size_bytes),
+        (Some("real"), 0o777, 4)
+    );
+    // Dangling and absolute targets are fine: nothing follows them here.
+    f.by(
+        "alice",
+        node(
+            "/home/alice/dangling",
+            EntryKind::Symlink,
+            Some("/no/such"),
+            0,
+        ),
+    )
+    .unwrap();
+    f.by("alice", node("/home/alice/fifo", EntryKind::Fifo, None, 0))
+        .unwrap();
+    f.by(
+        "alice",
+        node("/home/alice/sock", EntryKind::Socket, None, 0),
+    )
+    .unwrap();
+    let (_, fifo) = f.stat("/home/alice/fifo").unwrap();
+    assert_eq!(
+        (fifo.kind, fifo.mode, fifo.size_bytes),
+        (EntryKind::Fifo, 0o640, 0)
+    );
+    // Devices: admins only (CAP_MKNOD), with their number.
+    not_owner(f.by(
+        "alice",
+        node("/home/alice/null", EntryKind::CharDevice, None, 0x103),
+    ));
+    f.by(
+        "admin",
+        node("/home/alice/null", EntryKind::CharDevice, None, 0x103),
+    )
+    .unwrap();
+    assert_eq!(f.stat("/home/alice/null").unwrap().1.rdev, 0x103);
+
+    // Refusals, each naming what is wrong.
+    let invalid = |f: &mut Fixture, command: Command| {
+        let e = f.by("alice", command).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{}", e.message);
+        e.message
+    };
+    assert!(invalid(&mut f, node("/home/alice/x", EntryKind::Symlink, None, 0)).contains("target"));
+    assert!(invalid(
+        &mut f,
+        node("/home/alice/x", EntryKind::Symlink, Some(""), 0)
+    )
+    .contains("empty"));
+    let long = "a".repeat(4096);
+    assert!(invalid(
+        &mut f,
+        node("/home/alice/x", EntryKind::Symlink, Some(&long), 0)
+    )
+    .contains("4095"));
+    assert!(invalid(
+        &mut f,
+        node("/home/alice/x", EntryKind::Symlink, Some("a\0b"), 0)
+    )
+    .contains("NUL"));
+    assert!(
+        invalid(&mut f, node("/home/alice/x", EntryKind::Fifo, Some("t"), 0)).contains("no target")
+    );
+    assert!(
+        invalid(&mut f, node("/home/alice/x", EntryKind::Fifo, None, 5)).contains("device number")
+    );
+    assert!(invalid(&mut f, node("/home/alice/x", EntryKind::File, None, 0)).contains("fs/commit"));
+    assert_eq!(
+        f.by("alice", node("/home/alice/ln", EntryKind::Fifo, None, 0))
+            .unwrap_err()
+            .code,
+        ErrorCode::AlreadyExists
+    );
+    denied(f.by("bob", node("/home/alice/b", EntryKind::Fifo, None, 0)));
+    // No contents: a put over a link, a commit to it by id, a copy of it.
+    let message = invalid(
+        &mut f,
+        put_command("/home/alice/ln", b"x", OnExists::Replace),
+    );
+    assert!(message.contains("symbolic link"), "{message}");
+    let (link_id, _) = f.stat("/home/alice/ln").unwrap();
+    let mut by_id = put_command("/home/alice/ln", b"x", OnExists::Fail);
+    if let Command::Commit(req) = &mut by_id {
+        req.id = Some(link_id);
+    }
+    invalid(&mut f, by_id);
+    invalid(
+        &mut f,
+        Command::Copy(mv("/home/alice/fifo", "/home/alice/copy", false)),
+    );
+    // Renamed, replaced by a rename (as rename(2)) and removed as files are.
+    f.by(
+        "alice",
+        Command::Rename(mv("/home/alice/ln", "/home/alice/ln2", false)),
+    )
+    .unwrap();
+    let mut exact = mv("/home/alice/dangling", "/home/alice/sock", true);
+    exact.exact = true;
+    f.by("alice", Command::Rename(exact)).unwrap();
+    assert_eq!(
+        f.stat("/home/alice/sock").unwrap().1.kind,
+        EntryKind::Symlink
+    );
+    for name in ["ln2", "sock", "fifo", "null"] {
+        f.by("alice", remove_command(&format!("{home}/{name}"), false))
+            .unwrap();
+    }
+    assert_eq!(f.stat("/home/alice/real").unwrap().1.size_bytes, 4);
+    f.check_invariants();
+}

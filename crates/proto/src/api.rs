@@ -18,6 +18,36 @@ use crate::xattr::Xattr;
 pub enum EntryKind {
     File,
     Dir,
+    /// A symbolic link: its target is kept as text and never followed by
+    /// the metadata service (the mount's kernel follows it).
+    Symlink,
+    /// Named pipes, sockets and device nodes: metadata only (the kernel of
+    /// the machine that opens one does the rest).
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl EntryKind {
+    /// Kinds made with `fs/mknod` (files and directories have their own
+    /// calls).
+    pub fn is_node(self) -> bool {
+        !matches!(self, EntryKind::File | EntryKind::Dir)
+    }
+
+    /// "a symbolic link", for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EntryKind::File => "a file",
+            EntryKind::Dir => "a directory",
+            EntryKind::Symlink => "a symbolic link",
+            EntryKind::Fifo => "a named pipe",
+            EntryKind::Socket => "a socket",
+            EntryKind::CharDevice => "a character device",
+            EntryKind::BlockDevice => "a block device",
+        }
+    }
 }
 
 /// What `stat` returns for a file or a directory.
@@ -43,6 +73,12 @@ pub struct Stat {
     /// The directory that holds it (the root's is itself).
     #[serde(default)]
     pub parent: FileId,
+    /// A symbolic link's target (its `size_bytes` is the target's length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// A device node's device number (Linux's encoding, as `st_rdev`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
     /// Bumped on every change of the record (contents, attributes, entries).
     pub version: u64,
     /// Times in milliseconds since the Unix epoch (kept for scripts), and
@@ -107,6 +143,9 @@ pub struct DirEntry {
     pub modified_ns: u64,
     #[serde(default)]
     pub changed_ns: u64,
+    /// A device node's device number.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
     /// A file's whole-file digest, when the caller may read the file (the
     /// S3 gateway checks its recorded ETags against it); `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +240,24 @@ pub struct CommitResponse {
     /// `fs/commit?stat=true` (saves the mount a stat after each create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stat: Option<Box<Stat>>,
+}
+
+/// Body of `fs/mknod`: a symbolic link, named pipe, socket or device node
+/// at `path` (which must not exist). Answered with its stat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MakeNodeRequest {
+    pub path: String,
+    pub kind: EntryKind,
+    /// A symbolic link's target: any text but empty, up to 4095 bytes,
+    /// without NUL; relative targets are relative to the link's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Permission bits [default: 0o644; a symbolic link's are 0o777].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// A device node's number (`makedev(major, minor)`); 0 otherwise.
+    #[serde(default)]
+    pub rdev: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

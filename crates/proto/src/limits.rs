@@ -13,6 +13,8 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub const MAX_PATH_DEPTH: usize = 256;
 /// Longest allowed path, in bytes (as POSIX PATH_MAX).
 pub const MAX_PATH_BYTES: usize = 4096;
+/// A symbolic link's target (PATH_MAX less its NUL, as Linux).
+pub const MAX_SYMLINK_TARGET_BYTES: usize = 4095;
 
 // ---- file contents ----
 

@@ -245,6 +245,11 @@ impl Gateway {
                 if !collector.scanned_one() {
                     break 'pages;
                 }
+                if entry.kind.is_node() {
+                    // Links, pipes and devices made through the mount
+                    // are no objects.
+                    continue;
+                }
                 let is_dir = entry.kind == EntryKind::Dir;
                 if is_dir {
                     key.push('/');

@@ -160,7 +160,8 @@ impl Gateway {
             }
             Err(e) => return Err(s3_error(e, Missing::Key)),
         };
-        if (stat.kind == EntryKind::Dir) != folder {
+        // Links, pipes and devices made through the mount are no objects.
+        if stat.kind.is_node() || (stat.kind == EntryKind::Dir) != folder {
             return Err(s3_error!(
                 NoSuchKey,
                 "no object has key {key:?} in bucket {bucket}"

@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::Json;
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, ChunkOp, CommitRequest, CommitResponse, EntryKind, GrantOp,
-    GrantRequest, GrantResponse, ListResponse, MkdirRequest, MoveRequest, MutationResponse,
-    OnExists, RemoveRequest, Stat, TimesRequest, WalkResponse, XattrRemoveRequest, XattrSetRequest,
-    XattrsResponse,
+    GrantRequest, GrantResponse, ListResponse, MakeNodeRequest, MkdirRequest, MoveRequest,
+    MutationResponse, OnExists, RemoveRequest, Stat, TimesRequest, WalkResponse,
+    XattrRemoveRequest, XattrSetRequest, XattrsResponse,
 };
 use cairn_proto::{ApiError, ErrorCode, FileId};
 use serde::Deserialize;
@@ -288,18 +288,43 @@ pub async fn commit(
         other => return Err(ApiError::internal(format!("commit answered {other:?}")).into()),
     };
     if query.stat {
-        // Writes are applied on the leader before they are answered, so
-        // its state holds this commit (or later changes) without a
-        // linearizable read. A file gone since is answered without a stat.
-        let id = committed.id;
-        let stat = meta
-            .read(Consistency::Stale, move |txn| {
-                let view = ReadView::open(txn)?;
-                let inode = view.resolve_id(&who, id)?;
-                Names::new(&view).stat(id, &inode, &who)
-            })
-            .await;
-        committed.stat = stat.ok().map(Box::new);
+        // A file gone since is answered without a stat.
+        committed.stat = stat_after_write(&meta, who, committed.id)
+            .await
+            .ok()
+            .map(Box::new);
     }
     Ok(Json(committed))
+}
+
+/// The stat of `id` right after a write made it: writes are applied on
+/// the leader before they are answered, so its state holds the write (or
+/// later changes) without a linearizable read.
+async fn stat_after_write(meta: &Meta, who: Principal, id: FileId) -> Result<Stat, ApiError> {
+    meta.read(Consistency::Stale, move |txn| {
+        let view = ReadView::open(txn)?;
+        let inode = view.resolve_id(&who, id)?;
+        Names::new(&view).stat(id, &inode, &who)
+    })
+    .await
+}
+
+/// `fs/mknod`: a symbolic link, pipe, socket or device node, answered
+/// with its stat (the mount replies to the kernel with it).
+pub async fn make_node(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<MakeNodeRequest>,
+) -> ApiResult<Stat> {
+    let made = match meta
+        .propose(Command::MakeNode(req), request_id, caller.user())
+        .await?
+    {
+        Output::Mutation(m) => m,
+        other => return Err(ApiError::internal(format!("mknod answered {other:?}")).into()),
+    };
+    Ok(Json(
+        stat_after_write(&meta, caller.principal, made.id).await?,
+    ))
 }

@@ -29,6 +29,7 @@ impl Tables<'_> {
         let who = &self.ns.principal(request.user.as_deref())?;
         match &request.command {
             Command::Mkdir(req) => self.mkdir(who, req, now).map(Output::Mutation),
+            Command::MakeNode(req) => self.make_node(who, req, now).map(Output::Mutation),
             Command::Commit(req) => self.commit(who, req, now).map(Output::Commit),
             Command::Remove(req) => self.remove(who, req, now).map(Output::Mutation),
             Command::Rename(req) => self.rename(who, req, now).map(Output::Mutation),

@@ -9,9 +9,9 @@
 //! says to upgrade, rather than applied wrongly.
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MkdirRequest, MoveRequest,
-    MutationResponse, RegisterRequest, RemoveRequest, TimesRequest, UserResponse,
-    XattrRemoveRequest, XattrSetRequest,
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MakeNodeRequest,
+    MkdirRequest, MoveRequest, MutationResponse, RegisterRequest, RemoveRequest, TimesRequest,
+    UserResponse, XattrRemoveRequest, XattrSetRequest,
 };
 use cairn_proto::{ApiError, ClusterMap, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
@@ -182,6 +182,8 @@ pub enum Command {
     RemoveAccessKey {
         id: String,
     },
+    /// A symbolic link, named pipe, socket or device node (`fs/mknod`).
+    MakeNode(MakeNodeRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

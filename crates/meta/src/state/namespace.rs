@@ -1,5 +1,6 @@
-//! Commands on the namespace: mkdir, commit, remove (and purge), rename,
-//! copy, chmod, chown, times and extended attributes.
+//! Commands on the namespace: mkdir, mknod (links, pipes, sockets,
+//! devices), commit, remove (and purge), rename, copy, chmod, chown, times
+//! and extended attributes.
 //!
 //! Each checks everything that can be refused (names, existence, kinds,
 //! permissions) before its first write ("only writes from here on"), so a
@@ -10,12 +11,12 @@
 //! ctime; mode, owner, attributes and renames change ctime only.
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, MkdirRequest, MoveRequest,
-    MutationResponse, OnExists, RemoveRequest, TimeSet, TimesRequest, XattrRemoveRequest,
-    XattrSetMode, XattrSetRequest,
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, EntryKind, MakeNodeRequest,
+    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, TimeSet, TimesRequest,
+    XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::ids::ROOT_ID;
-use cairn_proto::limits::MAX_XATTR_BYTES_PER_INODE;
+use cairn_proto::limits::{MAX_SYMLINK_TARGET_BYTES, MAX_XATTR_BYTES_PER_INODE};
 use cairn_proto::path::{join, split_path};
 use cairn_proto::xattr::{validate_xattr, validate_xattr_name, xattr_cost, Xattr, XattrNamespace};
 use cairn_proto::{
@@ -155,6 +156,88 @@ impl Tables<'_> {
         Ok(MutationResponse { id: dir, path })
     }
 
+    /// mknod(2) and symlink(2): a node with no contents at a new name.
+    pub fn make_node(
+        &mut self,
+        who: &Principal,
+        req: &MakeNodeRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let path = cairn_proto::path::normalize(&req.path)?;
+        let invalid = |why: String| -> StateError {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("cannot make {path}: {why}"),
+            )
+            .into()
+        };
+        if !req.kind.is_node() {
+            return Err(invalid(format!(
+                "fs/mknod makes links, pipes, sockets and devices; {} is made with {}",
+                req.kind.describe(),
+                if req.kind == EntryKind::Dir {
+                    "fs/mkdir"
+                } else {
+                    "fs/commit"
+                }
+            )));
+        }
+        let is_device = matches!(req.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+        if req.rdev != 0 && !is_device {
+            return Err(invalid(format!(
+                "{} has no device number",
+                req.kind.describe()
+            )));
+        }
+        let mode = match (&req.target, req.kind) {
+            (Some(target), EntryKind::Symlink) => {
+                validate_symlink_target(target).map_err(invalid)?;
+                // As Linux: a link's own bits are never checked.
+                0o777
+            }
+            (None, EntryKind::Symlink) => {
+                return Err(invalid("a symbolic link needs a target".into()));
+            }
+            (Some(_), kind) => {
+                return Err(invalid(format!("{} has no target", kind.describe())));
+            }
+            (None, _) => {
+                let mode = req.mode.unwrap_or(FILE_MODE);
+                perm::validate_mode(mode)?;
+                mode
+            }
+        };
+        if is_device && !who.admin {
+            return Err(ApiError::new(
+                ErrorCode::NotOwner,
+                format!("permission denied: cannot make {path}: only an admin may make device nodes (as CAP_MKNOD)"),
+            )
+            .into());
+        }
+        let parent = self.resolve_parent(who, &path)?;
+        if self.ns.lookup(parent.id, &parent.name)?.is_some() {
+            return Err(
+                ApiError::new(ErrorCode::AlreadyExists, format!("{path} already exists")).into(),
+            );
+        }
+        self.require_write_in(&parent, who, &format!("create {path}"))?;
+        // Only writes from here on.
+        let id = self.alloc_id()?;
+        let inode = Inode::new_node(
+            req.kind,
+            now,
+            who,
+            mode,
+            parent.id,
+            req.target.clone(),
+            req.rdev,
+        )
+        .made_in(&parent.inode, who);
+        self.save_inode(id, &inode)?;
+        self.link(parent.id, &parent.name, id, false, now)?;
+        Ok(MutationResponse { id, path })
+    }
+
     pub fn commit(
         &mut self,
         who: &Principal,
@@ -190,6 +273,7 @@ impl Tables<'_> {
                         // Rewriting a file in place needs write on it, not
                         // on its directory (as open(2) with O_TRUNC).
                         let inode = self.ns.inode(id)?;
+                        require_contents(&inode, &path)?;
                         self.ns
                             .require(&inode, who, WRITE, &format!("replace {path}"), &path)?;
                         Some((id, inode))
@@ -268,6 +352,7 @@ impl Tables<'_> {
             )
             .into());
         }
+        require_contents(&inode, path)?;
         self.ns
             .require(&inode, who, WRITE, &format!("write {path}"), path)?;
         // Only writes from here on.
@@ -508,6 +593,7 @@ impl Tables<'_> {
             )
             .into());
         }
+        require_contents(&src.inode, &src.path)?;
         let dst = self.resolve_destination(who, &req.dst, &src, req.replace)?;
         if dst.path == src.path {
             return Err(ApiError::new(
@@ -1133,6 +1219,37 @@ fn validate_chunk_list(req: &CommitRequest) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// A symbolic link's target: text of 1 to 4095 bytes without NUL.
+fn validate_symlink_target(target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("a symbolic link's target cannot be empty".into());
+    }
+    if target.len() > MAX_SYMLINK_TARGET_BYTES {
+        return Err(format!(
+            "the target is {} bytes; a symbolic link holds at most {MAX_SYMLINK_TARGET_BYTES}",
+            target.len()
+        ));
+    }
+    if target.contains('\0') {
+        return Err("the target contains a NUL byte".into());
+    }
+    Ok(())
+}
+
+/// Only regular files have contents to commit.
+fn require_contents(inode: &Inode, path: &str) -> Result<(), ApiError> {
+    if inode.is_file() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::InvalidArgument,
+        format!(
+            "{path} is {}, which has no contents to write; remove it first to put a file there",
+            inode.kind.describe()
+        ),
+    ))
 }
 
 fn not_a_directory(path: &str) -> ApiError {

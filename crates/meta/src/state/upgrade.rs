@@ -262,6 +262,8 @@ impl Tables<'_> {
                     chunks: old.chunks,
                     parent: if id == ROOT_ID { ROOT_ID } else { old.parent },
                     xattr_bytes: 0,
+                    target: None,
+                    rdev: 0,
                 };
                 for chunk in &inode.chunks {
                     let count = self.chunk_refs.get(chunk.id.0)?.map_or(0, |v| v.value());
@@ -269,7 +271,8 @@ impl Tables<'_> {
                 }
                 match inode.kind {
                     EntryKind::Dir => dirs += 1,
-                    EntryKind::File => files += 1,
+                    // Formats 1 and 2 knew files and directories only.
+                    _ => files += 1,
                 }
                 inodes += 1;
                 self.ns.inodes.insert(id, encode(&inode).as_slice())?;
