@@ -334,6 +334,7 @@ mod tests {
             parent: 1,
             target: None,
             rdev: 0,
+            links: 1,
             version: 1,
             created_ms: 0,
             modified_ms: 0,

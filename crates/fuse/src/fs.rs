@@ -162,84 +162,86 @@ fn node_kind(mode: u32) -> Option<EntryKind> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attr(
+/// What the kernel's attributes are made of, from a stat or a listing
+/// entry.
+struct Shape {
     id: FileId,
-    entry_kind: EntryKind,
+    kind: EntryKind,
     size_bytes: u64,
     mode: u32,
     uid: u32,
     gid: u32,
     rdev: u64,
+    links: u64,
+    /// atime, mtime, ctime, crtime.
     times_ns: [u64; 4],
-) -> FileAttr {
-    let [accessed, modified, changed, created] = times_ns;
+}
+
+fn attr(shape: Shape) -> FileAttr {
+    let [accessed, modified, changed, created] = shape.times_ns;
+    // A directory's size is its entry count in Cairn; 0 to programs.
+    let size = if shape.kind == EntryKind::Dir {
+        0
+    } else {
+        shape.size_bytes
+    };
     FileAttr {
-        ino: INodeNo(id),
-        size: size_bytes,
-        blocks: size_bytes.div_ceil(512),
+        ino: INodeNo(shape.id),
+        size,
+        blocks: size.div_ceil(512),
         atime: time(accessed),
         mtime: time(modified),
         ctime: time(changed),
         crtime: time(created),
-        kind: kind(entry_kind),
-        perm: (mode & 0o7777) as u16,
-        // Directories: 1, "unknown", as btrfs does, until the namespace
-        // counts subdirectories: tools then never guess from it.
-        nlink: 1,
-        uid,
-        gid,
+        kind: kind(shape.kind),
+        perm: (shape.mode & 0o7777) as u16,
+        nlink: u32::try_from(shape.links).unwrap_or(u32::MAX),
+        uid: shape.uid,
+        gid: shape.gid,
         // The kernel's encoding fits 32 bits; what it gave, it gets back.
-        rdev: u32::try_from(rdev).unwrap_or(0),
+        rdev: u32::try_from(shape.rdev).unwrap_or(0),
         blksize: BLOCK_SIZE_BYTES,
         flags: 0,
     }
 }
 
 fn attr_of_stat(stat: &Stat) -> FileAttr {
-    let size = if stat.kind == EntryKind::Dir {
-        0
-    } else {
-        stat.size_bytes
-    };
-    attr(
-        stat.id,
-        stat.kind,
-        size,
-        stat.mode,
-        stat.uid,
-        stat.gid,
-        stat.rdev,
-        [
+    attr(Shape {
+        id: stat.id,
+        kind: stat.kind,
+        size_bytes: stat.size_bytes,
+        mode: stat.mode,
+        uid: stat.uid,
+        gid: stat.gid,
+        rdev: stat.rdev,
+        links: stat.links,
+        times_ns: [
             stat.accessed_ns,
             stat.modified_ns,
             stat.changed_ns,
             stat.created_ns,
         ],
-    )
+    })
 }
 
 fn attr_of_entry(entry: &DirEntry) -> FileAttr {
-    let size = if entry.kind == EntryKind::Dir {
-        0
-    } else {
-        entry.size_bytes
-    };
-    attr(
-        entry.id,
-        entry.kind,
-        size,
-        entry.mode,
-        entry.uid,
-        entry.gid,
-        entry.rdev,
-        [
+    attr(Shape {
+        id: entry.id,
+        kind: entry.kind,
+        size_bytes: entry.size_bytes,
+        mode: entry.mode,
+        uid: entry.uid,
+        gid: entry.gid,
+        rdev: entry.rdev,
+        links: entry.links,
+        // A listing carries no atime or crtime: mtime stands in.
+        times_ns: [
             entry.modified_ns,
             entry.modified_ns,
             entry.changed_ns,
             entry.modified_ns,
         ],
-    )
+    })
 }
 
 fn name_of(name: &OsStr) -> Result<String> {
@@ -1124,7 +1126,17 @@ impl Filesystem for CairnFs {
             let mut add = |offset: u64, entry: Listed<'_>| match entry {
                 // "." and ".." carry no attributes the kernel keeps (ttl 0).
                 Listed::Dot(name) => {
-                    let attr = attr(ino.0, EntryKind::Dir, 0, 0o755, 0, 0, 0, [0; 4]);
+                    let attr = attr(Shape {
+                        id: ino.0,
+                        kind: EntryKind::Dir,
+                        size_bytes: 0,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        rdev: 0,
+                        links: 2,
+                        times_ns: [0; 4],
+                    });
                     reply.add(ino, offset, name, &Duration::ZERO, &attr, Generation(0))
                 }
                 Listed::Entry(entry) => {

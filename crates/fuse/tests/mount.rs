@@ -243,6 +243,14 @@ fn files_and_directories_follow_posix() {
     assert_eq!(fs::metadata(&tool).unwrap().mode() & 0o7777, 0o0755);
     let shared = home.join("shared");
     fs::create_dir(&shared).unwrap();
+    // Link counts: a directory's 2 + its subdirectories, a file's 1.
+    fs::create_dir(shared.join("d1")).unwrap();
+    fs::create_dir(shared.join("d2")).unwrap();
+    fs::write(shared.join("f"), b"").unwrap();
+    assert_eq!(fs::metadata(&shared).unwrap().nlink(), 4);
+    assert_eq!(fs::metadata(shared.join("f")).unwrap().nlink(), 1);
+    fs::remove_dir(shared.join("d2")).unwrap();
+    assert_eq!(fs::metadata(&shared).unwrap().nlink(), 3);
     fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
     assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o1777);
     let before = fs::metadata(&b).unwrap();

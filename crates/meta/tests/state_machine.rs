@@ -265,6 +265,7 @@ impl Fixture {
         }
         let mut linked: HashSet<u64> = HashSet::new();
         let mut children: HashMap<u64, u64> = HashMap::new();
+        let mut subdirs: HashMap<u64, u64> = HashMap::new();
         for row in dirents.iter().unwrap() {
             let (k, v) = row.unwrap();
             let (parent, key) = k.value();
@@ -285,6 +286,9 @@ impl Fixture {
             assert!(linked.insert(v.value()), "inode linked twice");
             assert_eq!(child.parent, parent, "an inode names its directory");
             *children.entry(parent).or_default() += 1;
+            if is_dir {
+                *subdirs.entry(parent).or_default() += 1;
+            }
         }
         let orphans: HashSet<u64> = txn
             .open_table(ORPHANS)
@@ -310,6 +314,11 @@ impl Fixture {
                     inode.size_bytes,
                     children.get(id).copied().unwrap_or(0),
                     "entry count of {id}"
+                );
+                assert_eq!(
+                    inode.subdirs,
+                    subdirs.get(id).copied().unwrap_or(0),
+                    "subdirectory count (link count - 2) of {id}"
                 );
             }
             assert!(inode.changed_ns >= inode.modified_ns, "ctime follows mtime");

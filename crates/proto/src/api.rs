@@ -79,6 +79,10 @@ pub struct Stat {
     /// A device node's device number (Linux's encoding, as `st_rdev`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
+    /// The link count (`st_nlink`): a directory's 2 + its subdirectories,
+    /// 1 for the rest.
+    #[serde(default = "one")]
+    pub links: u64,
     /// Bumped on every change of the record (contents, attributes, entries).
     pub version: u64,
     /// Times in milliseconds since the Unix epoch (kept for scripts), and
@@ -121,6 +125,10 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+fn one() -> u64 {
+    1
+}
+
 /// One row of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirEntry {
@@ -146,6 +154,9 @@ pub struct DirEntry {
     /// A device node's device number.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
+    /// The link count, as in [`Stat`].
+    #[serde(default = "one")]
+    pub links: u64,
     /// A file's whole-file digest, when the caller may read the file (the
     /// S3 gateway checks its recorded ETags against it); `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

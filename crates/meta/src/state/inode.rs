@@ -12,7 +12,8 @@ use crate::records::{Initial, Versioned};
 pub const DETACHED: FileId = 0;
 
 /// A file, directory, symbolic link or special file (format 5: format 4
-/// with a link's target and a device number).
+/// with a link's target, a device number and a directory's count of
+/// subdirectories).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inode {
     pub kind: EntryKind,
@@ -46,6 +47,9 @@ pub struct Inode {
     pub target: Option<String>,
     /// A device node's number; 0 for every other kind.
     pub rdev: u64,
+    /// Directory: how many of its entries are directories (its link count
+    /// is 2 + this: its name, its `.`, and each child's `..`).
+    pub subdirs: u64,
 }
 
 impl Versioned for Inode {
@@ -71,6 +75,9 @@ impl Versioned for Inode {
             xattr_bytes: v4.xattr_bytes,
             target: None,
             rdev: 0,
+            // Counted by the state upgrade to format 5 (`upgrade.rs`),
+            // which rewrites every directory.
+            subdirs: 0,
         }
     }
 }
@@ -199,6 +206,7 @@ impl Inode {
             xattr_bytes: 0,
             target: None,
             rdev: 0,
+            subdirs: 0,
         }
     }
 
@@ -233,6 +241,16 @@ impl Inode {
 
     pub fn is_dir(&self) -> bool {
         self.kind == EntryKind::Dir
+    }
+
+    /// The POSIX link count: a directory's 2 + its subdirectories, 1 for
+    /// everything else (no hard links).
+    pub fn links(&self) -> u64 {
+        if self.is_dir() {
+            2 + self.subdirs
+        } else {
+            1
+        }
     }
 
     /// A regular file: the only kind with contents.

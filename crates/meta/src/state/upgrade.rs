@@ -12,11 +12,13 @@
 //! - 4: numeric owners (users and groups get uids and gids, the first
 //!   admin 0), times in nanoseconds with ctime, directory entry keys with a
 //!   trailing `/` for directories, extended attributes, request outcomes
-//!   with a format marker.
+//!   with a format marker;
+//! - 5: directories count their subdirectories (their link count).
 //!
-//! Every older format is upgraded to 4 in one pass: the pass derives
-//! everything it writes (ids, parents, reference counts) from the state
-//! alone, so every member that runs it gets the same tables.
+//! Formats 1 to 3 are upgraded to 4 in one pass, then 4 to 5 in another:
+//! each derives everything it writes (ids, parents, reference counts,
+//! subdirectory counts) from the state alone, so every member that runs it
+//! gets the same tables.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,7 +40,7 @@ use crate::state::tables::{get_counter_or_zero, keys, put_counter, Tables};
 use crate::state::users::{self, Group, IdName, User, USER_PREFIX};
 
 /// The format of the state this binary writes.
-pub const STATE_FORMAT: u64 = 4;
+pub const STATE_FORMAT: u64 = 5;
 
 /// Flags of the formats before [`keys::STATE_FORMAT`].
 const LEGACY_REFS_INDEXED: &str = "chunk_refs_indexed";
@@ -63,7 +65,12 @@ impl Tables<'_> {
             ))),
             older => {
                 let started = std::time::Instant::now();
-                let inodes = self.upgrade_to_4(older)?;
+                let mut inodes = 0;
+                if older < 4 {
+                    inodes += self.upgrade_to_4(older)?;
+                }
+                inodes += self.count_subdirs()?;
+                put_counter(&mut self.meta, keys::STATE_FORMAT, STATE_FORMAT)?;
                 tracing::info!(
                     from = older,
                     to = STATE_FORMAT,
@@ -107,6 +114,34 @@ impl Tables<'_> {
         };
         self.save_map(&map)?;
         put_counter(&mut self.meta, keys::STATE_FORMAT, STATE_FORMAT)
+    }
+
+    /// The pass from format 4 to 5: every directory learns how many of
+    /// its entries are directories (keys ending in `/`). Returns the
+    /// directories rewritten.
+    fn count_subdirs(&mut self) -> Result<u64, StateError> {
+        // Directory id -> subdirectories: one number per directory that
+        // has any (a million directories: tens of MiB, once).
+        let mut subdirs: BTreeMap<FileId, u64> = BTreeMap::new();
+        for row in self.ns.dirents.iter()? {
+            let (key, _) = row?;
+            let (parent, name) = key.value();
+            if name.ends_with('/') {
+                *subdirs.entry(parent).or_default() += 1;
+            }
+        }
+        let mut rewritten = 0;
+        for (dir, count) in subdirs {
+            let Some(mut inode) = self.ns.try_inode(dir)? else {
+                return Err(StateError::Corrupt(format!(
+                    "directory entries under {dir}, which has no record"
+                )));
+            };
+            inode.subdirs = count;
+            self.ns.inodes.insert(dir, encode(&inode).as_slice())?;
+            rewritten += 1;
+        }
+        Ok(rewritten)
     }
 
     /// The pass from formats 1 to 3; returns the inodes rewritten.
@@ -161,7 +196,6 @@ impl Tables<'_> {
         self.upgrade_request_outcomes()?;
         self.meta.remove(LEGACY_REFS_INDEXED)?;
         self.meta.remove(LEGACY_PARENTS_INDEXED)?;
-        put_counter(&mut self.meta, keys::STATE_FORMAT, STATE_FORMAT)?;
         tracing::info!(
             from,
             users = legacy_users.len(),
@@ -264,6 +298,7 @@ impl Tables<'_> {
                     xattr_bytes: 0,
                     target: None,
                     rdev: 0,
+                    subdirs: 0,
                 };
                 for chunk in &inode.chunks {
                     let count = self.chunk_refs.get(chunk.id.0)?.map_or(0, |v| v.value());

@@ -10,7 +10,7 @@ use cairn_proto::{ChunkRef, FileId};
 
 use crate::records::{encode, StateError};
 use crate::state::inode::Inode;
-use crate::state::tables::{entry_key, get_counter, keys, put_counter, Tables};
+use crate::state::tables::{entry_key, entry_name, get_counter, keys, put_counter, Tables};
 use redb::ReadableTable;
 
 impl Tables<'_> {
@@ -95,7 +95,7 @@ impl Tables<'_> {
             "link over an existing entry {key:?} in {dir}"
         );
         drop(previous);
-        self.adjust_dir(dir, 1, now_ns)
+        self.adjust_dir(dir, 1, i64::from(child_is_dir), now_ns)
     }
 
     /// Removes the entry `name` from directory `dir` (its entry count,
@@ -114,7 +114,7 @@ impl Tables<'_> {
             "unlink of a missing entry {key:?} in {dir}"
         );
         drop(removed);
-        self.adjust_dir(dir, -1, now_ns)
+        self.adjust_dir(dir, -1, -i64::from(child_is_dir), now_ns)
     }
 
     /// Removes the entries with `keys` from directory `dir` at once (one
@@ -132,11 +132,19 @@ impl Tables<'_> {
                 "unlink of a missing entry {key:?} in {dir}"
             );
         }
-        self.adjust_dir(dir, -(keys.len() as i64), now_ns)
+        let subdirs = keys.iter().filter(|key| entry_name(key).1).count() as i64;
+        self.adjust_dir(dir, -(keys.len() as i64), -subdirs, now_ns)
     }
 
-    /// Changes a directory's entry count by `delta`; its contents changed.
-    fn adjust_dir(&mut self, dir: FileId, delta: i64, now_ns: u64) -> Result<(), StateError> {
+    /// Changes a directory's entry count by `delta`, `subdirs_delta` of
+    /// them directories; its contents changed.
+    fn adjust_dir(
+        &mut self,
+        dir: FileId,
+        delta: i64,
+        subdirs_delta: i64,
+        now_ns: u64,
+    ) -> Result<(), StateError> {
         let old = self.ns.inode(dir)?;
         assert!(old.is_dir(), "entry count change on a file ({dir})");
         let mut inode = old.clone();
@@ -144,6 +152,11 @@ impl Tables<'_> {
             .size_bytes
             .checked_add_signed(delta)
             .expect("directory entry count stays non-negative");
+        inode.subdirs = inode
+            .subdirs
+            .checked_add_signed(subdirs_delta)
+            .expect("subdirectory count stays non-negative");
+        debug_assert!(inode.subdirs <= inode.size_bytes);
         inode.touch_contents(now_ns);
         self.replace_inode(dir, Some(&old), &inode)
     }
