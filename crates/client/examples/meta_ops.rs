@@ -100,6 +100,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
             .remove(&RemoveRequest {
                 path: renamed,
                 recursive: false,
+                kind: None,
             })
             .await
             .map(drop),

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, EntryKind, ListResponse,
-    MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, Stat,
-    TimeSet, TimesRequest, WalkEntry, WalkResponse, XattrRemoveRequest, XattrSetMode,
-    XattrSetRequest,
+    MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveKind,
+    RemoveRequest, Stat, TimeSet, TimesRequest, WalkEntry, WalkResponse, XattrRemoveRequest,
+    XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::xattr::Xattr;
 use cairn_proto::{file_digest, ChunkRef, ClusterMap, ErrorCode, FileId};
@@ -340,6 +340,24 @@ impl Files {
             .remove(&RemoveRequest {
                 path: path.to_string(),
                 recursive,
+                kind: None,
+            })
+            .await
+    }
+
+    /// unlink(2) (`RemoveKind::NotDir`) or rmdir(2) (`RemoveKind::Dir`)
+    /// of `path`: the kind is checked with the removal, in one step.
+    pub async fn remove_kind(
+        &self,
+        path: &str,
+        kind: RemoveKind,
+    ) -> Result<MutationResponse, ClientError> {
+        self.inner
+            .meta
+            .remove(&RemoveRequest {
+                path: path.to_string(),
+                recursive: false,
+                kind: Some(kind),
             })
             .await
     }

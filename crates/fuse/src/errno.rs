@@ -29,7 +29,13 @@ pub fn errno(doing: &str, error: &ClientError) -> Errno {
     };
     let expected = matches!(
         error.code(),
-        Some(ErrorCode::NotFound | ErrorCode::AlreadyExists | ErrorCode::DirectoryNotEmpty)
+        Some(
+            ErrorCode::NotFound
+                | ErrorCode::AlreadyExists
+                | ErrorCode::DirectoryNotEmpty
+                | ErrorCode::IsADirectory
+                | ErrorCode::NotADirectory
+        )
     );
     if expected {
         tracing::debug!("{doing}: {error}");

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_client::{ClientError, Files, Page, Reader, Target};
-use cairn_proto::api::{ChownRequest, DirEntry, EntryKind, Stat, TimeSet, XattrSetMode};
+use cairn_proto::api::{
+    ChownRequest, DirEntry, EntryKind, RemoveKind, Stat, TimeSet, XattrSetMode,
+};
 use cairn_proto::FileId;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -1430,22 +1432,16 @@ impl CairnFs {
         self.spawn(move |inner| async move {
             let removed = async {
                 let path = inner.path_to_change(parent.0, &name)?;
-                let doing = format!("remove {path}");
-                let stat = inner
-                    .files
-                    .stat(Target::Path(&path))
-                    .await
-                    .map_err(|e| errno(&doing, &e))?;
-                match (dir, stat.kind) {
-                    (true, EntryKind::File) => return Err(Errno::ENOTDIR),
-                    (false, EntryKind::Dir) => return Err(Errno::EISDIR),
-                    _ => {}
-                }
+                let kind = if dir {
+                    RemoveKind::Dir
+                } else {
+                    RemoveKind::NotDir
+                };
                 inner
                     .files
-                    .remove(&path, false)
+                    .remove_kind(&path, kind)
                     .await
-                    .map_err(|e| errno(&doing, &e))?;
+                    .map_err(|e| errno(&format!("remove {path}"), &e))?;
                 inner
                     .names
                     .lock()

@@ -244,6 +244,7 @@ fn remove_command(path: &str, recursive: bool) -> Command {
     Command::Remove(RemoveRequest {
         path: path.into(),
         recursive,
+        kind: None,
     })
 }
 
@@ -506,6 +507,7 @@ fn remove_semantics() {
         .apply(Command::Remove(RemoveRequest {
             path: "/d".into(),
             recursive: false,
+            kind: None,
         }))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::DirectoryNotEmpty);
@@ -513,20 +515,23 @@ fn remove_semantics() {
     assert_eq!(
         f.code(Command::Remove(RemoveRequest {
             path: "/".into(),
-            recursive: true
+            recursive: true,
+            kind: None,
         })),
         ErrorCode::InvalidArgument
     );
     assert_eq!(
         f.code(Command::Remove(RemoveRequest {
             path: "/nope".into(),
-            recursive: false
+            recursive: false,
+            kind: None,
         })),
         ErrorCode::NotFound
     );
     f.apply(Command::Remove(RemoveRequest {
         path: "/d".into(),
         recursive: true,
+        kind: None,
     }))
     .unwrap();
     assert_eq!(f.stat("/d").unwrap_err(), ErrorCode::NotFound);
@@ -779,6 +784,7 @@ fn chunk_references_follow_files() {
     f.apply(Command::Remove(RemoveRequest {
         path: "/b".into(),
         recursive: false,
+        kind: None,
     }))
     .unwrap();
     assert_eq!(refs(&f, &a), 0);
@@ -987,6 +993,7 @@ fn creating_removing_and_renaming_need_write_on_the_directory() {
         Command::Remove(RemoveRequest {
             path: "/home/alice/f".into(),
             recursive: false,
+            kind: None,
         }),
     ));
     denied(f.by(
@@ -1015,6 +1022,7 @@ fn creating_removing_and_renaming_need_write_on_the_directory() {
         Command::Remove(RemoveRequest {
             path: "/team/plan".into(),
             recursive: false,
+            kind: None,
         }),
     )
     .unwrap();
@@ -1073,6 +1081,7 @@ fn removing_a_tree_needs_read_write_and_search_on_each_directory_in_it() {
         Command::Remove(RemoveRequest {
             path: "/team/a".into(),
             recursive: true,
+            kind: None,
         })
     };
     let message = denied(f.by("bob", remove()));
@@ -2242,7 +2251,8 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
         )),
         (hostile_path(), any::<bool>()).prop_map(|(p, r)| Command::Remove(RemoveRequest {
             path: p,
-            recursive: r
+            recursive: r,
+            kind: None,
         })),
         (hostile_path(), hostile_path(), any::<bool>()).prop_map(|(a, b, r)| Command::Rename(
             MoveRequest {
@@ -2684,5 +2694,32 @@ fn links_pipes_sockets_and_devices_are_metadata_only() {
             .unwrap();
     }
     assert_eq!(f.stat("/home/alice/real").unwrap().1.size_bytes, 4);
+    f.check_invariants();
+}
+
+#[test]
+fn unlink_and_rmdir_check_the_kind_with_the_removal() {
+    let mut f = Fixture::new();
+    f.mkdir("/d", false).unwrap();
+    f.apply(put_command("/f", b"x", OnExists::Fail)).unwrap();
+    let remove = |path: &str, kind| {
+        Command::Remove(RemoveRequest {
+            path: path.into(),
+            recursive: false,
+            kind: Some(kind),
+        })
+    };
+    use cairn_proto::api::RemoveKind;
+    assert_eq!(
+        f.code(remove("/d", RemoveKind::NotDir)),
+        ErrorCode::IsADirectory
+    );
+    assert_eq!(
+        f.code(remove("/f", RemoveKind::Dir)),
+        ErrorCode::NotADirectory
+    );
+    f.apply(remove("/f", RemoveKind::NotDir)).unwrap();
+    f.apply(remove("/d", RemoveKind::Dir)).unwrap();
+    assert_eq!(f.stat("/d").map(|_| ()), Err(ErrorCode::NotFound));
     f.check_invariants();
 }

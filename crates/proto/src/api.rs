@@ -346,6 +346,21 @@ pub struct RemoveRequest {
     pub path: String,
     #[serde(default)]
     pub recursive: bool,
+    /// What the caller expects to remove, checked with the removal (no
+    /// race with a rename in between): unlink(2) refuses a directory with
+    /// `is_a_directory`, rmdir(2) anything else with `not_a_directory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RemoveKind>,
+}
+
+/// See [`RemoveRequest::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoveKind {
+    /// Anything but a directory (unlink).
+    NotDir,
+    /// A directory (rmdir).
+    Dir,
 }
 
 /// Body of `rename` and `copy`: `src` to `dst`. An existing directory at

@@ -12,8 +12,8 @@
 
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, CommitRequest, CommitResponse, EntryKind, MakeNodeRequest,
-    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveRequest, TimeSet, TimesRequest,
-    XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveKind, RemoveRequest, TimeSet,
+    TimesRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::ids::ROOT_ID;
 use cairn_proto::limits::{MAX_SYMLINK_TARGET_BYTES, MAX_XATTR_BYTES_PER_INODE};
@@ -391,6 +391,17 @@ impl Tables<'_> {
             .ns
             .lookup(parent.id, &parent.name)?
             .ok_or_else(|| not_found(&path))?;
+        match (req.kind, is_dir) {
+            (Some(RemoveKind::NotDir), true) => {
+                return Err(ApiError::new(
+                    ErrorCode::IsADirectory,
+                    format!("{path} is a directory; remove it as one (rmdir, or rm -r)"),
+                )
+                .into());
+            }
+            (Some(RemoveKind::Dir), false) => return Err(not_a_directory(&path).into()),
+            _ => {}
+        }
         let mut inode = self.ns.inode(id)?;
         let tree = is_dir && inode.size_bytes > 0;
         if tree && !req.recursive {
