@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_client::ClientError;
-use cairn_proto::ChunkRef;
+use cairn_proto::{ApiError, ChunkRef, ErrorCode, MAX_CHUNKS_PER_FILE};
 use tokio::task::JoinHandle;
 
 use crate::limits::{MAX_DIRTY_CHUNKS, MAX_UPLOADS_IN_FLIGHT};
@@ -165,9 +165,32 @@ impl<I: ChunkIo> Contents<I> {
             .collect()
     }
 
+    /// The largest file a commit can name: the chunk list's limit in
+    /// chunks of this file's size.
+    pub fn max_size_bytes(&self) -> u64 {
+        self.chunk_size_bytes * MAX_CHUNKS_PER_FILE as u64
+    }
+
+    /// Refuses a size past [`Contents::max_size_bytes`] (EFBIG), before
+    /// anything changes.
+    fn check_size(&self, size_bytes: u64) -> Result<(), ClientError> {
+        if size_bytes <= self.max_size_bytes() {
+            return Ok(());
+        }
+        Err(ClientError::Api(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a file holds at most {} bytes ({MAX_CHUNKS_PER_FILE} chunks of {} bytes); {size_bytes} asked",
+                self.max_size_bytes(),
+                self.chunk_size_bytes
+            ),
+        )))
+    }
+
     /// Writes `data` at `offset`, growing the file (with zeros up to
     /// `offset` if it starts past the end).
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), ClientError> {
+        self.check_size(offset.saturating_add(data.len() as u64))?;
         if offset > self.size_bytes() {
             self.grow_to(offset).await?;
         }
@@ -187,6 +210,7 @@ impl<I: ChunkIo> Contents<I> {
 
     /// Sets the length to `size_bytes`: cuts, or grows with zeros.
     pub async fn truncate(&mut self, size_bytes: u64) -> Result<(), ClientError> {
+        self.check_size(size_bytes)?;
         self.changed = true;
         if size_bytes >= self.size_bytes() {
             return self.grow_to(size_bytes).await;
@@ -558,6 +582,24 @@ mod tests {
                 Ok(())
             })?;
         }
+    }
+
+    #[tokio::test]
+    async fn sizes_past_the_largest_file_are_refused_before_anything_changes() {
+        let io = Arc::new(MemoryIo::default());
+        let mut contents = Contents::new(io.clone(), 16, &[]);
+        let max = contents.max_size_bytes();
+        assert_eq!(max, 16 * MAX_CHUNKS_PER_FILE as u64);
+        for refused in [
+            contents.truncate(max + 1).await,
+            contents.write(max, b"x").await,
+            contents.write(u64::MAX, b"x").await,
+        ] {
+            let code = refused.unwrap_err().code();
+            assert_eq!(code, Some(ErrorCode::TooLarge));
+        }
+        assert_eq!(contents.size_bytes(), 0);
+        assert!(!contents.changed());
     }
 
     #[tokio::test]
