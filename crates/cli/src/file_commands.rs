@@ -163,13 +163,14 @@ pub enum XattrCommand {
     Rm { path: String, name: String },
 }
 
-/// Octal permission bits, as in 640 or 0750.
+/// Octal mode bits, as in 640, 0750 or 1777.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(text, 8)
-        .map_err(|_| format!("{text:?} is not an octal mode, as in 640 or 0750"))?;
-    if mode > 0o777 {
+        .map_err(|_| format!("{text:?} is not an octal mode, as in 640, 0750 or 1777"))?;
+    if mode > 0o7777 {
         return Err(format!(
-            "{text} has bits beyond 777; cairn keeps only read, write and execute for owner, group and others"
+            "{text} has bits beyond 7777; a mode is set-uid, set-gid, sticky, and read, write and execute \
+             for owner, group and others"
         ));
     }
     Ok(mode)

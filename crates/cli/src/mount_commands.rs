@@ -12,7 +12,9 @@ use crate::context::Context;
 pub struct MountArgs {
     /// An empty local directory to mount the cluster's namespace on
     pub mountpoint: PathBuf,
-    /// Let other local users use the mount; they act as the logged-in user
+    /// Let other local users use the mount: they act as the logged-in user,
+    /// or, when an admin mounts, each as their own uid and groups (the
+    /// admin's session acts for them; the kernel checks permissions too)
     #[arg(long)]
     pub allow_other: bool,
     /// Mount read-only

@@ -528,3 +528,86 @@ fn access_keys_are_their_users_and_only_cluster_processes_act_by_them() {
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("cairn key list"), "{body}");
 }
+
+/// `method path` with a JSON body (or none) and these headers.
+fn meta_call(
+    cluster: &Cluster,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let (code, body) = try_http_full(
+        &cluster.metas[0].addr,
+        method,
+        path,
+        headers,
+        body.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .expect("the metadata service answers");
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn an_admins_session_acts_for_local_identities_and_no_other_may() {
+    let cluster = Cluster::start(1);
+    let alice = add_user(&cluster, "alice", "");
+    let admin_auth = format!("Bearer {}", token_of(&cluster.config));
+    let alice_auth = format!("Bearer {}", token_of(&alice));
+    let json = ("content-type", "application/json");
+    // Not an admin: refused, whatever identity is named.
+    let (code, body) = meta_call(
+        &cluster,
+        "GET",
+        "/v1/fs/stat?path=/",
+        &[("Authorization", &alice_auth), ("x-cairn-act-as", "0:0")],
+        "",
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not an admin"), "{body}");
+    // A malformed identity says what the header holds.
+    let (code, body) = meta_call(
+        &cluster,
+        "GET",
+        "/v1/fs/stat?path=/",
+        &[("Authorization", &admin_auth), ("x-cairn-act-as", "root")],
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("UID:GID"), "{body}");
+    // An admin acting for uid 4242 has uid 4242's rights only ...
+    let as_4242 = [
+        ("Authorization", admin_auth.as_str()),
+        ("x-cairn-act-as", "4242:4242,5000"),
+        json,
+    ];
+    let (code, body) = meta_call(
+        &cluster,
+        "POST",
+        "/v1/fs/mkdir",
+        &as_4242,
+        r#"{"path": "/x"}"#,
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("uid 4242"), "{body}");
+    // ... and what it makes is uid 4242's, in its first group.
+    cluster.ok(&["mkdir", "/open"]);
+    cluster.ok(&["chmod", "1777", "/open"]);
+    let (code, body) = meta_call(
+        &cluster,
+        "POST",
+        "/v1/fs/mkdir",
+        &as_4242,
+        r#"{"path": "/open/d"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let stat = cluster.json(&["stat", "/open/d", "--json"]);
+    assert_eq!(
+        (stat["uid"].as_u64(), stat["gid"].as_u64()),
+        (Some(4242), Some(4242))
+    );
+    // Sticky /open: alice may not remove uid 4242's directory.
+    let refused = fails_as(&cluster, &alice, &["rm", "-r", "/open/d"]);
+    assert!(refused.contains("sticky"), "{refused}");
+}

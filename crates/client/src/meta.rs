@@ -24,15 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_proto::api::{
-    AddMemberRequest, AddUserRequest, ChmodRequest, ChownRequest, CommitRequest, CommitResponse,
-    GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse, KeyCreateRequest, KeyCreated,
-    KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, ListResponse, LoginRequest, LoginResponse,
-    MakeNodeRequest, MembersResponse, MkdirRequest, MoveRequest, MutationResponse, NodeRequest,
-    PasswdRequest, ReferencedRequest, ReferencedResponse, RegisterRequest, RemoveMemberRequest,
-    RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat, StatusResponse, TimesRequest,
-    UserRequest, UserResponse, UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest,
-    XattrSetRequest, XattrsResponse, ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER,
-    REQUEST_ID_HEADER, STALE_OK_HEADER,
+    Acting, AddMemberRequest, AddUserRequest, ChmodRequest, ChownRequest, CommitRequest,
+    CommitResponse, GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse,
+    KeyCreateRequest, KeyCreated, KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, ListResponse,
+    LoginRequest, LoginResponse, MakeNodeRequest, MembersResponse, MkdirRequest, MoveRequest,
+    MutationResponse, NodeRequest, PasswdRequest, ReferencedRequest, ReferencedResponse,
+    RegisterRequest, RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat,
+    StatusResponse, TimesRequest, UserRequest, UserResponse, UsersResponse, WalkResponse, WhoAmI,
+    XattrRemoveRequest, XattrSetRequest, XattrsResponse, ACCESS_KEY_HEADER, ACT_AS_HEADER,
+    BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
@@ -98,6 +98,9 @@ pub struct MetaClient {
     token: Option<String>,
     /// With the cluster token: act for the user of this S3 access key.
     access_key: Option<Arc<str>>,
+    /// With an admin's session: act as this local identity (the header
+    /// value of `ACT_AS_HEADER`; `cairn mount --allow-other`).
+    acting: Option<Arc<str>>,
     /// Plain HTTP, or TLS trusting the cluster's CA.
     tls: ClientTls,
 }
@@ -133,6 +136,7 @@ impl MetaClient {
             cluster_token: None,
             token: None,
             access_key: None,
+            acting: None,
             tls,
         }
     }
@@ -161,6 +165,14 @@ impl MetaClient {
     /// checks the key on every call and logs the delegation.
     pub fn with_access_key(mut self, id: Option<&str>) -> MetaClient {
         self.access_key = id.map(Arc::from);
+        self
+    }
+
+    /// Acts as a local process's `acting` identity (an admin's session
+    /// only: `cairn mount --allow-other`). The metadata service checks
+    /// that the session is an admin's and logs the delegation.
+    pub fn with_acting(mut self, acting: Option<&Acting>) -> MetaClient {
+        self.acting = acting.map(|a| Arc::from(a.header_value()));
         self
     }
 
@@ -584,6 +596,9 @@ impl MetaClient {
         }
         if let Some(id) = &self.access_key {
             request = request.header(ACCESS_KEY_HEADER, id.as_ref());
+        }
+        if let Some(acting) = &self.acting {
+            request = request.header(ACT_AS_HEADER, acting.as_ref());
         }
         if let Some(token) = &self.token {
             request = request.header(

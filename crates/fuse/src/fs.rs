@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_client::{ClientError, Files, Page, Reader, Target};
 use cairn_proto::api::{
-    ChownRequest, DirEntry, EntryKind, RemoveKind, Stat, TimeSet, XattrSetMode,
+    Acting, ChownRequest, DirEntry, EntryKind, RemoveKind, Stat, TimeSet, XattrSetMode,
+    MAX_ACTING_GROUPS,
 };
 use cairn_proto::FileId;
 use fuser::{
@@ -26,7 +27,8 @@ use crate::cache::ChunkCache;
 use crate::errno::errno;
 use crate::limits::{
     ATTR_TTL, BLOCK_SIZE_BYTES, CHUNK_CACHE_BYTES, ENTRY_TTL, MAX_BACKGROUND_REQUESTS,
-    MAX_NAME_BYTES, MAX_OPEN_HANDLES, MAX_READAHEAD_BYTES, MAX_WRITE_BYTES, READDIR_PAGE_ENTRIES,
+    MAX_CALLER_IDENTITIES, MAX_NAME_BYTES, MAX_OPEN_HANDLES, MAX_READAHEAD_BYTES, MAX_WRITE_BYTES,
+    READDIR_PAGE_ENTRIES,
 };
 use crate::names::Names;
 use crate::open_file::OpenFile;
@@ -63,7 +65,13 @@ pub struct CairnFs {
 }
 
 struct Inner {
+    /// The file API as the mount's user.
     files: Files,
+    /// An admin's `--allow-other` mount: each call acts as the calling
+    /// process's uid and groups (the kernel checks permissions first,
+    /// `default_permissions`), through a `Files` per identity.
+    per_caller: bool,
+    callers: Mutex<HashMap<Acting, Files>>,
     who: Identity,
     read_only: bool,
     chunk_size_bytes: u64,
@@ -101,10 +109,40 @@ struct DirCursor {
 
 type Result<T> = std::result::Result<T, Errno>;
 
+tokio::task_local! {
+    /// The file API as the caller of the FUSE request being served.
+    static CALLER: Files;
+}
+
+/// The calling process's identity: its uid, its gid first, then its
+/// supplementary groups (from /proc; just the gid if they cannot be read).
+fn acting_of(req: &Request) -> Acting {
+    let mut gids = vec![req.gid()];
+    let status = std::fs::read_to_string(format!("/proc/{}/status", req.pid()));
+    if let Some(line) = status.ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Groups:"))
+            .map(String::from)
+    }) {
+        for gid in line["Groups:".len()..].split_whitespace() {
+            if let Ok(gid) = gid.parse::<u32>() {
+                if !gids.contains(&gid) && gids.len() < MAX_ACTING_GROUPS {
+                    gids.push(gid);
+                }
+            }
+        }
+    }
+    Acting {
+        uid: req.uid(),
+        gids,
+    }
+}
+
 impl CairnFs {
     pub fn new(
         files: Files,
         who: Identity,
+        per_caller: bool,
         read_only: bool,
         chunk_size_bytes: u64,
         runtime: Handle,
@@ -112,6 +150,8 @@ impl CairnFs {
         CairnFs {
             inner: Arc::new(Inner {
                 files,
+                per_caller,
+                callers: Mutex::new(HashMap::new()),
                 who,
                 read_only,
                 chunk_size_bytes,
@@ -125,13 +165,20 @@ impl CairnFs {
         }
     }
 
-    /// Runs `work` on the runtime with the shared state.
-    fn spawn<F, Fut>(&self, work: F)
+    /// Runs `work` on the runtime with the shared state, as the caller of
+    /// `req` on a per-caller mount (see [`Inner::caller_files`]).
+    fn spawn<F, Fut>(&self, req: &Request, work: F)
     where
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.runtime.spawn(work(self.inner.clone()));
+        let inner = self.inner.clone();
+        let files = if inner.per_caller {
+            inner.files_for(acting_of(req))
+        } else {
+            inner.caller_files().clone()
+        };
+        self.runtime.spawn(CALLER.scope(files, work(inner)));
     }
 }
 
@@ -267,6 +314,30 @@ fn ns_of(time: SystemTime) -> u64 {
 // ---- the shared state ----
 
 impl Inner {
+    /// The file API as the caller being served (the mount's user outside
+    /// a request, and on a mount that is not per caller).
+    fn caller_files(&self) -> Files {
+        CALLER
+            .try_with(Files::clone)
+            .unwrap_or_else(|_| self.files.clone())
+    }
+
+    /// The file API acting as `acting`, kept for the next call of that
+    /// identity (at most `MAX_CALLER_IDENTITIES`; the oldest are dropped).
+    fn files_for(&self, acting: Acting) -> Files {
+        let mut callers = self.callers.lock().expect("callers lock");
+        if let Some(files) = callers.get(&acting) {
+            return files.clone();
+        }
+        if callers.len() >= MAX_CALLER_IDENTITIES {
+            callers.clear();
+        }
+        let meta = self.files.meta().clone().with_acting(Some(&acting));
+        let files = self.caller_files().acting_as(meta);
+        callers.insert(acting, files.clone());
+        files
+    }
+
     fn path(&self, ino: u64) -> Result<String> {
         self.names.lock().expect("names lock").path(ino)
     }
@@ -314,7 +385,7 @@ impl Inner {
     }
 
     async fn stat(&self, ino: u64, doing: &str) -> Result<Stat> {
-        self.files
+        self.caller_files()
             .stat(Target::Id(ino))
             .await
             .map_err(|e| errno(doing, &e))
@@ -362,23 +433,26 @@ impl Inner {
             Known::Reader(reader) => Some(reader),
             // A new or empty file: nothing to read.
             Known::Stat(stat) if stat.size_bytes == 0 => None,
-            Known::Stat(_) | Known::Nothing => match self.files.open(Target::Id(ino)).await {
-                Ok(reader) => Some(reader),
-                // Write-only and truncated: the old contents do not matter.
-                Err(e)
-                    if truncate && e.code() == Some(cairn_proto::ErrorCode::PermissionDenied) =>
-                {
-                    None
+            Known::Stat(_) | Known::Nothing => {
+                match self.caller_files().open(Target::Id(ino)).await {
+                    Ok(reader) => Some(reader),
+                    // Write-only and truncated: the old contents do not matter.
+                    Err(e)
+                        if truncate
+                            && e.code() == Some(cairn_proto::ErrorCode::PermissionDenied) =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(errno(&doing, &e)),
                 }
-                Err(e) => return Err(errno(&doing, &e)),
-            },
+            }
         };
         let chunks = reader
             .as_ref()
             .map(|reader| reader.stat().chunks.clone())
             .unwrap_or_default();
         let file = Arc::new(OpenFile::new(
-            self.files.clone(),
+            self.caller_files(),
             self.cache.clone(),
             ino,
             path,
@@ -424,7 +498,7 @@ impl Inner {
 
     async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr> {
         let path = self.child_path(parent, name)?;
-        let stat = match self.files.stat(Target::Path(&path)).await {
+        let stat = match self.caller_files().stat(Target::Path(&path)).await {
             Ok(stat) => stat,
             Err(e) => return Err(errno(&format!("look up {path}"), &e)),
         };
@@ -444,7 +518,7 @@ impl Inner {
             return Err(Errno::EROFS);
         }
         if let Some(mode) = change.mode {
-            self.files
+            self.caller_files()
                 .chmod(&path, mode & 0o7777)
                 .await
                 .map_err(|e| errno(&format!("chmod {path}"), &e))?;
@@ -456,7 +530,7 @@ impl Inner {
                 gid: change.gid,
                 ..ChownRequest::default()
             };
-            self.files
+            self.caller_files()
                 .chown(&request)
                 .await
                 .map_err(|e| errno(&format!("chown {path}"), &e))?;
@@ -472,7 +546,7 @@ impl Inner {
                     .await
                     .map_err(|e| errno(&format!("write {path}"), &e))?;
             }
-            self.files
+            self.caller_files()
                 .set_times(&path, change.accessed, change.modified)
                 .await
                 .map_err(|e| errno(&format!("set the times of {path}"), &e))?;
@@ -505,7 +579,7 @@ impl Inner {
     ) -> Result<(FileAttr, Arc<OpenFile>, u64)> {
         let path = self.path_to_change(parent, name)?;
         let stat = self
-            .files
+            .caller_files()
             .create_empty(&path, mode & 0o7777)
             .await
             .map_err(|e| errno(&format!("create {path}"), &e))?;
@@ -543,7 +617,7 @@ impl Inner {
         // (refused if the caller may not read it).
         let (stat, reader) = if want & 4 != 0 && self.open_file(ino).is_none() {
             let reader = self
-                .files
+                .caller_files()
                 .open(Target::Id(ino))
                 .await
                 .map_err(|e| errno(&doing, &e))?;
@@ -603,7 +677,7 @@ impl Inner {
             limit: Some(READDIR_PAGE_ENTRIES),
         };
         let listed = self
-            .files
+            .caller_files()
             .list(&cursor.path, &page)
             .await
             .map_err(|e| errno(&format!("list {}", cursor.path), &e))?;
@@ -721,12 +795,12 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = match name_of(name) {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             match inner.lookup(parent.0, &name).await {
                 Ok(attr) => reply.entry(&ENTRY_TTL, &attr, Generation(0)),
                 Err(e) => reply.error(e),
@@ -742,8 +816,8 @@ impl Filesystem for CairnFs {
             .forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.spawn(move |inner| async move {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn(req, move |inner| async move {
             match inner.stat(ino.0, &format!("stat file {}", ino.0)).await {
                 Ok(stat) => reply.attr(&ATTR_TTL, &inner.attr(&stat)),
                 Err(e) => reply.error(e),
@@ -753,7 +827,7 @@ impl Filesystem for CairnFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -777,7 +851,7 @@ impl Filesystem for CairnFs {
             accessed: time_set(atime),
             modified: time_set(mtime),
         };
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             match inner.setattr(ino.0, change).await {
                 Ok(attr) => reply.attr(&ATTR_TTL, &attr),
                 Err(e) => reply.error(e),
@@ -787,7 +861,7 @@ impl Filesystem for CairnFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -800,13 +874,13 @@ impl Filesystem for CairnFs {
             Err(e) => return reply.error(e),
         };
         if let Some(node) = node_kind(mode) {
-            return self.spawn(move |inner| async move {
+            return self.spawn(req, move |inner| async move {
                 let path = match inner.path_to_change(parent.0, &name) {
                     Ok(path) => path,
                     Err(e) => return reply.error(e),
                 };
                 let made = inner
-                    .files
+                    .caller_files()
                     .make_node(&path, node, mode & !umask & 0o7777, u64::from(rdev))
                     .await;
                 match made {
@@ -818,7 +892,7 @@ impl Filesystem for CairnFs {
                 }
             });
         }
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             match inner.create(parent.0, &name, mode & !umask).await {
                 Ok((attr, file, fh)) => {
                     inner.handles.lock().expect("handles lock").remove(&fh);
@@ -832,7 +906,7 @@ impl Filesystem for CairnFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -843,11 +917,11 @@ impl Filesystem for CairnFs {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let made = async {
                 let path = inner.path_to_change(parent.0, &name)?;
                 let made = inner
-                    .files
+                    .caller_files()
                     .mkdir(&path, false, Some(mode & !umask & 0o7777))
                     .await
                     .map_err(|e| errno(&format!("mkdir {path}"), &e))?;
@@ -862,17 +936,17 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.remove(parent, name, false, reply);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(req, parent, name, false, reply);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.remove(parent, name, true, reply);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(req, parent, name, true, reply);
     }
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &std::path::Path,
@@ -887,12 +961,12 @@ impl Filesystem for CairnFs {
             tracing::debug!("refused a symbolic link target that is not UTF-8: {target:?}");
             return reply.error(Errno::EINVAL);
         };
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let path = match inner.path_to_change(parent.0, &name) {
                 Ok(path) => path,
                 Err(e) => return reply.error(e),
             };
-            match inner.files.symlink(&path, &target).await {
+            match inner.caller_files().symlink(&path, &target).await {
                 Ok(stat) => {
                     inner.learn(parent.0, &name, stat.id);
                     reply.entry(&ENTRY_TTL, &inner.attr(&stat), Generation(0));
@@ -902,8 +976,8 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.spawn(move |inner| async move {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn(req, move |inner| async move {
             match inner.stat(ino.0, &format!("readlink {}", ino.0)).await {
                 Ok(stat) => match stat.target {
                     Some(target) => reply.data(target.as_bytes()),
@@ -928,7 +1002,7 @@ impl Filesystem for CairnFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -946,12 +1020,12 @@ impl Filesystem for CairnFs {
             (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
         let replace = !flags.contains(RenameFlags::RENAME_NOREPLACE);
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let renamed = async {
                 let src = inner.path_to_change(parent.0, &name)?;
                 let dst = inner.child_path(newparent.0, &newname)?;
                 let moved = inner
-                    .files
+                    .caller_files()
                     .rename_exact(&src, &dst, replace)
                     .await
                     .map_err(|e| errno(&format!("rename {src} to {dst}"), &e))?;
@@ -973,8 +1047,8 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.spawn(move |inner| async move {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn(req, move |inner| async move {
             match inner.open_handle(ino.0, flags).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(e),
@@ -984,7 +1058,7 @@ impl Filesystem for CairnFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -993,7 +1067,7 @@ impl Filesystem for CairnFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let (file, _) = match inner.file_handle(fh.0) {
                 Ok(found) => found,
                 Err(e) => return reply.error(e),
@@ -1007,7 +1081,7 @@ impl Filesystem for CairnFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1018,7 +1092,7 @@ impl Filesystem for CairnFs {
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let (file, append) = match inner.file_handle(fh.0) {
                 Ok(found) => found,
                 Err(e) => return reply.error(e),
@@ -1034,18 +1108,18 @@ impl Filesystem for CairnFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.sync(ino, fh, reply);
+        self.sync(req, ino, fh, reply);
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -1053,7 +1127,7 @@ impl Filesystem for CairnFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let removed = inner.handles.lock().expect("handles lock").remove(&fh.0);
             if removed.is_some() {
                 inner.release(ino.0).await;
@@ -1064,17 +1138,17 @@ impl Filesystem for CairnFs {
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.sync(ino, fh, reply);
+        self.sync(req, ino, fh, reply);
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.spawn(move |inner| async move {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn(req, move |inner| async move {
             let opened = async {
                 let path = inner.path(ino.0)?;
                 let cursor = DirCursor {
@@ -1095,13 +1169,13 @@ impl Filesystem for CairnFs {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let mut add = |offset: u64, entry: Listed<'_>| match entry {
                 Listed::Dot(name) => reply.add(ino, offset, FileType::Directory, name),
                 Listed::Entry(entry) => {
@@ -1117,13 +1191,13 @@ impl Filesystem for CairnFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let names = inner.clone();
             let mut add = |offset: u64, entry: Listed<'_>| match entry {
                 // "." and ".." carry no attributes the kernel keeps (ttl 0).
@@ -1199,9 +1273,9 @@ impl Filesystem for CairnFs {
         reply.ok();
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.spawn(move |inner| async move {
-            match inner.files.meta().status().await {
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.spawn(req, move |inner| async move {
+            match inner.caller_files().meta().status().await {
                 Ok(status) => {
                     const FRAGMENT: u64 = 4096;
                     let replication = u64::from(status.replication.max(1));
@@ -1234,7 +1308,7 @@ impl Filesystem for CairnFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1257,8 +1331,8 @@ impl Filesystem for CairnFs {
             XattrSetMode::Any
         };
         let value = value.to_vec();
-        self.spawn(move |inner| async move {
-            let files = inner.files.clone();
+        self.spawn(req, move |inner| async move {
+            let files = inner.caller_files().clone();
             let set = inner
                 .xattr_path_call(ino.0, &format!("set attribute {name}"), |path| async move {
                     files
@@ -1274,7 +1348,7 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = match name_of(name) {
             Ok(name) => name,
             Err(e) => return reply.error(e),
@@ -1283,8 +1357,8 @@ impl Filesystem for CairnFs {
             // No POSIX ACLs: the kernel asks on every access check.
             return reply.error(Errno::ENODATA);
         }
-        self.spawn(move |inner| async move {
-            match inner.files.xattr(Target::Id(ino.0), &name).await {
+        self.spawn(req, move |inner| async move {
+            match inner.caller_files().xattr(Target::Id(ino.0), &name).await {
                 Ok(value) => reply_xattr(reply, size, &value),
                 Err(e) if e.is_not_found() => reply.error(Errno::ENODATA),
                 Err(e) => reply.error(errno(
@@ -1295,9 +1369,9 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.spawn(move |inner| async move {
-            match inner.files.xattrs(Target::Id(ino.0)).await {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(req, move |inner| async move {
+            match inner.caller_files().xattrs(Target::Id(ino.0)).await {
                 Ok(xattrs) => {
                     let mut names = Vec::new();
                     for xattr in xattrs {
@@ -1311,13 +1385,13 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = match name_of(name) {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
-        self.spawn(move |inner| async move {
-            let files = inner.files.clone();
+        self.spawn(req, move |inner| async move {
+            let files = inner.caller_files().clone();
             let removed = inner
                 .xattr_path_call(
                     ino.0,
@@ -1332,8 +1406,8 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.spawn(move |inner| async move {
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.spawn(req, move |inner| async move {
             match inner.stat(ino.0, &format!("stat file {}", ino.0)).await {
                 Ok(stat) => {
                     let want = (mask.bits() as u32) & 0o7;
@@ -1355,7 +1429,7 @@ impl Filesystem for CairnFs {
     /// other modes are not supported.
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1366,7 +1440,7 @@ impl Filesystem for CairnFs {
         if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
             return reply.error(Errno::EOPNOTSUPP);
         }
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let (file, _) = match inner.file_handle(fh.0) {
                 Ok(found) => found,
                 Err(e) => return reply.error(e),
@@ -1384,7 +1458,7 @@ impl Filesystem for CairnFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -1397,7 +1471,7 @@ impl Filesystem for CairnFs {
             Err(e) => return reply.error(e),
         };
         let append = flags & libc::O_APPEND != 0;
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             match inner.create(parent.0, &name, mode & !umask).await {
                 Ok((attr, _file, fh)) => {
                     if append {
@@ -1424,12 +1498,12 @@ impl Filesystem for CairnFs {
 }
 
 impl CairnFs {
-    fn remove(&self, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
+    fn remove(&self, req: &Request, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
         let name = match name_of(name) {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
-        self.spawn(move |inner| async move {
+        self.spawn(req, move |inner| async move {
             let removed = async {
                 let path = inner.path_to_change(parent.0, &name)?;
                 let kind = if dir {
@@ -1438,7 +1512,7 @@ impl CairnFs {
                     RemoveKind::NotDir
                 };
                 inner
-                    .files
+                    .caller_files()
                     .remove_kind(&path, kind)
                     .await
                     .map_err(|e| errno(&format!("remove {path}"), &e))?;
@@ -1456,8 +1530,8 @@ impl CairnFs {
         });
     }
 
-    fn sync(&self, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
-        self.spawn(move |inner| async move {
+    fn sync(&self, req: &Request, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
+        self.spawn(req, move |inner| async move {
             let (file, _) = match inner.file_handle(fh.0) {
                 Ok(found) => found,
                 Err(e) => return reply.error(e),

@@ -29,6 +29,9 @@ pub const MAX_DIRTY_CHUNKS: usize = 16;
 /// what the file holds so far, as a kernel writes back dirty pages.
 pub const MAX_UNCOMMITTED_BYTES: u64 = 128 * 1024 * 1024;
 
+/// Identities a per-caller mount keeps a client for (one per local
+/// uid and groups that used it); past it they are made again.
+pub const MAX_CALLER_IDENTITIES: usize = 1024;
 /// Open file and directory handles at once.
 pub const MAX_OPEN_HANDLES: usize = 65_536;
 /// Entries fetched per listing page for readdir.

@@ -11,7 +11,9 @@ use crate::fs::{CairnFs, Identity};
 
 #[derive(Debug, Clone, Default)]
 pub struct MountOptions {
-    /// Let other local users use the mount (they act as the mount's user).
+    /// Let other local users use the mount: they act as the mount's user,
+    /// or, on an admin's mount, as themselves (their uid and groups, with
+    /// the kernel checking permissions first).
     pub allow_other: bool,
     pub read_only: bool,
 }
@@ -33,8 +35,9 @@ pub enum MountError {
 const FUSE_THREADS: usize = 4;
 
 /// Mounts the cluster `files` reaches at `mountpoint`, as the user it is
-/// logged in as, and serves it until it is unmounted or the process gets
-/// SIGINT or SIGTERM. `ready` runs once the mount answers.
+/// logged in as (or, an admin's with `allow_other`, as each caller), and
+/// serves it until it is unmounted or the process gets SIGINT or SIGTERM.
+/// `ready` runs once the mount answers, with whom it acts as.
 pub async fn mount(
     files: Files,
     mountpoint: &Path,
@@ -42,13 +45,10 @@ pub async fn mount(
     ready: impl FnOnce(&str),
 ) -> Result<(), MountError> {
     let whoami = files.meta().whoami().await?;
-    if whoami.admin && options.allow_other {
-        return Err(MountError::Refused(format!(
-            "{} is an admin: with --allow-other every local user would act as an admin of the cluster. \
-             Mount as a normal user (`cairn login USER`) to share the mount, or mount without --allow-other",
-            whoami.user
-        )));
-    }
+    // An admin's session may act for any uid: shared with other local
+    // users, it acts as each caller (as NFS trusts its clients' uids),
+    // never as the admin for everyone.
+    let per_caller = whoami.admin && options.allow_other;
     let metadata = std::fs::metadata(mountpoint).map_err(|source| MountError::Io {
         context: format!("cannot use {} as a mount point", mountpoint.display()),
         source,
@@ -68,6 +68,7 @@ pub async fn mount(
     let fs = CairnFs::new(
         files,
         who,
+        per_caller,
         options.read_only,
         chunk_size_bytes,
         tokio::runtime::Handle::current(),
@@ -87,6 +88,11 @@ pub async fn mount(
     if options.allow_other {
         config.acl = SessionACL::All;
     }
+    if per_caller {
+        // The kernel checks each caller's permissions against the
+        // attributes first; the metadata service checks again.
+        config.mount_options.push(MountOption::DefaultPermissions);
+    }
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
     let where_ = mountpoint.to_path_buf();
@@ -103,7 +109,14 @@ pub async fn mount(
         })?;
     let mut session = session;
     let mut unmounter = session.unmount_callable();
-    ready(&whoami.user);
+    if per_caller {
+        ready(&format!(
+            "each local caller's own uid and groups (through {}'s admin session)",
+            whoami.user
+        ));
+    } else {
+        ready(&whoami.user);
+    }
     let serving = tokio::task::spawn_blocking(move || session.run());
     tokio::pin!(serving);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -83,6 +83,18 @@ impl Principal {
         }
     }
 
+    /// A local process of a trusted client, as an admin's session acts for
+    /// it (`cairn mount --allow-other`): its uid and groups, with an
+    /// admin's rights for uid 0 (root).
+    pub fn acting(acting: &cairn_proto::api::Acting) -> Principal {
+        Principal {
+            uid: acting.uid,
+            name: format!("uid {}", acting.uid),
+            gids: acting.gids.clone(),
+            admin: acting.uid == ROOT_UID,
+        }
+    }
+
     pub fn primary_gid(&self) -> u32 {
         self.gids.first().copied().unwrap_or(self.uid)
     }

@@ -2723,3 +2723,48 @@ fn unlink_and_rmdir_check_the_kind_with_the_removal() {
     assert_eq!(f.stat("/d").map(|_| ()), Err(ErrorCode::NotFound));
     f.check_invariants();
 }
+
+#[test]
+fn acting_for_a_local_identity_is_an_admins_and_checked_when_applied() {
+    use cairn_proto::api::Acting;
+    let mut f = Fixture::with_users();
+    f.by("admin", mkdir_command("/open", false)).unwrap();
+    f.by("admin", chmod("/open", 0o777)).unwrap();
+    let apply = |f: &mut Fixture, user: &str, uid: u32, command: Command| {
+        let mut txn = f.db.begin_write().unwrap();
+        txn.set_durability(redb::Durability::None).unwrap();
+        f.clock += 1_000;
+        let request =
+            Request::new(f.clock, None, Some(user.into()), command).acting(Some(Acting {
+                uid,
+                gids: vec![uid, 7],
+            }));
+        // It is written as format 3 and read back whole.
+        let json = serde_json::to_string(&request).unwrap();
+        assert!(json.contains(r#""format":3"#), "{json}");
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
+        let outcome = {
+            let mut tables = Tables::open(&txn).unwrap();
+            tables.apply_request(&request).unwrap()
+        };
+        txn.commit().unwrap();
+        outcome
+    };
+    apply(&mut f, "admin", 4242, mkdir_command("/open/mine", false)).unwrap();
+    let (_, made) = f.stat("/open/mine").unwrap();
+    assert_eq!((made.uid, made.gid), (4242, 4242));
+    // As uid 4242: no admin rights.
+    let refused = apply(&mut f, "admin", 4242, mkdir_command("/top", false)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::PermissionDenied);
+    // Uid 0 is an admin (root on a trusted client).
+    apply(&mut f, "admin", 0, mkdir_command("/top", false)).unwrap();
+    // A user who is not an admin cannot act for anyone.
+    let refused = apply(&mut f, "alice", 1000, mkdir_command("/open/x", false)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::PermissionDenied);
+    assert!(
+        refused.message.contains("not an admin"),
+        "{}",
+        refused.message
+    );
+    f.check_invariants();
+}

@@ -836,6 +836,53 @@ pub const REQUEST_ID_HEADER: &str = "x-cairn-request-id";
 /// it once the key is removed.
 pub const ACCESS_KEY_HEADER: &str = "x-cairn-access-key";
 
+/// Header with which an admin's session acts for a local process of a
+/// trusted client (`cairn mount --allow-other`): `UID:GID,GID...`, the
+/// first group the primary one. The call runs as that uid and those groups
+/// (uid 0 as an admin), checked and logged by the metadata service.
+pub const ACT_AS_HEADER: &str = "x-cairn-act-as";
+
+/// Groups an [`Acting`] identity may name.
+pub const MAX_ACTING_GROUPS: usize = 64;
+
+/// A numeric identity an admin's session acts as ([`ACT_AS_HEADER`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Acting {
+    pub uid: u32,
+    /// The primary group first; never empty.
+    pub gids: Vec<u32>,
+}
+
+impl Acting {
+    /// The header value: `1000:1000,27`.
+    pub fn header_value(&self) -> String {
+        let gids: Vec<String> = self.gids.iter().map(u32::to_string).collect();
+        format!("{}:{}", self.uid, gids.join(","))
+    }
+
+    pub fn parse(value: &str) -> Result<Acting, ApiError> {
+        let invalid = |why: &str| {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("{ACT_AS_HEADER} {value:?}: {why}; it is UID:GID[,GID...]"),
+            )
+        };
+        let (uid, gids) = value.split_once(':').ok_or_else(|| invalid("no ':'"))?;
+        let uid = uid
+            .parse()
+            .map_err(|_| invalid("the uid is not a number"))?;
+        let gids = gids
+            .split(',')
+            .map(|g| g.parse::<u32>())
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| invalid("a gid is not a number"))?;
+        if gids.len() > MAX_ACTING_GROUPS {
+            return Err(invalid(&format!("more than {MAX_ACTING_GROUPS} groups")));
+        }
+        Ok(Acting { uid, gids })
+    }
+}
+
 /// Header proving that a process holds the cluster secret: chunk servers
 /// registering and heartbeating, and metadata members talking Raft, send
 /// [`cluster_token`] of the secret. Without TLS it travels in clear text

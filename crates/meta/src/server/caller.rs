@@ -18,7 +18,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use cairn_proto::api::{ACCESS_KEY_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER};
+use cairn_proto::api::{
+    Acting, ACCESS_KEY_HEADER, ACT_AS_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER,
+};
 use cairn_proto::{ApiError, ErrorCode};
 
 use crate::auth::{self, TokenHash};
@@ -37,13 +39,36 @@ pub struct Caller {
     pub session: Option<(TokenHash, u64)>,
     /// The access key a cluster process (the S3 gateway) acts by.
     pub access_key: Option<String>,
+    /// The local identity an admin's session acts as (`x-cairn-act-as`),
+    /// and that admin's name: `principal` is then the identity's.
+    pub acting: Option<(Acting, String)>,
 }
 
 impl Caller {
     /// The user name proposals carry; `None` for cluster processes, which
     /// the state machine treats as having every right.
     pub fn user(&self) -> Option<String> {
+        if let Some((_, delegate)) = &self.acting {
+            return Some(delegate.clone());
+        }
         (self.session.is_some() || self.access_key.is_some()).then(|| self.principal.name.clone())
+    }
+
+    /// Proposes `command` as this caller (acting for a local identity when
+    /// it does).
+    pub async fn propose(
+        &self,
+        meta: &Meta,
+        command: crate::state::Command,
+        request_id: Option<u128>,
+    ) -> Result<crate::state::Output, ApiError> {
+        meta.propose_acting(command, request_id, self.user(), self.acting())
+            .await
+    }
+
+    /// The local identity the caller acts as, if any.
+    pub fn acting(&self) -> Option<Acting> {
+        self.acting.as_ref().map(|(acting, _)| acting.clone())
     }
 
     pub fn require_admin(&self, doing: &str) -> Result<(), ApiError> {
@@ -78,6 +103,7 @@ impl FromRequestParts<Arc<Meta>> for Caller {
                         principal: Principal::system(),
                         session: None,
                         access_key: None,
+                        acting: None,
                     }),
                     Some(id) => acting_for_key(meta, parts, id).await,
                 }
@@ -147,13 +173,53 @@ impl FromRequestParts<Arc<Meta>> for Caller {
                     session.user
                 ),
             )),
-            Some((session, Some(principal))) => Ok(Caller {
-                principal,
-                session: Some((hash, session.expires_ms)),
-                access_key: None,
-            }),
+            Some((session, Some(principal))) => {
+                let acting = acting_for_local(parts, &principal)?;
+                Ok(Caller {
+                    principal: acting.as_ref().map_or(principal, Principal::acting),
+                    session: Some((hash, session.expires_ms)),
+                    access_key: None,
+                    acting: acting.map(|acting| (acting, session.user)),
+                })
+            }
         }
     }
+}
+
+/// The local identity an admin's session acts as (`x-cairn-act-as`, sent
+/// by `cairn mount --allow-other` for each calling process), if any;
+/// refused for a session that is not an admin's. Each such call is logged
+/// at debug level; the state machine checks the delegation again.
+fn acting_for_local(parts: &Parts, session: &Principal) -> Result<Option<Acting>, HttpError> {
+    let Some(value) = parts.headers.get(ACT_AS_HEADER) else {
+        return Ok(None);
+    };
+    let acting = Acting::parse(value.to_str().unwrap_or_default()).map_err(HttpError)?;
+    if !session.admin {
+        tracing::warn!(
+            source = %source_of(parts),
+            route = parts.uri.path(),
+            user = %session.name,
+            reason = "acting for a local user without being an admin",
+            "refused a request"
+        );
+        return Err(HttpError(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{} is not an admin, so cannot act for local users (uid {}); mount without --allow-other",
+                session.name, acting.uid
+            ),
+        )));
+    }
+    tracing::debug!(
+        source = %source_of(parts),
+        route = parts.uri.path(),
+        user = %session.name,
+        uid = acting.uid,
+        gids = ?acting.gids,
+        "acting for a local user"
+    );
+    Ok(Some(acting))
 }
 
 /// The caller a cluster process names by an access key: the key's user,
@@ -180,6 +246,7 @@ async fn acting_for_key(meta: &Meta, parts: &Parts, id: String) -> Result<Caller
                 principal,
                 session: None,
                 access_key: Some(id),
+                acting: None,
             })
         }
         _ => {

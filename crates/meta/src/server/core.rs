@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_proto::api::CapabilityKey;
+use cairn_proto::api::{Acting, CapabilityKey};
 use cairn_proto::{ApiError, ClusterMap, ErrorCode};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Raft, ServerState};
@@ -75,7 +75,19 @@ impl Meta {
         request_id: Option<u128>,
         user: Option<String>,
     ) -> Result<Output, ApiError> {
-        let request = state::Request::new(now_ns(), request_id, user, command);
+        self.propose_acting(command, request_id, user, None).await
+    }
+
+    /// [`Meta::propose`], run as `acting` by `user` (an admin acting for a
+    /// trusted client's local process; the state machine checks).
+    pub async fn propose_acting(
+        &self,
+        command: Command,
+        request_id: Option<u128>,
+        user: Option<String>,
+        acting: Option<Acting>,
+    ) -> Result<Output, ApiError> {
+        let request = state::Request::new(now_ns(), request_id, user, command).acting(acting);
         let write = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(request));
         match write.await {
             Ok(Ok(response)) => response.data,

@@ -220,7 +220,7 @@ async fn mutation(
     command: Command,
     request_id: Option<u128>,
 ) -> ApiResult<MutationResponse> {
-    match meta.propose(command, request_id, caller.user()).await? {
+    match caller.propose(meta, command, request_id).await? {
         Output::Mutation(m) => Ok(Json(m)),
         other => Err(ApiError::internal(format!("mutation answered {other:?}")).into()),
     }
@@ -281,7 +281,12 @@ pub async fn commit(
 ) -> ApiResult<CommitResponse> {
     let who = caller.principal.clone();
     let mut committed = match meta
-        .propose(Command::Commit(req), request_id, caller.user())
+        .propose_acting(
+            Command::Commit(req),
+            request_id,
+            caller.user(),
+            caller.acting(),
+        )
         .await?
     {
         Output::Commit(c) => c,
@@ -318,7 +323,12 @@ pub async fn make_node(
     ApiJson(req): ApiJson<MakeNodeRequest>,
 ) -> ApiResult<Stat> {
     let made = match meta
-        .propose(Command::MakeNode(req), request_id, caller.user())
+        .propose_acting(
+            Command::MakeNode(req),
+            request_id,
+            caller.user(),
+            caller.acting(),
+        )
         .await?
     {
         Output::Mutation(m) => m,

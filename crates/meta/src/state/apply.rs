@@ -26,7 +26,10 @@ impl Tables<'_> {
     /// Applies one command. On `Err(StateError::Api)` nothing was written.
     pub fn apply(&mut self, request: &Request) -> Result<Output, StateError> {
         let now = request.now_ns;
-        let who = &self.ns.principal(request.user.as_deref())?;
+        let who = &match &request.acting {
+            None => self.ns.principal(request.user.as_deref())?,
+            Some(acting) => self.ns.acting_principal(request.user.as_deref(), acting)?,
+        };
         match &request.command {
             Command::Mkdir(req) => self.mkdir(who, req, now).map(Output::Mutation),
             Command::MakeNode(req) => self.make_node(who, req, now).map(Output::Mutation),

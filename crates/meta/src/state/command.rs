@@ -9,7 +9,7 @@
 //! says to upgrade, rather than applied wrongly.
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MakeNodeRequest,
+    Acting, ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MakeNodeRequest,
     MkdirRequest, MoveRequest, MutationResponse, RegisterRequest, RemoveRequest, TimesRequest,
     UserResponse, XattrRemoveRequest, XattrSetRequest,
 };
@@ -19,8 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::auth::TokenHash;
 
 /// The format of the requests this binary writes: 2 has the clock in
-/// nanoseconds (`now_ns`); 1 (no `format` field) had `now_ms`.
+/// nanoseconds (`now_ns`); 1 (no `format` field) had `now_ms`; 3 is
+/// written only by requests `acting` for a local identity, so that a
+/// member too old to know `acting` refuses them instead of applying them
+/// with the admin's rights.
 pub const REQUEST_FORMAT: u8 = 2;
+pub const ACTING_REQUEST_FORMAT: u8 = 3;
 
 /// A command as stored in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +39,10 @@ pub struct Request {
     /// servers, the liveness watcher, start-up), with every right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The numeric identity `user` (an admin) acts as for a trusted
+    /// client's local process (`cairn mount --allow-other`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting: Option<Acting>,
     pub command: Command,
 }
 
@@ -50,8 +58,18 @@ impl Request {
             now_ns,
             request_id,
             user,
+            acting: None,
             command,
         }
+    }
+
+    /// The same request, run as `acting` by its (admin) user.
+    pub fn acting(mut self, acting: Option<Acting>) -> Request {
+        if acting.is_some() {
+            self.format = ACTING_REQUEST_FORMAT;
+        }
+        self.acting = acting;
+        self
     }
 }
 
@@ -68,6 +86,8 @@ struct RequestWire {
     request_id: Option<u128>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default)]
+    acting: Option<Acting>,
     command: Command,
 }
 
@@ -81,19 +101,26 @@ impl TryFrom<RequestWire> for Request {
                 .now_ms
                 .ok_or("a format-1 log entry without now_ms")?
                 .saturating_mul(1_000_000),
-            REQUEST_FORMAT => wire.now_ns.ok_or("a log entry without now_ns")?,
+            REQUEST_FORMAT | ACTING_REQUEST_FORMAT => {
+                wire.now_ns.ok_or("a log entry without now_ns")?
+            }
             newer => {
                 return Err(format!(
-                    "log entry of format {newer} is newer than this binary understands ({REQUEST_FORMAT}); \
+                    "log entry of format {newer} is newer than this binary understands ({ACTING_REQUEST_FORMAT}); \
                      upgrade cairn on this metadata member"
                 ))
             }
         };
         Ok(Request {
-            format: REQUEST_FORMAT,
+            format: if wire.acting.is_some() {
+                ACTING_REQUEST_FORMAT
+            } else {
+                REQUEST_FORMAT
+            },
             now_ns,
             request_id: wire.request_id,
             user: wire.user,
+            acting: wire.acting,
             command: wire.command,
         })
     }

@@ -3,6 +3,7 @@
 //! [`View`] from a read transaction (the read routes) or from a command's
 //! write transaction, so a command checks exactly what a read would.
 
+use cairn_proto::api::Acting;
 use cairn_proto::ids::ROOT_ID;
 use cairn_proto::path::{join, split_path, MAX_PATH_DEPTH};
 use cairn_proto::{ApiError, ErrorCode, FileId};
@@ -107,6 +108,29 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
             )
             .into()
         })
+    }
+
+    /// The identity an admin's session acts as for a trusted client's
+    /// local process: checked again here, as the log is applied (the
+    /// user may have lost admin since the call was made). Uid 0 is an
+    /// admin, as root on a trusted NFS client.
+    pub fn acting_principal(
+        &self,
+        user: Option<&str>,
+        acting: &Acting,
+    ) -> Result<Principal, StateError> {
+        let delegate = self.principal(user)?;
+        if !delegate.admin {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{} is not an admin, so cannot act for local users (uid {}); mount without --allow-other",
+                    delegate.name, acting.uid
+                ),
+            )
+            .into());
+        }
+        Ok(Principal::acting(acting))
     }
 
     /// `Ok` if `who` has `want` on `inode` (named `path`), else the refusal
