@@ -14,6 +14,7 @@ use cairn_proto::api::{
     Acting, ChownRequest, DirEntry, EntryKind, RemoveKind, Stat, TimeSet, XattrSetMode,
     MAX_ACTING_GROUPS,
 };
+use cairn_proto::limits::MAX_PATH_BYTES;
 use cairn_proto::FileId;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -342,11 +343,19 @@ impl Inner {
         self.names.lock().expect("names lock").path(ino)
     }
 
+    /// The path of `name` in `parent`: ENAMETOOLONG past the longest path
+    /// the namespace keeps (4096 bytes from its root, which a process deep
+    /// in the tree can reach with a short relative path).
     fn child_path(&self, parent: u64, name: &str) -> Result<String> {
-        self.names
+        let path = self
+            .names
             .lock()
             .expect("names lock")
-            .child_path(parent, name)
+            .child_path(parent, name)?;
+        if path.len() > MAX_PATH_BYTES {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok(path)
     }
 
     /// The path of `name` in `parent`, for a change: EROFS on a
@@ -518,8 +527,18 @@ impl Inner {
             return Err(Errno::EROFS);
         }
         if let Some(mode) = change.mode {
-            self.caller_files()
-                .chmod(&path, mode & 0o7777)
+            let mode = mode & 0o7777;
+            // On a per-caller mount the kernel has checked chmod itself
+            // (only owners get here), but before a write by another user it
+            // clears set-uid/set-gid with a chmod of its own: that one is
+            // made with the mount's (admin) rights, as the kernel's is.
+            let files = if self.per_caller && self.only_drops_set_ids(ino, mode).await? {
+                self.files.clone()
+            } else {
+                self.caller_files()
+            };
+            files
+                .chmod(&path, mode)
                 .await
                 .map_err(|e| errno(&format!("chmod {path}"), &e))?;
         }
@@ -553,6 +572,13 @@ impl Inner {
         }
         let stat = self.stat(ino, &format!("stat {path}")).await?;
         Ok(self.attr(&stat))
+    }
+
+    /// Whether `mode` is the mode of `ino` with set-uid and set-gid
+    /// cleared (and something cleared).
+    async fn only_drops_set_ids(&self, ino: u64, mode: u32) -> Result<bool> {
+        let stat = self.stat(ino, &format!("stat file {ino}")).await?;
+        Ok(stat.mode != mode && stat.mode & !0o6000 == mode)
     }
 
     /// truncate(2): through the open file if there is one, else on a

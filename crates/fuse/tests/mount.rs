@@ -722,6 +722,15 @@ fn an_admins_shared_mount_acts_as_each_caller() {
     assert!(theirs.exists());
     // Root (this test) acts as an admin.
     fs::remove_file(&theirs).unwrap();
+    // Another user's write to a set-uid file clears the bit (the kernel
+    // asks first, with rights of its own), and succeeds.
+    let tool = mount.at("drop/tool");
+    fs::write(&tool, b"v1").unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o4777)).unwrap();
+    let (code, err) = sh_as(4242, 4242, &format!("echo v2 >> '{}'", tool.display()));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::metadata(&tool).unwrap().mode() & 0o7777, 0o777);
+    assert_eq!(fs::read(&tool).unwrap(), b"v1v2\n");
 }
 
 /// What the mount refuses, it refuses with what to do.
