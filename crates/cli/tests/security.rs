@@ -465,16 +465,7 @@ fn chunk_servers_serve_a_chunk_only_with_a_capability_for_it() {
 
 /// `GET path` on the metadata service with the given headers.
 fn meta_get_with(cluster: &Cluster, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let (code, body) = try_http_full(
-        &cluster.metas[0].addr,
-        "GET",
-        path,
-        headers,
-        b"",
-        Duration::from_secs(5),
-    )
-    .expect("the metadata service answers");
-    (code, String::from_utf8_lossy(&body).into_owned())
+    meta_call(cluster, "GET", path, headers, "")
 }
 
 #[test]

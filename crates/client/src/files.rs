@@ -335,14 +335,7 @@ impl Files {
         path: &str,
         recursive: bool,
     ) -> Result<MutationResponse, ClientError> {
-        self.inner
-            .meta
-            .remove(&RemoveRequest {
-                path: path.to_string(),
-                recursive,
-                kind: None,
-            })
-            .await
+        self.remove_request(path, recursive, None).await
     }
 
     /// unlink(2) (`RemoveKind::NotDir`) or rmdir(2) (`RemoveKind::Dir`)
@@ -352,14 +345,21 @@ impl Files {
         path: &str,
         kind: RemoveKind,
     ) -> Result<MutationResponse, ClientError> {
-        self.inner
-            .meta
-            .remove(&RemoveRequest {
-                path: path.to_string(),
-                recursive: false,
-                kind: Some(kind),
-            })
-            .await
+        self.remove_request(path, false, Some(kind)).await
+    }
+
+    async fn remove_request(
+        &self,
+        path: &str,
+        recursive: bool,
+        kind: Option<RemoveKind>,
+    ) -> Result<MutationResponse, ClientError> {
+        let request = RemoveRequest {
+            path: path.to_string(),
+            recursive,
+            kind,
+        };
+        self.inner.meta.remove(&request).await
     }
 
     /// Moves `src` to `dst` (into it, if it is a directory) in one step.

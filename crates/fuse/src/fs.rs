@@ -1346,7 +1346,7 @@ impl Filesystem for CairnFs {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
-        if name.starts_with("system.") {
+        if not_kept(&name) {
             return reply.error(Errno::EOPNOTSUPP);
         }
         let mode = if flags & libc::XATTR_CREATE != 0 {
@@ -1379,8 +1379,9 @@ impl Filesystem for CairnFs {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
-        if name.starts_with("system.") {
-            // No POSIX ACLs: the kernel asks on every access check.
+        if not_kept(&name) {
+            // Answered here: the kernel asks for ACLs on access checks and
+            // for file capabilities before every write.
             return reply.error(Errno::ENODATA);
         }
         self.spawn(req, move |inner| async move {
@@ -1416,6 +1417,9 @@ impl Filesystem for CairnFs {
             Ok(name) => name,
             Err(e) => return reply.error(e),
         };
+        if not_kept(&name) {
+            return reply.error(Errno::ENODATA);
+        }
         self.spawn(req, move |inner| async move {
             let files = inner.caller_files().clone();
             let removed = inner
@@ -1568,6 +1572,13 @@ impl CairnFs {
             }
         });
     }
+}
+
+/// Attributes the mount never keeps: `system.*` (POSIX ACLs; Cairn has
+/// none) and `security.capability` (file capabilities mean nothing on a
+/// nosuid mount). Asked for without a call to the metadata service.
+fn not_kept(name: &str) -> bool {
+    name.starts_with("system.") || name == "security.capability"
 }
 
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {

@@ -2498,30 +2498,19 @@ fn sticky_set_uid_and_set_gid_bits_follow_linux() {
         put_command("/home/alice/tool", b"v1", OnExists::Fail),
     )
     .unwrap();
-    f.by("alice", chmod("/home/alice/tool", 0o6755)).unwrap();
-    assert_eq!(mode(&f, "/home/alice/tool"), 0o6755);
-    f.by(
-        "alice",
-        put_command("/home/alice/tool", b"v2", OnExists::Replace),
-    )
-    .unwrap();
-    assert_eq!(mode(&f, "/home/alice/tool"), 0o0755);
+    // The mode after `user` sets `set` and then writes the file.
+    let write_after = |f: &mut Fixture, user: &str, set: u32| {
+        f.by(user, chmod("/home/alice/tool", set)).unwrap();
+        assert_eq!(mode(f, "/home/alice/tool"), set);
+        let write = put_command("/home/alice/tool", b"new", OnExists::Replace);
+        f.by(user, write).unwrap();
+        mode(f, "/home/alice/tool")
+    };
+    assert_eq!(write_after(&mut f, "alice", 0o6755), 0o0755);
     // Set-gid without group execute (mandatory locking) stays.
-    f.by("alice", chmod("/home/alice/tool", 0o6745)).unwrap();
-    f.by(
-        "alice",
-        put_command("/home/alice/tool", b"v3", OnExists::Replace),
-    )
-    .unwrap();
-    assert_eq!(mode(&f, "/home/alice/tool"), 0o2745);
+    assert_eq!(write_after(&mut f, "alice", 0o6745), 0o2745);
     // An admin's write keeps them (CAP_FSETID); any chown of a file drops them.
-    f.by("admin", chmod("/home/alice/tool", 0o6755)).unwrap();
-    f.by(
-        "admin",
-        put_command("/home/alice/tool", b"v4", OnExists::Replace),
-    )
-    .unwrap();
-    assert_eq!(mode(&f, "/home/alice/tool"), 0o6755);
+    assert_eq!(write_after(&mut f, "admin", 0o6755), 0o6755);
     f.by("admin", chgrp("/home/alice/tool", "eng")).unwrap();
     assert_eq!(mode(&f, "/home/alice/tool"), 0o0755);
     // An owner outside the file's group cannot set set-gid.

@@ -280,13 +280,8 @@ pub async fn commit(
     ApiJson(req): ApiJson<CommitRequest>,
 ) -> ApiResult<CommitResponse> {
     let who = caller.principal.clone();
-    let mut committed = match meta
-        .propose_acting(
-            Command::Commit(req),
-            request_id,
-            caller.user(),
-            caller.acting(),
-        )
+    let mut committed = match caller
+        .propose(&meta, Command::Commit(req), request_id)
         .await?
     {
         Output::Commit(c) => c,
@@ -322,13 +317,8 @@ pub async fn make_node(
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MakeNodeRequest>,
 ) -> ApiResult<Stat> {
-    let made = match meta
-        .propose_acting(
-            Command::MakeNode(req),
-            request_id,
-            caller.user(),
-            caller.acting(),
-        )
+    let made = match caller
+        .propose(&meta, Command::MakeNode(req), request_id)
         .await?
     {
         Output::Mutation(m) => m,
