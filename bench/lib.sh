@@ -59,3 +59,39 @@ PY
 #   per_second AMOUNT T0 T1 [DIGITS]
 now() { date +%s.%N; }
 per_second() { python3 -c "print(f'{$1/($3-$2):8.${4:-1}f}')"; }
+
+# A `cairn dev` cluster in WORK/cluster and `cairn mount` of it on
+# WORK/mnt, for the mount benches. dev_start sets `meta`, `dev_pid` and
+# CAIRN_CONFIG; mount_start (ARGS as for `cairn mount`) sets `mount_pid`;
+# mount_and_dev_stop undoes both and removes WORK (use it in a trap).
+#
+#   dev_start CAIRN_BIN WORK; mount_start CAIRN_BIN WORK [ARGS...]
+dev_pid=; mount_pid=
+dev_start() {
+  local bin=$1 work=$2 port
+  port=$(free_port_block 5)
+  meta=127.0.0.1:$port
+  "$bin" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
+  dev_pid=$!
+  export CAIRN_CONFIG=$work/cluster/client.json
+  for _ in $(seq 100); do "$bin" --meta "$meta" status > /dev/null 2>&1 && return; sleep 0.2; done
+  echo "cairn dev did not start; see $work/dev.out" >&2
+  exit 1
+}
+mount_start() {
+  local bin=$1 work=$2
+  shift 2
+  mkdir -p "$work/mnt"
+  "$bin" --meta "$meta" mount "$work/mnt" "$@" > "$work/mount.log" 2>&1 &
+  mount_pid=$!
+  for _ in $(seq 100); do mountpoint -q "$work/mnt" && return; sleep 0.1; done
+  cat "$work/mount.log" >&2
+  exit 1
+}
+mount_and_dev_stop() {
+  local work=$1
+  [ -n "$mount_pid" ] && kill "$mount_pid" 2>/dev/null && wait "$mount_pid" 2>/dev/null
+  mountpoint -q "$work/mnt" 2>/dev/null && umount -l "$work/mnt"
+  [ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
+  rm -rf "$work"
+}

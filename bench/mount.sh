@@ -20,27 +20,11 @@ source bench/lib.sh
 cargo build --release --quiet
 cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/mount-$$
-mkdir -p "$work/local" "$work/mnt"
-port=$(free_port_block 5)
-meta=127.0.0.1:$port
-dev_pid=; mount_pid=
-cleanup() {
-  [ -n "$mount_pid" ] && kill "$mount_pid" 2>/dev/null && wait "$mount_pid" 2>/dev/null
-  mountpoint -q "$work/mnt" 2>/dev/null && umount -l "$work/mnt"
-  [ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$cairn" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
-dev_pid=$!
-export CAIRN_CONFIG=$work/cluster/client.json
-for _ in $(seq 100); do "$cairn" --meta "$meta" status > /dev/null 2>&1 && break; sleep 0.2; done
+mkdir -p "$work/local"
+trap 'mount_and_dev_stop "$work"' EXIT
+dev_start "$cairn" "$work"
 "$cairn" --meta "$meta" mkdir /bench
-"$cairn" --meta "$meta" mount "$work/mnt" > "$work/mount.log" 2>&1 &
-mount_pid=$!
-for _ in $(seq 100); do mountpoint -q "$work/mnt" && break; sleep 0.1; done
-mountpoint -q "$work/mnt" || { cat "$work/mount.log"; exit 1; }
+mount_start "$cairn" "$work"
 
 # A source tree to untar and a repository to clone: this project's own.
 git ls-files -z | tar --null -T - -cf "$work/tree.tar"

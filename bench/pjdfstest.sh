@@ -29,28 +29,12 @@ source bench/lib.sh
 cargo build --release --quiet
 cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/pjdfstest-$$
-mkdir -p "$work/mnt"
+mkdir -p "$work"
 # Other users reach the mount point through here.
 chmod 755 "$work"
-port=$(free_port_block 5)
-meta=127.0.0.1:$port
-dev_pid=; mount_pid=
-cleanup() {
-  [ -n "$mount_pid" ] && kill "$mount_pid" 2>/dev/null && wait "$mount_pid" 2>/dev/null
-  mountpoint -q "$work/mnt" 2>/dev/null && umount -l "$work/mnt"
-  [ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$cairn" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
-dev_pid=$!
-export CAIRN_CONFIG=$work/cluster/client.json
-for _ in $(seq 100); do "$cairn" --meta "$meta" status > /dev/null 2>&1 && break; sleep 0.2; done
-"$cairn" --meta "$meta" mount "$work/mnt" --allow-other > "$work/mount.log" 2>&1 &
-mount_pid=$!
-for _ in $(seq 100); do mountpoint -q "$work/mnt" && break; sleep 0.1; done
-mountpoint -q "$work/mnt" || { cat "$work/mount.log"; exit 1; }
+trap 'mount_and_dev_stop "$work"' EXIT
+dev_start "$cairn" "$work"
+mount_start "$cairn" "$work" --allow-other
 
 # At the mount's root, so that the suite's longest paths are the
 # namespace's longest too.
