@@ -578,6 +578,41 @@ fn two_mounts_see_each_others_closed_files() {
         b"from two, longer"
     );
     assert!(fs::metadata(two.at("home/alice/dir")).unwrap().is_dir());
+
+    // A directory the other mount knows is moved and a new one takes its
+    // name: each name leads to the right directory (the stale lookup is
+    // answered ESTALE and the kernel looks the path up again).
+    fs::create_dir_all(one.at("home/alice/d/sub")).unwrap();
+    fs::write(one.at("home/alice/d/sub/f"), b"old").unwrap();
+    std::thread::sleep(CACHE_TTL);
+    assert_eq!(fs::read(two.at("home/alice/d/sub/f")).unwrap(), b"old");
+    fs::rename(one.at("home/alice/d"), one.at("home/alice/d-old")).unwrap();
+    fs::create_dir_all(one.at("home/alice/d/sub")).unwrap();
+    fs::write(one.at("home/alice/d/sub/f"), b"new").unwrap();
+    std::thread::sleep(CACHE_TTL);
+    assert_eq!(fs::read(two.at("home/alice/d/sub/f")).unwrap(), b"new");
+    assert_eq!(fs::read(two.at("home/alice/d-old/sub/f")).unwrap(), b"old");
+    assert_eq!(
+        fs::metadata(two.at("home/alice/d/sub")).unwrap().ino(),
+        fs::metadata(one.at("home/alice/d/sub")).unwrap().ino()
+    );
+
+    // Writes that cannot be committed are refused to the writer (fsync,
+    // and close, which commit, fail) and leave the file as it was.
+    let guarded = one.at("home/alice/guarded");
+    fs::write(&guarded, b"kept").unwrap();
+    let mut file = OpenOptions::new().write(true).open(&guarded).unwrap();
+    file.write_all(b"lost").unwrap();
+    // Another client takes the write permission away meanwhile.
+    fs::set_permissions(
+        two.at("home/alice/guarded"),
+        fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    let synced = file.sync_all();
+    assert_eq!(errno_of(synced), libc::EACCES);
+    drop(file);
+    assert_eq!(cat(&cluster, &alice, "/home/alice/guarded"), b"kept");
     drop(two);
     assert!(one.unmount().success());
 }
