@@ -90,8 +90,10 @@ mount_start() {
 }
 mount_and_dev_stop() {
   local work=$1
-  [ -n "$mount_pid" ] && kill "$mount_pid" 2>/dev/null && wait "$mount_pid" 2>/dev/null
-  mountpoint -q "$work/mnt" 2>/dev/null && umount -l "$work/mnt"
-  [ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
+  # Each step runs whatever the one before answered (set -e would stop
+  # at a failed wait and leave the cluster running).
+  if [ -n "$mount_pid" ]; then kill "$mount_pid" 2>/dev/null; wait "$mount_pid" 2>/dev/null || true; fi
+  if mountpoint -q "$work/mnt" 2>/dev/null; then umount -l "$work/mnt" || true; fi
+  if [ -n "$dev_pid" ]; then kill "$dev_pid" 2>/dev/null; wait "$dev_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }

@@ -40,8 +40,8 @@ mount_start "$cairn" "$work" --allow-other
 # namespace's longest too.
 tests=()
 if [ $# -eq 0 ]; then tests=("$suite/tests"); else for t in "$@"; do tests+=("$suite/tests/$t"); done; fi
-cd "$work/mnt"
-prove -r "${tests[@]}" > "$work/prove.out" 2>&1 || true
+# In a subshell: this shell must not keep the mount busy when it unmounts.
+(cd "$work/mnt" && prove -r "${tests[@]}") > "$work/prove.out" 2>&1 || true
 grep -E "Tests: .* Failed|^Files=|^Result" "$work/prove.out" || true
 python3 - "$work/prove.out" <<'PY'
 import re, sys
