@@ -177,7 +177,7 @@ impl CairnFs {
         let files = if inner.per_caller {
             inner.files_for(acting_of(req))
         } else {
-            inner.caller_files().clone()
+            inner.files.clone()
         };
         self.runtime.spawn(CALLER.scope(files, work(inner)));
     }
@@ -324,7 +324,8 @@ impl Inner {
     }
 
     /// The file API acting as `acting`, kept for the next call of that
-    /// identity (at most `MAX_CALLER_IDENTITIES`; the oldest are dropped).
+    /// identity (at most `MAX_CALLER_IDENTITIES`: past it, all are dropped
+    /// and made again as callers come).
     fn files_for(&self, acting: Acting) -> Files {
         let mut callers = self.callers.lock().expect("callers lock");
         if let Some(files) = callers.get(&acting) {
@@ -334,7 +335,7 @@ impl Inner {
             callers.clear();
         }
         let meta = self.files.meta().clone().with_acting(Some(&acting));
-        let files = self.caller_files().acting_as(meta);
+        let files = self.files.acting_as(meta);
         callers.insert(acting, files.clone());
         files
     }
@@ -1358,7 +1359,7 @@ impl Filesystem for CairnFs {
         };
         let value = value.to_vec();
         self.spawn(req, move |inner| async move {
-            let files = inner.caller_files().clone();
+            let files = inner.caller_files();
             let set = inner
                 .xattr_path_call(ino.0, &format!("set attribute {name}"), |path| async move {
                     files
@@ -1421,7 +1422,7 @@ impl Filesystem for CairnFs {
             return reply.error(Errno::ENODATA);
         }
         self.spawn(req, move |inner| async move {
-            let files = inner.caller_files().clone();
+            let files = inner.caller_files();
             let removed = inner
                 .xattr_path_call(
                     ino.0,

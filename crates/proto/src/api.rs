@@ -1178,3 +1178,31 @@ mod capability_tests {
         assert_eq!(key.check(Some(&put), ChunkOp::Put, Some(&b), 5), Ok(()));
     }
 }
+
+#[cfg(test)]
+mod acting_tests {
+    use super::*;
+
+    #[test]
+    fn an_acting_identity_round_trips_and_bad_ones_say_the_shape() {
+        let acting = Acting {
+            uid: 1000,
+            gids: vec![1000, 27],
+        };
+        assert_eq!(acting.header_value(), "1000:1000,27");
+        assert_eq!(Acting::parse("1000:1000,27").unwrap(), acting);
+        let too_many: Vec<String> = (0..=MAX_ACTING_GROUPS).map(|g| g.to_string()).collect();
+        for bad in [
+            "root",
+            "1000",
+            "x:1",
+            "1:",
+            "1:a",
+            &format!("1:{}", too_many.join(",")),
+        ] {
+            let refused = Acting::parse(bad).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidArgument, "{bad}");
+            assert!(refused.message.contains("UID:GID"), "{}", refused.message);
+        }
+    }
+}
