@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use base64::Engine;
-use cairn_client::{chunk_locations, ClientError, Grant, PutOptions};
+use cairn_client::{chunk_locations, ClientError, Grant, PutOptions, Target};
 use cairn_proto::api::{ChownRequest, DirEntry, EntryKind, OnExists, XattrSetMode};
 use cairn_proto::ErrorCode;
 use clap::{Args, Subcommand};
@@ -124,6 +124,18 @@ pub struct MoveArgs {
     /// Replace an existing file at the destination
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Args)]
+pub struct LnArgs {
+    /// The file to name again; with -s, the link's target, kept as given
+    target: String,
+    /// The new name; an existing directory means "into it, under the
+    /// target's name"
+    link_name: String,
+    /// Make a symbolic link instead of a hard link
+    #[arg(short = 's', long)]
+    symbolic: bool,
 }
 
 #[derive(Args)]
@@ -492,6 +504,39 @@ pub async fn cp(ctx: &Context, args: MoveArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (ctx.resolve(&args.src).await?, ctx.resolve(&args.dst).await?);
     let copied = ctx.files.copy(&src, &dst, args.force).await?;
     println!("{} {}", copied.id, escape(&copied.path));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn ln(ctx: &Context, args: LnArgs) -> anyhow::Result<ExitCode> {
+    let mut link_name = ctx.resolve(&args.link_name).await?;
+    let target = if args.symbolic {
+        args.target.clone()
+    } else {
+        ctx.resolve(&args.target).await?
+    };
+    // As ln(1): into an existing directory, under the target's last name.
+    if let Ok(stat) = ctx.files.stat(Target::Path(&link_name)).await {
+        if stat.kind == EntryKind::Dir {
+            let name = target
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            if name.is_empty() || name == "." || name == ".." {
+                bail!(
+                    "give the link's own name: {} is a directory",
+                    escape(&link_name)
+                );
+            }
+            link_name = format!("{}/{name}", link_name.trim_end_matches('/'));
+        }
+    }
+    let stat = if args.symbolic {
+        ctx.files.symlink(&link_name, &target).await?
+    } else {
+        ctx.files.link(&target, &link_name).await?
+    };
+    println!("{} {}", stat.id, escape(&link_name));
     Ok(ExitCode::SUCCESS)
 }
 

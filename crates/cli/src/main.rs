@@ -123,6 +123,8 @@ pub enum FileCommand {
     Mv(file_commands::MoveArgs),
     /// Copy a file (shares its chunks; no data is copied)
     Cp(file_commands::MoveArgs),
+    /// Give a file another name (a hard link), or with -s make a symbolic link
+    Ln(file_commands::LnArgs),
     /// Show a file's or directory's metadata
     Stat(file_commands::StatArgs),
     /// Set a file's or directory's permission bits (owner or admin), as in 640
@@ -145,6 +147,7 @@ impl FileCommand {
             FileCommand::Rm(args) => file_commands::rm(ctx, args).await,
             FileCommand::Mv(args) => file_commands::mv(ctx, args).await,
             FileCommand::Cp(args) => file_commands::cp(ctx, args).await,
+            FileCommand::Ln(args) => file_commands::ln(ctx, args).await,
             FileCommand::Stat(args) => file_commands::stat(ctx, args).await,
             FileCommand::Chmod(args) => file_commands::chmod(ctx, args).await,
             FileCommand::Chown(args) => file_commands::chown(ctx, args).await,

@@ -188,6 +188,7 @@ pub fn stat_text(path: &str, stat: &Stat, locations: Option<&[ChunkLocation]>) -
         "owner:    {}:{} ({}:{})",
         stat.owner, stat.group, stat.uid, stat.gid
     );
+    let _ = writeln!(out, "links:    {}", stat.links);
     let _ = writeln!(out, "version:  {}", stat.version);
     let _ = writeln!(out, "created:  {}", format_time_ns(stat.created_ns));
     let _ = writeln!(out, "modified: {}", format_time_ns(stat.modified_ns));

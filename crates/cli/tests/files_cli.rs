@@ -121,6 +121,42 @@ fn byte_ranges_extended_attributes_and_recursive_listings() {
 }
 
 #[test]
+fn ln_gives_a_file_more_names_and_rm_takes_them_one_by_one() {
+    let cluster = Cluster::start(3);
+    cluster.ok(&["mkdir", "/l"]);
+    put_bytes(&cluster, b"linked", "/l/f");
+    cluster.ok(&["ln", "/l/f", "/l/g"]);
+    cluster.ok(&["mkdir", "/l/d"]);
+    // Into a directory, under the file's own name, as ln(1).
+    cluster.ok(&["ln", "/l/f", "/l/d"]);
+    cluster.ok(&["ln", "-s", "../f", "/l/d/sym"]);
+    let stat = cluster.json(&["stat", "--json", "/l/d/f"]);
+    assert_eq!(stat["links"].as_u64(), Some(3));
+    assert!(cluster.ok(&["stat", "/l/g"]).contains("links:    3"));
+    assert_eq!(
+        cluster.json(&["stat", "--json", "/l/d/sym"])["target"].as_str(),
+        Some("../f")
+    );
+    let err = cluster.fails(&["ln", "/l/f", "/l/g"]);
+    assert!(
+        err.contains("already exists") && err.contains("remove it first"),
+        "{err}"
+    );
+    let err = cluster.fails(&["ln", "/l/d", "/l/e"]);
+    assert!(
+        err.contains("is a directory") && err.contains("symbolic link"),
+        "{err}"
+    );
+    cluster.ok(&["rm", "/l/f"]);
+    cluster.ok(&["rm", "/l/d/f"]);
+    assert_eq!(cluster.ok(&["cat", "/l/g"]), "linked");
+    assert_eq!(
+        cluster.json(&["stat", "--json", "/l/g"])["links"].as_u64(),
+        Some(1)
+    );
+}
+
+#[test]
 fn names_cannot_forge_lines_in_text_output_and_json_keeps_them_exact() {
     let cluster = Cluster::start(3);
     cluster.ok(&["mkdir", "/shared"]);

@@ -101,6 +101,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
                 path: renamed,
                 recursive: false,
                 kind: None,
+                hold_open: false,
             })
             .await
             .map(drop),

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, EntryKind, ListResponse,
-    MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveKind,
-    RemoveRequest, Stat, TimeSet, TimesRequest, WalkEntry, WalkResponse, XattrRemoveRequest,
-    XattrSetMode, XattrSetRequest,
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, DirEntry, EntryKind, LinkRequest,
+    ListResponse, MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, OnExists,
+    ReleaseRequest, RemoveKind, RemoveRequest, Stat, TimeSet, TimesRequest, WalkEntry,
+    WalkResponse, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::xattr::Xattr;
 use cairn_proto::{file_digest, ChunkRef, ClusterMap, ErrorCode, FileId};
@@ -253,6 +253,17 @@ impl Files {
         self.inner.meta.make_node(&request).await
     }
 
+    /// Gives the file at `src` (any kind but a directory) the new name
+    /// `dst` too, which must not exist: a hard link. Answers the file's
+    /// stat (`links` counts its names).
+    pub async fn link(&self, src: &str, dst: &str) -> Result<Stat, ClientError> {
+        let request = LinkRequest {
+            src: src.to_string(),
+            dst: dst.to_string(),
+        };
+        self.inner.meta.link(&request).await
+    }
+
     /// Makes a named pipe, socket or device node (`rdev`, devices only;
     /// admins only) at `path`; answers its stat.
     pub async fn make_node(
@@ -335,7 +346,7 @@ impl Files {
         path: &str,
         recursive: bool,
     ) -> Result<MutationResponse, ClientError> {
-        self.remove_request(path, recursive, None).await
+        self.remove_request(path, recursive, None, false).await
     }
 
     /// unlink(2) (`RemoveKind::NotDir`) or rmdir(2) (`RemoveKind::Dir`)
@@ -345,7 +356,20 @@ impl Files {
         path: &str,
         kind: RemoveKind,
     ) -> Result<MutationResponse, ClientError> {
-        self.remove_request(path, false, Some(kind)).await
+        self.remove_request(path, false, Some(kind), false).await
+    }
+
+    /// unlink(2) of a file this client has open: if `path` was its last
+    /// name, the file stays, readable and writable by id, until
+    /// [`Files::release`] (or this session ends). Needs a login session.
+    pub async fn unlink_open(&self, path: &str) -> Result<MutationResponse, ClientError> {
+        self.remove_request(path, false, Some(RemoveKind::NotDir), true)
+            .await
+    }
+
+    /// The last close of a file removed by [`Files::unlink_open`]: it goes.
+    pub async fn release(&self, id: FileId) -> Result<MutationResponse, ClientError> {
+        self.inner.meta.release(&ReleaseRequest { id }).await
     }
 
     async fn remove_request(
@@ -353,11 +377,13 @@ impl Files {
         path: &str,
         recursive: bool,
         kind: Option<RemoveKind>,
+        hold_open: bool,
     ) -> Result<MutationResponse, ClientError> {
         let request = RemoveRequest {
             path: path.to_string(),
             recursive,
             kind,
+            hold_open,
         };
         self.inner.meta.remove(&request).await
     }

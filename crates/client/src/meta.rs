@@ -26,13 +26,14 @@ use std::time::{Duration, Instant};
 use cairn_proto::api::{
     Acting, AddMemberRequest, AddUserRequest, ChmodRequest, ChownRequest, CommitRequest,
     CommitResponse, GrantRequest, GrantResponse, HeartbeatRequest, HeartbeatResponse,
-    KeyCreateRequest, KeyCreated, KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, ListResponse,
-    LoginRequest, LoginResponse, MakeNodeRequest, MembersResponse, MkdirRequest, MoveRequest,
-    MutationResponse, NodeRequest, PasswdRequest, ReferencedRequest, ReferencedResponse,
-    RegisterRequest, RemoveMemberRequest, RemoveNodeRequest, RemoveRequest, SnapshotResponse, Stat,
-    StatusResponse, TimesRequest, UserRequest, UserResponse, UsersResponse, WalkResponse, WhoAmI,
-    XattrRemoveRequest, XattrSetRequest, XattrsResponse, ACCESS_KEY_HEADER, ACT_AS_HEADER,
-    BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER, STALE_OK_HEADER,
+    KeyCreateRequest, KeyCreated, KeyInfo, KeyRemoveRequest, KeySecret, KeysResponse, LinkRequest,
+    ListResponse, LoginRequest, LoginResponse, MakeNodeRequest, MembersResponse, MkdirRequest,
+    MoveRequest, MutationResponse, NodeRequest, PasswdRequest, ReferencedRequest,
+    ReferencedResponse, RegisterRequest, ReleaseRequest, RemoveMemberRequest, RemoveNodeRequest,
+    RemoveRequest, SnapshotResponse, Stat, StatusResponse, TimesRequest, UserRequest, UserResponse,
+    UsersResponse, WalkResponse, WhoAmI, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
+    ACCESS_KEY_HEADER, ACT_AS_HEADER, BEARER_PREFIX, CLUSTER_TOKEN_HEADER, REQUEST_ID_HEADER,
+    STALE_OK_HEADER,
 };
 use cairn_proto::{ApiError, ClusterMap, ErrorCode, FileId};
 use serde::de::DeserializeOwned;
@@ -317,6 +318,14 @@ impl MetaClient {
     /// A symbolic link, pipe, socket or device node; answers its stat.
     pub async fn make_node(&self, request: &MakeNodeRequest) -> Result<Stat, ClientError> {
         self.post("/v1/fs/mknod", request).await
+    }
+
+    pub async fn link(&self, request: &LinkRequest) -> Result<Stat, ClientError> {
+        self.post("/v1/fs/link", request).await
+    }
+
+    pub async fn release(&self, request: &ReleaseRequest) -> Result<MutationResponse, ClientError> {
+        self.post("/v1/fs/release", request).await
     }
 
     pub async fn remove(&self, request: &RemoveRequest) -> Result<MutationResponse, ClientError> {

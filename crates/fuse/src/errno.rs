@@ -22,6 +22,7 @@ pub fn errno(doing: &str, error: &ClientError) -> Errno {
             ErrorCode::NoSpace | ErrorCode::NotEnoughNodes => Errno::ENOSPC,
             ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => Errno::EACCES,
             ErrorCode::NotOwner => Errno::EPERM,
+            ErrorCode::TooManyLinks => Errno::EMLINK,
             ErrorCode::TooManyRequests | ErrorCode::Unavailable => Errno::EAGAIN,
             _ => Errno::EIO,
         },

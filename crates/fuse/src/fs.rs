@@ -368,11 +368,14 @@ impl Inner {
         self.child_path(parent, name)
     }
 
-    fn learn(&self, parent: u64, name: &str, ino: u64) {
-        self.names
-            .lock()
-            .expect("names lock")
-            .learn(parent, name, ino);
+    /// The kernel learnt `stat`'s inode as `name` in `parent`.
+    fn learn(&self, parent: u64, name: &str, stat: &Stat) {
+        self.names.lock().expect("names lock").learn(
+            parent,
+            name,
+            stat.id,
+            has_other_names(stat.kind, stat.links),
+        );
     }
 
     fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
@@ -500,9 +503,20 @@ impl Inner {
         if let Err(e) = last.commit().await {
             tracing::error!("the last writes to file {ino} were not committed and are lost: {e}");
         }
-        let mut open = self.open_files.lock().expect("open files lock");
-        if open.get(&ino).is_some_and(|(_, handles)| *handles == 0) {
-            open.remove(&ino);
+        let closed = {
+            let mut open = self.open_files.lock().expect("open files lock");
+            let closed = open.get(&ino).is_some_and(|(_, handles)| *handles == 0);
+            if closed {
+                open.remove(&ino);
+            }
+            closed
+        };
+        if closed && last.is_held() {
+            // Removed while open: it goes now. (Not held if it had another
+            // name, or if this mount's session ended meanwhile.)
+            if let Err(e) = self.files.release(ino).await {
+                tracing::debug!("release removed file {ino}: {e}");
+            }
         }
     }
 
@@ -518,7 +532,7 @@ impl Inner {
             tracing::debug!("{path} is no longer in directory {parent}");
             return Err(Errno::ESTALE);
         }
-        self.learn(parent, name, stat.id);
+        self.learn(parent, name, &stat);
         Ok(self.attr(&stat))
     }
 
@@ -610,7 +624,7 @@ impl Inner {
             .create_empty(&path, mode & 0o7777)
             .await
             .map_err(|e| errno(&format!("create {path}"), &e))?;
-        self.learn(parent, name, stat.id);
+        self.learn(parent, name, &stat);
         let file = self
             .open(stat.id, Known::Stat(Box::new(stat.clone())), true)
             .await?;
@@ -912,7 +926,7 @@ impl Filesystem for CairnFs {
                     .await;
                 match made {
                     Ok(stat) => {
-                        inner.learn(parent.0, &name, stat.id);
+                        inner.learn(parent.0, &name, &stat);
                         reply.entry(&ENTRY_TTL, &inner.attr(&stat), Generation(0));
                     }
                     Err(e) => reply.error(errno(&format!("mknod {path}"), &e)),
@@ -953,7 +967,7 @@ impl Filesystem for CairnFs {
                     .await
                     .map_err(|e| errno(&format!("mkdir {path}"), &e))?;
                 let stat = inner.stat(made.id, &format!("stat {path}")).await?;
-                inner.learn(parent.0, &name, stat.id);
+                inner.learn(parent.0, &name, &stat);
                 Ok(inner.attr(&stat))
             };
             match made.await {
@@ -995,7 +1009,7 @@ impl Filesystem for CairnFs {
             };
             match inner.caller_files().symlink(&path, &target).await {
                 Ok(stat) => {
-                    inner.learn(parent.0, &name, stat.id);
+                    inner.learn(parent.0, &name, &stat);
                     reply.entry(&ENTRY_TTL, &inner.attr(&stat), Generation(0));
                 }
                 Err(e) => reply.error(errno(&format!("symlink {path}"), &e)),
@@ -1017,14 +1031,39 @@ impl Filesystem for CairnFs {
 
     fn link(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        tracing::info!("link {newname:?} refused: Cairn keeps no hard links yet");
-        reply.error(Errno::EPERM);
+        let name = match name_of(newname) {
+            Ok(name) => name,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(req, move |inner| async move {
+            let linked = async {
+                let src = inner.path(ino.0)?;
+                let dst = inner.path_to_change(newparent.0, &name)?;
+                let stat = inner
+                    .caller_files()
+                    .link(&src, &dst)
+                    .await
+                    .map_err(|e| errno(&format!("link {src} as {dst}"), &e))?;
+                if stat.id != ino.0 {
+                    // The path this mount knew named another file by then.
+                    tracing::debug!("{src} is no longer inode {}", ino.0);
+                    let _ = inner.caller_files().remove(&dst, false).await;
+                    return Err(Errno::ESTALE);
+                }
+                inner.learn(newparent.0, &name, &stat);
+                Ok(inner.attr(&stat))
+            };
+            match linked.await {
+                Ok(attr) => reply.entry(&ENTRY_TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn rename(
@@ -1225,7 +1264,7 @@ impl Filesystem for CairnFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.spawn(req, move |inner| async move {
-            let names = inner.clone();
+            let mount = inner.clone();
             let mut add = |offset: u64, entry: Listed<'_>| match entry {
                 // "." and ".." carry no attributes the kernel keeps (ttl 0).
                 Listed::Dot(name) => {
@@ -1244,7 +1283,7 @@ impl Filesystem for CairnFs {
                 }
                 Listed::Entry(entry) => {
                     let mut attr = attr_of_entry(entry);
-                    if let Some(file) = names.open_file(entry.id) {
+                    if let Some(file) = mount.open_file(entry.id) {
                         if let Some((size, changed_at)) = file.pending() {
                             attr.size = size;
                             attr.mtime = changed_at;
@@ -1260,7 +1299,13 @@ impl Filesystem for CairnFs {
                     );
                     if !full {
                         // The kernel counts a lookup for every entry it got.
-                        names.learn(ino.0, &entry.name, entry.id);
+                        let shared = has_other_names(entry.kind, entry.links);
+                        mount.names.lock().expect("names lock").learn(
+                            ino.0,
+                            &entry.name,
+                            entry.id,
+                            shared,
+                        );
                     }
                     full
                 }
@@ -1537,16 +1582,28 @@ impl CairnFs {
         self.spawn(req, move |inner| async move {
             let removed = async {
                 let path = inner.path_to_change(parent.0, &name)?;
-                let kind = if dir {
-                    RemoveKind::Dir
+                // A file open here stays readable and writable after its
+                // last name goes, until its last close (POSIX).
+                let open = if dir {
+                    None
                 } else {
-                    RemoveKind::NotDir
+                    let known = inner
+                        .names
+                        .lock()
+                        .expect("names lock")
+                        .child(parent.0, &name);
+                    known.and_then(|ino| inner.open_file(ino))
                 };
-                inner
-                    .caller_files()
-                    .remove_kind(&path, kind)
-                    .await
-                    .map_err(|e| errno(&format!("remove {path}"), &e))?;
+                let files = inner.caller_files();
+                let removed = match (&open, dir) {
+                    (Some(_), _) => files.unlink_open(&path).await,
+                    (None, true) => files.remove_kind(&path, RemoveKind::Dir).await,
+                    (None, false) => files.remove_kind(&path, RemoveKind::NotDir).await,
+                };
+                let removed = removed.map_err(|e| errno(&format!("remove {path}"), &e))?;
+                if let Some(file) = open.filter(|file| file.id == removed.id) {
+                    file.set_held();
+                }
                 inner
                     .names
                     .lock()
@@ -1590,4 +1647,10 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     } else {
         reply.data(value);
     }
+}
+
+/// Whether an inode may have names besides the one being learnt: a file
+/// (of any kind but a directory) with hard links.
+fn has_other_names(kind: EntryKind, links: u64) -> bool {
+    kind != EntryKind::Dir && links > 1
 }

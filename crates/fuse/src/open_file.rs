@@ -3,7 +3,7 @@
 //! written the file's contents in one step.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -103,6 +103,9 @@ pub struct OpenFile {
     changed_at: Mutex<Option<SystemTime>>,
     /// Where the last read ended: a read starting there is sequential.
     last_read_end: AtomicU64,
+    /// Its last name was removed while open: the metadata service holds
+    /// it for this mount's session until the last close releases it.
+    held: AtomicBool,
 }
 
 impl OpenFile {
@@ -133,7 +136,17 @@ impl OpenFile {
             contents: tokio::sync::Mutex::new(contents),
             changed_at: Mutex::new(None),
             last_read_end: AtomicU64::new(u64::MAX),
+            held: AtomicBool::new(false),
         }
+    }
+
+    /// Its last name went while it was open (see `held`).
+    pub fn set_held(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
     }
 
     /// The size and mtime to show while changes are not committed.

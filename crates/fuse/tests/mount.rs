@@ -428,6 +428,138 @@ fn symbolic_links_pipes_and_sockets() {
 }
 
 #[test]
+fn hard_links_name_one_file_in_several_places() {
+    let (cluster, alice) = cluster(3);
+    let mount = cluster.mount(&alice, &[]);
+    let home = mount.at("home/alice");
+    fs::create_dir(home.join("d")).unwrap();
+    let (a, b, c) = (home.join("a"), home.join("d/b"), home.join("c"));
+    fs::write(&a, b"one file").unwrap();
+    let before = fs::metadata(&a).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    fs::hard_link(&a, &b).unwrap();
+    fs::hard_link(&b, &c).unwrap();
+    let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+    assert_eq!((ma.ino(), ma.nlink()), (mb.ino(), 3));
+    assert!(ma.ctime_nsec() != before.ctime_nsec() || ma.ctime() > before.ctime());
+    // One file: a write or a chmod through one name shows through all.
+    fs::write(&b, b"written through b").unwrap();
+    fs::set_permissions(&c, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::read(&a).unwrap(), b"written through b");
+    assert_eq!(fs::metadata(&a).unwrap().mode() & 0o7777, 0o600);
+    // An open file keeps working when the name it was opened by goes.
+    let mut open = OpenOptions::new().append(true).open(&a).unwrap();
+    fs::remove_file(&a).unwrap();
+    open.write_all(b", then appended").unwrap();
+    drop(open);
+    assert_eq!(fs::read(&c).unwrap(), b"written through b, then appended");
+    assert_eq!(fs::metadata(&c).unwrap().nlink(), 2);
+    // The refusals of link(2).
+    assert_eq!(errno_of(fs::hard_link(&b, &c)), libc::EEXIST);
+    assert_eq!(
+        errno_of(fs::hard_link(home.join("d"), home.join("e"))),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno_of(fs::hard_link(home.join("none"), home.join("e"))),
+        libc::ENOENT
+    );
+    // Renaming one name onto another of the same file changes nothing.
+    fs::rename(&b, &c).unwrap();
+    assert_eq!(fs::metadata(&b).unwrap().nlink(), 2);
+    // Another client sees the names, and the last removal takes the file.
+    let listing = String::from_utf8(
+        cluster
+            .cairn_as(&alice, &["stat", "/home/alice/d/b"], &[])
+            .stdout,
+    )
+    .unwrap();
+    assert!(listing.contains("links:    2"), "{listing}");
+    fs::remove_file(&b).unwrap();
+    std::thread::sleep(CACHE_TTL);
+    assert_eq!(fs::metadata(&c).unwrap().nlink(), 1);
+    fs::remove_file(&c).unwrap();
+    assert_eq!(errno_of(fs::metadata(&c)), libc::ENOENT);
+    let out = cluster.cairn_as(&alice, &["ls", "/home/alice"], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "d/");
+    drop(mount);
+}
+
+/// Whether file `id` is gone from the metadata service (as its admin sees).
+fn gone_within(cluster: &Cluster, id: u64, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let out = cluster.cairn(&["stat", &format!("id:{id}")]);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("no file or directory has id {id}")),
+                "{err}"
+            );
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_file_removed_while_open_lives_until_its_last_close() {
+    let (cluster, alice) = cluster(3);
+    let mount = cluster.mount(&alice, &[]);
+    let home = mount.at("home/alice");
+    let path = home.join("scratch");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(b"before the unlink").unwrap();
+    let id = file.metadata().unwrap().ino();
+    fs::remove_file(&path).unwrap();
+    assert_eq!(errno_of(fs::metadata(&path)), libc::ENOENT);
+    // Still readable and writable through the handle, with no name.
+    file.write_all(b", and after").unwrap();
+    file.sync_all().unwrap();
+    assert_eq!(file.metadata().unwrap().nlink(), 0);
+    let mut back = String::new();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "before the unlink, and after");
+    let listing = cluster.cairn_as(&alice, &["ls", "/home/alice"], &[]);
+    assert!(listing.stdout.is_empty(), "no name left: {listing:?}");
+    assert!(
+        !gone_within(&cluster, id, Duration::ZERO),
+        "kept while open"
+    );
+    // The last close takes it.
+    drop(file);
+    assert!(gone_within(&cluster, id, Duration::from_secs(10)));
+
+    // A crashed mount's removed-while-open file goes when its session
+    // ends (here at logout; otherwise when it expires).
+    let held = home.join("held");
+    let mut file = File::create(&held).unwrap();
+    file.write_all(b"kept for the session").unwrap();
+    file.sync_all().unwrap();
+    let id = file.metadata().unwrap().ino();
+    fs::remove_file(&held).unwrap();
+    mount.kill();
+    // Closed after the crash: the mount never hears of it.
+    drop(file);
+    assert!(
+        !gone_within(&cluster, id, Duration::ZERO),
+        "held by the session"
+    );
+    let out = cluster.cairn_as(&alice, &["logout"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(gone_within(&cluster, id, Duration::from_secs(10)));
+}
+
+#[test]
 fn a_read_only_mount_refuses_changes() {
     let (cluster, alice) = cluster(3);
     let out = cluster.cairn_as(&alice, &["put", "-", "/home/alice/kept"], b"kept");

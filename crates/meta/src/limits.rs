@@ -56,6 +56,13 @@ pub const MAX_REMEMBERED_REQUESTS: u64 = 100_000;
 pub const MAX_REMOVED_NODES: usize = 10_000;
 /// The most expired sessions one command forgets (bounds its work).
 pub const MAX_SESSIONS_FORGOTTEN_PER_COMMAND: usize = 256;
+/// The most names (hard links) one file may have, as ext4's 65,000:
+/// past it, link(2) is refused with `too_many_links` (EMLINK).
+pub const MAX_NAMES_PER_FILE: u64 = 65_000;
+/// How many of a hard-linked file's directories a lookup by id tries when
+/// the one its record names does not lead to the root (removed with its
+/// tree, not yet purged) or may not be searched.
+pub const MAX_NAMES_TRIED_BY_ID: usize = 64;
 /// When `--rename` finds a name taken, it tries `stem-1.ext` up to this.
 pub const MAX_RENAME_ATTEMPTS: u64 = 10_000;
 /// Entries one purge command deletes from removed trees: bounds the work

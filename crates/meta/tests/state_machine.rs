@@ -8,12 +8,13 @@ use cairn_meta::perm::Principal;
 use cairn_meta::records::{decode, StateError};
 use cairn_meta::state::{
     self, entry_name, get_counter_or_zero, keys, users, Command, Inode, Names, Output, ReadView,
-    Request, Tables, AUTH, CHUNK_REFS, DETACHED, DIRENTS, INODES, ORPHANS, SM_META, XATTRS,
+    Request, Tables, AUTH, CHUNK_REFS, DETACHED, DIRENTS, HELD, HELD_BY_SESSION, INODES, LINKS,
+    ORPHANS, SM_META, XATTRS,
 };
 use cairn_meta::store::open_database;
 use cairn_proto::api::{
-    ChownRequest, CommitRequest, EntryKind, MkdirRequest, MoveRequest, OnExists, RegisterRequest,
-    RemoveRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+    ChownRequest, CommitRequest, EntryKind, LinkRequest, MkdirRequest, MoveRequest, OnExists,
+    RegisterRequest, RemoveKind, RemoveRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::ids::ROOT_ID;
 use cairn_proto::xattr::Xattr;
@@ -245,16 +246,18 @@ fn remove_command(path: &str, recursive: bool) -> Command {
         path: path.into(),
         recursive,
         kind: None,
+        hold_open: false,
     })
 }
 
 impl Fixture {
     /// The tree is well formed: every entry points at a live inode of the
-    /// kind its key says, every inode is reachable exactly once from the
-    /// root or from the root of a removed tree, records name their parents,
-    /// directory sizes equal their entry counts, and every derived count
-    /// (chunk references, files, directories, users, xattr bytes) equals
-    /// what it counts.
+    /// kind its key says, every inode is reachable from the root or from
+    /// the root of a removed tree (a directory once, a file once per name),
+    /// records name a directory holding them, directory sizes equal their
+    /// entry counts, the links table lists exactly the names of files with
+    /// several, and every derived count (chunk references, files,
+    /// directories, users, xattr bytes, names) equals what it counts.
     fn check_invariants(&self) {
         let txn = self.db.begin_read().unwrap();
         let inodes = txn.open_table(INODES).unwrap();
@@ -265,6 +268,7 @@ impl Fixture {
             all.insert(k.value(), decode(v.value()).unwrap());
         }
         let mut linked: HashSet<u64> = HashSet::new();
+        let mut names: HashMap<u64, Vec<(u64, String)>> = HashMap::new();
         let mut children: HashMap<u64, u64> = HashMap::new();
         let mut subdirs: HashMap<u64, u64> = HashMap::new();
         for row in dirents.iter().unwrap() {
@@ -284,8 +288,14 @@ impl Fixture {
                 is_dir,
                 "key {key:?} says the kind"
             );
-            assert!(linked.insert(v.value()), "inode linked twice");
-            assert_eq!(child.parent, parent, "an inode names its directory");
+            assert!(
+                linked.insert(v.value()) || !is_dir,
+                "directory linked twice"
+            );
+            names
+                .entry(v.value())
+                .or_default()
+                .push((parent, name.to_string()));
             *children.entry(parent).or_default() += 1;
             if is_dir {
                 *subdirs.entry(parent).or_default() += 1;
@@ -298,6 +308,29 @@ impl Fixture {
             .unwrap()
             .map(|r| r.unwrap().0.value())
             .collect();
+        let mut expected_link_rows: HashSet<(u64, u64, String)> = HashSet::new();
+        let held: HashSet<u64> = txn
+            .open_table(HELD)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect();
+        let held_by_session: HashSet<u64> = txn
+            .open_table(HELD_BY_SESSION)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value().1)
+            .collect();
+        assert_eq!(held, held_by_session, "each held file has its session row");
+        for id in &held {
+            assert_eq!(
+                all.get(id).map(|i| i.names),
+                Some(0),
+                "held {id} is nameless"
+            );
+        }
         for (id, inode) in &all {
             if *id == ROOT_ID {
                 assert_eq!(inode.parent, ROOT_ID);
@@ -306,8 +339,29 @@ impl Fixture {
                 assert!(!linked.contains(id), "a removed tree's root has no entry");
             } else {
                 assert!(
-                    linked.contains(id),
-                    "inode {id} is neither linked nor removed"
+                    linked.contains(id) || held.contains(id),
+                    "inode {id} is neither linked, removed nor held"
+                );
+            }
+            let its_names = names.get(id).cloned().unwrap_or_default();
+            if inode.names == 0 {
+                assert!(held.contains(id), "a nameless inode {id} is held");
+                assert!(!linked.contains(id) && inode.parent == DETACHED);
+                assert_eq!(inode.kind, EntryKind::File);
+            } else if linked.contains(id) {
+                assert_eq!(inode.names, its_names.len() as u64, "names of {id}");
+                assert!(
+                    its_names.iter().any(|(dir, _)| *dir == inode.parent),
+                    "inode {id} names a directory holding it"
+                );
+            } else {
+                assert_eq!(inode.names, 1, "a removed tree's root has one name");
+            }
+            if inode.names > 1 {
+                expected_link_rows.extend(
+                    its_names
+                        .iter()
+                        .map(|(dir, name)| (*id, *dir, name.clone())),
                 );
             }
             if inode.kind == EntryKind::Dir {
@@ -324,6 +378,18 @@ impl Fixture {
             }
             assert!(inode.changed_ns >= inode.modified_ns, "ctime follows mtime");
         }
+        let link_rows: HashSet<(u64, u64, String)> = txn
+            .open_table(LINKS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (key, _) = r.unwrap();
+                let (id, dir, name) = key.value();
+                (id, dir, name.to_string())
+            })
+            .collect();
+        assert_eq!(link_rows, expected_link_rows, "the links table");
         // Every chunk's reference count is the number of times file records
         // list it, and no chunk without references is kept.
         let mut expected_refs: HashMap<[u8; 32], u64> = HashMap::new();
@@ -508,6 +574,7 @@ fn remove_semantics() {
             path: "/d".into(),
             recursive: false,
             kind: None,
+            hold_open: false,
         }))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::DirectoryNotEmpty);
@@ -517,6 +584,7 @@ fn remove_semantics() {
             path: "/".into(),
             recursive: true,
             kind: None,
+            hold_open: false,
         })),
         ErrorCode::InvalidArgument
     );
@@ -525,6 +593,7 @@ fn remove_semantics() {
             path: "/nope".into(),
             recursive: false,
             kind: None,
+            hold_open: false,
         })),
         ErrorCode::NotFound
     );
@@ -532,6 +601,7 @@ fn remove_semantics() {
         path: "/d".into(),
         recursive: true,
         kind: None,
+        hold_open: false,
     }))
     .unwrap();
     assert_eq!(f.stat("/d").unwrap_err(), ErrorCode::NotFound);
@@ -582,6 +652,107 @@ fn rename_semantics() {
         f.code(Command::Rename(mv("/missing", "/x", false))),
         ErrorCode::NotFound
     );
+    f.check_invariants();
+}
+
+fn link(src: &str, dst: &str) -> Command {
+    Command::Link(LinkRequest {
+        src: src.into(),
+        dst: dst.into(),
+    })
+}
+
+#[test]
+fn hard_links_share_one_record_until_the_last_name_goes() {
+    let mut f = Fixture::new();
+    f.mkdir("/a", false).unwrap();
+    f.mkdir("/b", false).unwrap();
+    f.put("/a/f", b"shared contents", OnExists::Fail).unwrap();
+    let (id, before) = f.stat("/a/f").unwrap();
+    assert_eq!(before.links(), 1);
+    f.clock += 5;
+    f.apply(link("/a/f", "/b/g")).unwrap();
+    f.apply(link("/b/g", "/a/h")).unwrap();
+    let (gid, g) = f.stat("/b/g").unwrap();
+    assert_eq!((gid, g.links()), (id, 3));
+    assert!(g.changed_ns > before.changed_ns, "a new name changes ctime");
+    assert_eq!(g.modified_ns, before.modified_ns, "and not mtime");
+    f.check_invariants();
+    // One record: a change through one name shows through all.
+    f.apply(chmod("/a/h", 0o600)).unwrap();
+    f.put("/b/g", b"new contents", OnExists::Replace).unwrap();
+    let (_, h) = f.stat("/a/h").unwrap();
+    assert_eq!((h.mode, h.size_bytes), (0o600, 12));
+    // Refusals: an existing name, a directory, a missing source.
+    assert_eq!(f.code(link("/a/f", "/b/g")), ErrorCode::AlreadyExists);
+    assert_eq!(f.code(link("/a", "/b/a")), ErrorCode::IsADirectory);
+    assert_eq!(f.code(link("/a/none", "/b/x")), ErrorCode::NotFound);
+    // Renaming one name onto another of the same file does nothing.
+    f.apply(Command::Rename(MoveRequest {
+        exact: true,
+        ..mv("/a/f", "/a/h", true)
+    }))
+    .unwrap();
+    f.apply(Command::Rename(mv("/a/f", "/a/h", true))).unwrap();
+    assert_eq!(f.stat("/a/f").unwrap().1.links(), 3);
+    assert_eq!(
+        f.code(Command::Copy(mv("/a/f", "/a/h", true))),
+        ErrorCode::InvalidArgument,
+        "a copy onto another name of itself"
+    );
+    // A rename moves one name; the record follows a name that stays.
+    f.apply(Command::Rename(mv("/a/f", "/b/f2", false)))
+        .unwrap();
+    f.apply(remove_command("/a/h", false)).unwrap();
+    let (_, left) = f.stat("/b/g").unwrap();
+    assert_eq!(left.links(), 2);
+    assert_eq!(left.parent, f.stat("/b").unwrap().0);
+    f.check_invariants();
+    // Removing the tree that holds a name leaves the file to its others;
+    // reachable by id all along, before and after the purge.
+    f.mkdir("/t", false).unwrap();
+    f.apply(link("/b/g", "/t/n")).unwrap();
+    f.apply(remove_command("/b/g", false)).unwrap();
+    f.apply(remove_command("/b/f2", false)).unwrap();
+    assert_eq!(f.stat("/t/n").unwrap().1.parent, f.stat("/t").unwrap().0);
+    f.apply(link("/t/n", "/a/back")).unwrap();
+    f.put("/t/filler", b"x", OnExists::Fail).unwrap();
+    f.apply(remove_command("/t", true)).unwrap();
+    let by_id =
+        |f: &Fixture| f.view(|view| view.resolve_id(&Principal::system(), id).map(|i| i.links()));
+    assert_eq!(by_id(&f).unwrap(), 2, "a name outside the removed tree");
+    f.check_invariants();
+    f.purge_all();
+    assert_eq!(f.stat("/a/back").unwrap().1.links(), 1);
+    assert_eq!(by_id(&f).unwrap(), 1);
+    f.check_invariants();
+    // The last name takes the record and its chunk references.
+    f.apply(remove_command("/a/back", false)).unwrap();
+    assert!(by_id(&f).is_err());
+    f.check_invariants();
+}
+
+#[test]
+fn only_owners_link_files_that_give_rights() {
+    let mut f = Fixture::with_users();
+    f.by("alice", put_command("/home/alice/f", b"x", OnExists::Fail))
+        .unwrap();
+    f.by("alice", chmod("/home/alice/f", 0o666)).unwrap();
+    f.by("alice", chmod("/home/alice", 0o777)).unwrap();
+    // Bob may read and write it: as Linux's protected_hardlinks, he may link it.
+    f.by("bob", link("/home/alice/f", "/home/alice/bob-link"))
+        .unwrap();
+    // Not once it is set-uid, nor when he may not write it.
+    f.by("alice", chmod("/home/alice/f", 0o4666)).unwrap();
+    let refused = not_owner(f.by("bob", link("/home/alice/f", "/home/alice/b2")));
+    assert!(refused.contains("owner (alice)"), "{refused}");
+    f.by("alice", chmod("/home/alice/f", 0o644)).unwrap();
+    not_owner(f.by("bob", link("/home/alice/f", "/home/alice/b3")));
+    // Alice links her own; the directory still needs write.
+    f.by("alice", chmod("/home/alice", 0o755)).unwrap();
+    f.by("alice", link("/home/alice/f", "/home/alice/mine"))
+        .unwrap();
+    denied(f.by("bob", link("/home/alice/f", "/home/alice/b4")));
     f.check_invariants();
 }
 
@@ -672,6 +843,8 @@ enum Op {
     Remove(usize, bool),
     Rename(usize, usize, bool),
     Copy(usize, usize, bool),
+    Link(usize, usize),
+    RemoveOpen(usize),
     SetXattr(usize, u8),
     Purge(u8),
 }
@@ -684,6 +857,8 @@ impl Op {
             Op::Remove(p, r) => remove_command(PATHS[p], r),
             Op::Rename(a, b, r) => Command::Rename(mv(PATHS[a], PATHS[b], r)),
             Op::Copy(a, b, r) => Command::Copy(mv(PATHS[a], PATHS[b], r)),
+            Op::Link(a, b) => link(PATHS[a], PATHS[b]),
+            Op::RemoveOpen(p) => remove_open(PATHS[p], 1),
             Op::SetXattr(p, size) => Command::SetXattr(XattrSetRequest {
                 path: PATHS[p].into(),
                 xattr: Xattr {
@@ -714,6 +889,8 @@ fn op() -> impl Strategy<Value = Op> {
         (p.clone(), any::<bool>()).prop_map(|(a, r)| Op::Remove(a, r)),
         (p.clone(), p.clone(), any::<bool>()).prop_map(|(a, b, r)| Op::Rename(a, b, r)),
         (p.clone(), p.clone(), any::<bool>()).prop_map(|(a, b, r)| Op::Copy(a, b, r)),
+        (p.clone(), p.clone()).prop_map(|(a, b)| Op::Link(a, b)),
+        p.clone().prop_map(Op::RemoveOpen),
         (p, any::<u8>()).prop_map(|(a, size)| Op::SetXattr(a, size)),
         any::<u8>().prop_map(Op::Purge),
     ]
@@ -785,6 +962,7 @@ fn chunk_references_follow_files() {
         path: "/b".into(),
         recursive: false,
         kind: None,
+        hold_open: false,
     }))
     .unwrap();
     assert_eq!(refs(&f, &a), 0);
@@ -994,6 +1172,7 @@ fn creating_removing_and_renaming_need_write_on_the_directory() {
             path: "/home/alice/f".into(),
             recursive: false,
             kind: None,
+            hold_open: false,
         }),
     ));
     denied(f.by(
@@ -1023,6 +1202,7 @@ fn creating_removing_and_renaming_need_write_on_the_directory() {
             path: "/team/plan".into(),
             recursive: false,
             kind: None,
+            hold_open: false,
         }),
     )
     .unwrap();
@@ -1082,6 +1262,7 @@ fn removing_a_tree_needs_read_write_and_search_on_each_directory_in_it() {
             path: "/team/a".into(),
             recursive: true,
             kind: None,
+            hold_open: false,
         })
     };
     let message = denied(f.by("bob", remove()));
@@ -1282,6 +1463,85 @@ fn sessions_end_by_logout_password_change_expiry_and_removal() {
     assert!(users::get_session(&txn.open_table(AUTH).unwrap(), &[4; 32])
         .unwrap()
         .is_none());
+}
+
+fn remove_open(path: &str, session: u8) -> Command {
+    Command::RemoveOpen {
+        request: RemoveRequest {
+            path: path.into(),
+            recursive: false,
+            kind: Some(RemoveKind::NotDir),
+            hold_open: true,
+        },
+        session: [session; 32],
+    }
+}
+
+#[test]
+fn a_file_removed_while_open_stays_for_its_session_until_released() {
+    let mut f = Fixture::with_users();
+    open_session(&mut f, 1, "alice", u64::MAX, 1).unwrap();
+    f.by(
+        "alice",
+        put_command("/home/alice/f", b"open contents", OnExists::Fail),
+    )
+    .unwrap();
+    let (id, _) = f.stat("/home/alice/f").unwrap();
+    f.by("alice", remove_open("/home/alice/f", 1)).unwrap();
+    assert_eq!(f.stat("/home/alice/f").unwrap_err(), ErrorCode::NotFound);
+    f.check_invariants();
+    // Its holder (and admins) still reach it by id, and may write it;
+    // others may not, whatever its mode.
+    let (alice, bob) = (f.principal("alice"), f.principal("bob"));
+    let by_id = |f: &Fixture, who: &Principal| f.view(|view| view.resolve_id(who, id).map(|_| ()));
+    by_id(&f, &alice).unwrap();
+    assert!(by_id(&f, &bob).is_err());
+    let mut rewrite = put_command("/home/alice/f", b"written after the unlink", OnExists::Fail);
+    if let Command::Commit(req) = &mut rewrite {
+        req.id = Some(id);
+    }
+    f.by("alice", rewrite).unwrap();
+    f.check_invariants();
+    // Released only by the session that holds it; then it is gone.
+    let other = f.by(
+        "alice",
+        Command::Release {
+            id,
+            session: [2; 32],
+        },
+    );
+    assert_eq!(other.unwrap_err().code, ErrorCode::NotFound);
+    f.by(
+        "alice",
+        Command::Release {
+            id,
+            session: [1; 32],
+        },
+    )
+    .unwrap();
+    assert!(by_id(&f, &alice).is_err());
+    f.check_invariants();
+    // Another name keeps the file in the namespace: nothing is held.
+    f.by("alice", put_command("/home/alice/g", b"x", OnExists::Fail))
+        .unwrap();
+    f.by("alice", link("/home/alice/g", "/home/alice/g2"))
+        .unwrap();
+    f.by("alice", remove_open("/home/alice/g", 1)).unwrap();
+    assert_eq!(f.stat("/home/alice/g2").unwrap().1.links(), 1);
+    // Files held by a session go when it ends (here, at its logout).
+    f.by("alice", remove_open("/home/alice/g2", 1)).unwrap();
+    f.by("alice", put_command("/home/alice/h", b"y", OnExists::Fail))
+        .unwrap();
+    f.by("alice", remove_open("/home/alice/h", 1)).unwrap();
+    f.check_invariants();
+    f.apply(Command::EndSession {
+        token_hash: [1; 32],
+    })
+    .unwrap();
+    let txn = f.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(HELD).unwrap().len().unwrap(), 0);
+    drop(txn);
+    f.check_invariants();
 }
 
 #[test]
@@ -2253,6 +2513,7 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
             path: p,
             recursive: r,
             kind: None,
+            hold_open: false,
         })),
         (hostile_path(), hostile_path(), any::<bool>()).prop_map(|(a, b, r)| Command::Rename(
             MoveRequest {
@@ -2696,6 +2957,7 @@ fn unlink_and_rmdir_check_the_kind_with_the_removal() {
             path: path.into(),
             recursive: false,
             kind: Some(kind),
+            hold_open: false,
         })
     };
     use cairn_proto::api::RemoveKind;

@@ -271,6 +271,16 @@ pub struct MakeNodeRequest {
     pub rdev: u64,
 }
 
+/// Body of `fs/link`: a new name `dst` (which must not exist) for the
+/// file, link, pipe, socket or device at `src` (a hard link, as link(2);
+/// never a directory). Answered with the stat of the file, whose `links`
+/// counts its names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRequest {
+    pub src: String,
+    pub dst: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MkdirRequest {
     pub path: String,
@@ -351,6 +361,18 @@ pub struct RemoveRequest {
     /// `is_a_directory`, rmdir(2) anything else with `not_a_directory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<RemoveKind>,
+    /// The caller (a mount) has the file open: if this is its last name,
+    /// keep it, nameless, readable and writable by id, until the caller
+    /// releases it (`fs/release`) or its session ends. Needs a session.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hold_open: bool,
+}
+
+/// Body of `fs/release`: the caller closed, for the last time, a file it
+/// removed while it had it open (`RemoveRequest::hold_open`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub id: FileId,
 }
 
 /// See [`RemoveRequest::kind`].

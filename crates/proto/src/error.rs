@@ -42,6 +42,8 @@ pub enum ErrorCode {
     NotOwner,
     /// Too many attempts (logins) in a short time; retry later.
     TooManyRequests,
+    /// A file has as many names (hard links) as it may (EMLINK).
+    TooManyLinks,
     Internal,
 }
 
@@ -67,6 +69,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotOwner => "not_owner",
             ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::TooManyLinks => "too_many_links",
             ErrorCode::Internal => "internal",
         }
     }
@@ -76,7 +79,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::AlreadyExists
             | ErrorCode::DirectoryNotEmpty
-            | ErrorCode::FailedPrecondition => 409,
+            | ErrorCode::FailedPrecondition
+            | ErrorCode::TooManyLinks => 409,
             ErrorCode::NoSpace => 507,
             ErrorCode::NotADirectory
             | ErrorCode::IsADirectory

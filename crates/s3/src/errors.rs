@@ -38,7 +38,9 @@ pub fn s3_error(error: ClientError, missing: Missing) -> S3Error {
             | ErrorCode::Unavailable
             | ErrorCode::NotLeader,
         ) => S3ErrorCode::ServiceUnavailable,
-        Some(ErrorCode::FailedPrecondition) => S3ErrorCode::InvalidRequest,
+        Some(ErrorCode::FailedPrecondition | ErrorCode::TooManyLinks) => {
+            S3ErrorCode::InvalidRequest
+        }
         Some(ErrorCode::Internal) => S3ErrorCode::InternalError,
         None => match error {
             ClientError::MetaUnreachable { .. }

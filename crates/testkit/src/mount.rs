@@ -108,6 +108,16 @@ impl Mounted {
         self.stop().expect("the mount process was running")
     }
 
+    /// Kills the mount process (SIGKILL: a crash, nothing released) and
+    /// detaches what it had mounted.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        lazy_unmount(&self.path);
+    }
+
     /// The mount process's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

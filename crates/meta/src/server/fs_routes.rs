@@ -6,13 +6,14 @@ use axum::extract::State;
 use axum::Json;
 use cairn_proto::api::{
     ChmodRequest, ChownRequest, ChunkOp, CommitRequest, CommitResponse, EntryKind, GrantOp,
-    GrantRequest, GrantResponse, ListResponse, MakeNodeRequest, MkdirRequest, MoveRequest,
-    MutationResponse, OnExists, RemoveRequest, Stat, TimesRequest, WalkResponse,
-    XattrRemoveRequest, XattrSetRequest, XattrsResponse,
+    GrantRequest, GrantResponse, LinkRequest, ListResponse, MakeNodeRequest, MkdirRequest,
+    MoveRequest, MutationResponse, OnExists, ReleaseRequest, RemoveRequest, Stat, TimesRequest,
+    WalkResponse, XattrRemoveRequest, XattrSetRequest, XattrsResponse,
 };
 use cairn_proto::{ApiError, ErrorCode, FileId};
 use serde::Deserialize;
 
+use crate::auth::TokenHash;
 use crate::perm::Principal;
 use crate::records::StateError;
 use crate::state::{Command, Inode, Names, Output, ReadView};
@@ -48,7 +49,10 @@ impl Target {
     ) -> Result<(FileId, Inode, String), StateError> {
         match self {
             Target::Path(path) => {
-                let (id, inode) = view.resolve(who, path)?;
+                let (dir, id, mut inode) = view.resolve_in(who, path)?;
+                // The stat's `parent` is the directory this path names it
+                // in (a hard-linked file has several): the mount checks it.
+                inode.parent = dir;
                 Ok((id, inode, cairn_proto::path::normalize(path)?))
             }
             Target::Id(id) => Ok((*id, view.resolve_id(who, *id)?, format!("id {id}"))),
@@ -258,11 +262,49 @@ pub async fn remove(
     ApiJson(req): ApiJson<RemoveRequest>,
 ) -> ApiResult<MutationResponse> {
     let recursive = req.recursive;
-    let answer = mutation(&meta, &caller, Command::Remove(req), request_id).await?;
+    let command = if req.hold_open {
+        let session = session_of(&caller, "hold a removed file open")?;
+        Command::RemoveOpen {
+            request: req,
+            session,
+        }
+    } else {
+        Command::Remove(req)
+    };
+    let answer = mutation(&meta, &caller, command, request_id).await?;
     if recursive {
         meta.purge_wanted.notify_one();
     }
     Ok(answer)
+}
+
+/// `fs/release`: the last close of a file the caller removed while it
+/// had it open; the file goes.
+pub async fn release(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<ReleaseRequest>,
+) -> ApiResult<MutationResponse> {
+    let session = session_of(&caller, "release a removed file")?;
+    let command = Command::Release {
+        id: req.id,
+        session,
+    };
+    mutation(&meta, &caller, command, request_id).await
+}
+
+/// The caller's login session: files removed while open are held by one.
+fn session_of(caller: &Caller, doing: &str) -> Result<TokenHash, ApiError> {
+    match &caller.session {
+        Some((hash, _)) => Ok(*hash),
+        None => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "cannot {doing} without a login session: log in as a user (as `cairn mount` does)"
+            ),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -326,5 +368,24 @@ pub async fn make_node(
     };
     Ok(Json(
         stat_after_write(&meta, caller.principal, made.id).await?,
+    ))
+}
+
+/// `fs/link`: another name for a file, answered with the file's stat.
+pub async fn link(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<LinkRequest>,
+) -> ApiResult<Stat> {
+    let linked = match caller
+        .propose(&meta, Command::Link(req), request_id)
+        .await?
+    {
+        Output::Mutation(m) => m,
+        other => return Err(ApiError::internal(format!("link answered {other:?}")).into()),
+    };
+    Ok(Json(
+        stat_after_write(&meta, caller.principal, linked.id).await?,
     ))
 }

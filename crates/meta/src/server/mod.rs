@@ -342,6 +342,8 @@ fn router(meta: Arc<Meta>) -> Router {
         .route("/v1/fs/xattrs", get(fs_routes::xattrs))
         .route("/v1/fs/mkdir", post(fs_routes::mkdir))
         .route("/v1/fs/mknod", post(fs_routes::make_node))
+        .route("/v1/fs/link", post(fs_routes::link))
+        .route("/v1/fs/release", post(fs_routes::release))
         .route("/v1/fs/commit", post(fs_routes::commit))
         .route("/v1/fs/remove", post(fs_routes::remove))
         .route("/v1/fs/rename", post(fs_routes::rename))

@@ -503,6 +503,6 @@ impl Tables<'_> {
         auth.remove(users::session_key(hash).as_slice())?;
         auth.remove(users::expiry_key(session.expires_ms, hash).as_slice())?;
         auth.remove(users::user_session_key(&session.user, hash).as_slice())?;
-        Ok(())
+        self.release_session(hash)
     }
 }

@@ -33,8 +33,13 @@ impl Tables<'_> {
         match &request.command {
             Command::Mkdir(req) => self.mkdir(who, req, now).map(Output::Mutation),
             Command::MakeNode(req) => self.make_node(who, req, now).map(Output::Mutation),
+            Command::Link(req) => self.hard_link(who, req, now).map(Output::Mutation),
             Command::Commit(req) => self.commit(who, req, now).map(Output::Commit),
-            Command::Remove(req) => self.remove(who, req, now).map(Output::Mutation),
+            Command::Remove(req) => self.remove(who, req, None, now).map(Output::Mutation),
+            Command::RemoveOpen { request, session } => self
+                .remove(who, request, Some(session), now)
+                .map(Output::Mutation),
+            Command::Release { id, session } => self.release(session, *id).map(Output::Mutation),
             Command::Rename(req) => self.rename(who, req, now).map(Output::Mutation),
             Command::Copy(req) => self.copy(who, req, now).map(Output::Mutation),
             Command::Chmod(req) => self.chmod(who, req, now).map(Output::Mutation),

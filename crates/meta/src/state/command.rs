@@ -9,11 +9,11 @@
 //! says to upgrade, rather than applied wrongly.
 
 use cairn_proto::api::{
-    Acting, ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, MakeNodeRequest,
-    MkdirRequest, MoveRequest, MutationResponse, RegisterRequest, RemoveRequest, TimesRequest,
-    UserResponse, XattrRemoveRequest, XattrSetRequest,
+    Acting, ChmodRequest, ChownRequest, CommitRequest, CommitResponse, KeyInfo, LinkRequest,
+    MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, RegisterRequest, RemoveRequest,
+    TimesRequest, UserResponse, XattrRemoveRequest, XattrSetRequest,
 };
-use cairn_proto::{ApiError, ClusterMap, NodeId, NodeState};
+use cairn_proto::{ApiError, ClusterMap, FileId, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::TokenHash;
@@ -211,6 +211,19 @@ pub enum Command {
     },
     /// A symbolic link, named pipe, socket or device node (`fs/mknod`).
     MakeNode(MakeNodeRequest),
+    /// Another name for a file (`fs/link`).
+    Link(LinkRequest),
+    /// A remove by a client with the file open (`hold_open`): a file's
+    /// last name goes, the file stays for `session` (`held.rs`).
+    RemoveOpen {
+        request: RemoveRequest,
+        session: TokenHash,
+    },
+    /// `session` closed the held file `id` for the last time.
+    Release {
+        id: FileId,
+        session: TokenHash,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,9 +11,8 @@ use crate::records::{Initial, Versioned};
 /// entries are being deleted (see `Command::Purge`). No file has id 0.
 pub const DETACHED: FileId = 0;
 
-/// A file, directory, symbolic link or special file (format 5: format 4
-/// with a link's target, a device number and a directory's count of
-/// subdirectories).
+/// A file, directory, symbolic link or special file (format 6: format 5
+/// with a count of hard links).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inode {
     pub kind: EntryKind,
@@ -36,9 +35,9 @@ pub struct Inode {
     pub size_bytes: u64,
     pub digest: Option<ChunkId>,
     pub chunks: Vec<ChunkRef>,
-    /// The directory holding it (there are no hard links); the root's is
-    /// itself, a removed tree's root's is [`DETACHED`]. Lets a lookup by id
-    /// check the path.
+    /// A directory holding it (one of several for a hard-linked file);
+    /// the root's is itself, a removed tree's root's is [`DETACHED`]. Lets
+    /// a lookup by id check the path.
     pub parent: FileId,
     /// Bytes (names and values) of its extended attributes, kept in the
     /// `xattrs` table: bounds them without reading them.
@@ -50,15 +49,70 @@ pub struct Inode {
     /// Directory: how many of its entries are directories (its link count
     /// is 2 + this: its name, its `.`, and each child's `..`).
     pub subdirs: u64,
+    /// How many directory entries name it: 1, or more for a file with
+    /// hard links (whose names are in the `links` table). A directory
+    /// has one name.
+    pub names: u64,
 }
 
 impl Versioned for Inode {
     const NAME: &'static str = "inode";
+    const FORMAT: u8 = 6;
+    type Previous = InodeV5;
+    /// A record from before hard links: one name.
+    fn upgrade(v5: InodeV5) -> Inode {
+        Inode {
+            kind: v5.kind,
+            mode: v5.mode,
+            uid: v5.uid,
+            gid: v5.gid,
+            version: v5.version,
+            created_ns: v5.created_ns,
+            modified_ns: v5.modified_ns,
+            changed_ns: v5.changed_ns,
+            accessed_ns: v5.accessed_ns,
+            size_bytes: v5.size_bytes,
+            digest: v5.digest,
+            chunks: v5.chunks,
+            parent: v5.parent,
+            xattr_bytes: v5.xattr_bytes,
+            target: v5.target,
+            rdev: v5.rdev,
+            subdirs: v5.subdirs,
+            names: 1,
+        }
+    }
+}
+
+/// The record of format 5 (no hard links).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeV5 {
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub version: u64,
+    pub created_ns: u64,
+    pub modified_ns: u64,
+    pub changed_ns: u64,
+    pub accessed_ns: u64,
+    pub size_bytes: u64,
+    pub digest: Option<ChunkId>,
+    pub chunks: Vec<ChunkRef>,
+    pub parent: FileId,
+    pub xattr_bytes: u32,
+    pub target: Option<String>,
+    pub rdev: u64,
+    pub subdirs: u64,
+}
+
+impl Versioned for InodeV5 {
+    const NAME: &'static str = "inode";
     const FORMAT: u8 = 5;
     type Previous = InodeV4;
     /// A record from before links and special files: a file or directory.
-    fn upgrade(v4: InodeV4) -> Inode {
-        Inode {
+    fn upgrade(v4: InodeV4) -> InodeV5 {
+        InodeV5 {
             kind: v4.kind,
             mode: v4.mode,
             uid: v4.uid,
@@ -207,6 +261,7 @@ impl Inode {
             target: None,
             rdev: 0,
             subdirs: 0,
+            names: 1,
         }
     }
 
@@ -243,13 +298,13 @@ impl Inode {
         self.kind == EntryKind::Dir
     }
 
-    /// The POSIX link count: a directory's 2 + its subdirectories, 1 for
-    /// everything else (no hard links).
+    /// The POSIX link count: a directory's 2 + its subdirectories, the
+    /// number of names of everything else.
     pub fn links(&self) -> u64 {
         if self.is_dir() {
             2 + self.subdirs
         } else {
-            1
+            self.names
         }
     }
 
@@ -312,7 +367,7 @@ mod tests {
             (inode.mode, inode.accessed_ns, inode.size_bytes),
             (0o640, 4, 5)
         );
-        // And what is written now is format 5, read back whole.
+        // And what is written now is format 6, read back whole.
         let link = Inode::new_node(
             EntryKind::Symlink,
             7,
@@ -322,7 +377,7 @@ mod tests {
             Some("../t".into()),
             0,
         );
-        assert_eq!(encode(&link)[0], 5);
+        assert_eq!(encode(&link)[0], 6);
         assert_eq!(decode::<Inode>(&encode(&link)).unwrap(), link);
         assert_eq!(link.size_bytes, 4);
     }

@@ -31,6 +31,7 @@
 mod accounts;
 mod apply;
 mod command;
+mod held;
 mod inode;
 mod namespace;
 mod nodes;
@@ -51,7 +52,8 @@ pub use reads::{counts, page_limit, reference_count, referenced, users as users_
 pub use requests::RequestOutcome;
 pub use tables::{
     entry_key, entry_name, get_counter, get_counter_or_zero, keys, ReadView, Tables, View, AUTH,
-    CHUNK_REFS, DIRENTS, INODES, ORPHANS, REQUESTS, REQUESTS_BY_TIME, SM_META, XATTRS,
+    CHUNK_REFS, DIRENTS, HELD, HELD_BY_SESSION, INODES, LINKS, ORPHANS, REQUESTS, REQUESTS_BY_TIME,
+    SM_META, XATTRS,
 };
 pub use upgrade::STATE_FORMAT;
 pub use view::child_path;

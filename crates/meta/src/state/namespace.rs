@@ -1,6 +1,6 @@
 //! Commands on the namespace: mkdir, mknod (links, pipes, sockets,
-//! devices), commit, remove (and purge), rename, copy, chmod, chown, times
-//! and extended attributes.
+//! devices), hard links, commit, remove (and purge), rename, copy, chmod,
+//! chown, times and extended attributes.
 //!
 //! Each checks everything that can be refused (names, existence, kinds,
 //! permissions) before its first write ("only writes from here on"), so a
@@ -11,9 +11,9 @@
 //! ctime; mode, owner, attributes and renames change ctime only.
 
 use cairn_proto::api::{
-    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, EntryKind, MakeNodeRequest,
-    MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveKind, RemoveRequest, TimeSet,
-    TimesRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
+    ChmodRequest, ChownRequest, CommitRequest, CommitResponse, EntryKind, LinkRequest,
+    MakeNodeRequest, MkdirRequest, MoveRequest, MutationResponse, OnExists, RemoveKind,
+    RemoveRequest, TimeSet, TimesRequest, XattrRemoveRequest, XattrSetMode, XattrSetRequest,
 };
 use cairn_proto::ids::ROOT_ID;
 use cairn_proto::limits::{MAX_SYMLINK_TARGET_BYTES, MAX_XATTR_BYTES_PER_INODE};
@@ -25,7 +25,8 @@ use cairn_proto::{
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{MAX_REMOVE_CHECK_ENTRIES, MAX_RENAME_ATTEMPTS};
+use crate::auth::TokenHash;
+use crate::limits::{MAX_NAMES_PER_FILE, MAX_REMOVE_CHECK_ENTRIES, MAX_RENAME_ATTEMPTS};
 use crate::perm::{self, Principal, DIR_MODE, FILE_MODE, READ, SEARCH, WRITE};
 use crate::records::{encode, Initial, StateError, Versioned};
 use crate::state::accounts::require_admin;
@@ -238,6 +239,74 @@ impl Tables<'_> {
         Ok(MutationResponse { id, path })
     }
 
+    /// link(2): the name `dst` for the file at `src` too. Outside an
+    /// admin's, a user links only files they own, or (as Linux's
+    /// `protected_hardlinks`) regular files they may read and write that
+    /// do not give a set-id.
+    pub fn hard_link(
+        &mut self,
+        who: &Principal,
+        req: &LinkRequest,
+        now: u64,
+    ) -> Result<MutationResponse, StateError> {
+        let src = self.resolve_source(who, &req.src)?;
+        if src.inode.is_dir() {
+            return Err(ApiError::new(
+                ErrorCode::IsADirectory,
+                format!(
+                    "{} is a directory; hard links name files only (make a symbolic link instead)",
+                    src.path
+                ),
+            )
+            .into());
+        }
+        let dst = self.resolve_parent(who, &req.dst)?;
+        let path = child_path(&dst.path, &dst.name);
+        if self.ns.lookup(dst.id, &dst.name)?.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("{path} already exists; a link never replaces: remove it first"),
+            )
+            .into());
+        }
+        let doing = format!("link {} as {path}", src.path);
+        self.require_write_in(&dst, who, &doing)?;
+        if !may_link(who, &src.inode) {
+            return Err(ApiError::new(
+                ErrorCode::NotOwner,
+                format!(
+                    "permission denied: cannot {doing}: only its owner ({}) or an admin may, \
+                     or anyone who may read and write a regular file without set-ids",
+                    self.ns.user_name(src.inode.uid)?
+                ),
+            )
+            .into());
+        }
+        if src.inode.names >= MAX_NAMES_PER_FILE {
+            return Err(ApiError::new(
+                ErrorCode::TooManyLinks,
+                format!(
+                    "cannot {doing}: {} has {MAX_NAMES_PER_FILE} names, the most a file may have; copy it instead",
+                    src.path
+                ),
+            )
+            .into());
+        }
+        // Only writes from here on.
+        let mut inode = src.inode;
+        self.add_name(
+            src.id,
+            &mut inode,
+            (src.parent.id, &src.parent.name),
+            dst.id,
+            &dst.name,
+        )?;
+        inode.touch_attributes(now);
+        self.save_inode(src.id, &inode)?;
+        self.link(dst.id, &dst.name, src.id, false, now)?;
+        Ok(MutationResponse { id: src.id, path })
+    }
+
     pub fn commit(
         &mut self,
         who: &Principal,
@@ -371,10 +440,13 @@ impl Tables<'_> {
         })
     }
 
+    /// rm, unlink(2), rmdir(2); with `holder`, a file whose last name
+    /// goes is held for that session (`held.rs`).
     pub fn remove(
         &mut self,
         who: &Principal,
         req: &RemoveRequest,
+        holder: Option<&TokenHash>,
         now: u64,
     ) -> Result<MutationResponse, StateError> {
         let names = split_path(&req.path)?;
@@ -426,8 +498,10 @@ impl Tables<'_> {
             self.save_inode(id, &inode)?;
             let orphan = Orphan { detached_ns: now };
             self.orphans.insert(id, encode(&orphan).as_slice())?;
+        } else if let Some(session) = holder.filter(|_| inode.is_file() && inode.names == 1) {
+            self.hold(id, inode, session, who.uid, now)?;
         } else {
-            self.delete_inode(id)?;
+            self.drop_name(id, parent.id, &parent.name, now)?;
         }
         Ok(MutationResponse { id, path })
     }
@@ -516,7 +590,8 @@ impl Tables<'_> {
                     let orphan = Orphan { detached_ns: now };
                     self.orphans.insert(*child, encode(&orphan).as_slice())?;
                 } else {
-                    self.delete_inode(*child)?;
+                    // A file with names outside the tree stays.
+                    self.drop_name(*child, root, entry_name(key).0, now)?;
                     deleted += 1;
                 }
                 budget -= 1;
@@ -544,7 +619,8 @@ impl Tables<'_> {
             id: src.id,
             path: src.path.clone(),
         };
-        if dst.path == src.path {
+        // Two names of one file: rename(2) does nothing.
+        if dst.path == src.path || dst.replaced.is_some_and(|(id, _)| id == src.id) {
             return Ok(unchanged);
         }
         if src.inode.is_dir() && dst.path.starts_with(&format!("{}/", src.path)) {
@@ -573,11 +649,16 @@ impl Tables<'_> {
         // Only writes from here on.
         if let Some((old, old_is_dir)) = dst.replaced {
             self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
-            self.delete_inode(old)?;
+            self.drop_name(old, dst.parent.id, &dst.parent.name, now)?;
         }
         self.unlink(src.parent.id, &src.parent.name, is_dir, now)?;
         let mut moved = src.inode;
-        moved.parent = dst.parent.id;
+        self.move_name(
+            src.id,
+            &mut moved,
+            (src.parent.id, &src.parent.name),
+            (dst.parent.id, &dst.parent.name),
+        )?;
         moved.touch_attributes(now);
         self.save_inode(src.id, &moved)?;
         self.link(dst.parent.id, &dst.parent.name, src.id, is_dir, now)?;
@@ -606,10 +687,10 @@ impl Tables<'_> {
         }
         require_contents(&src.inode, &src.path)?;
         let dst = self.resolve_destination(who, &req.dst, &src, req.replace)?;
-        if dst.path == src.path {
+        if dst.path == src.path || dst.replaced.is_some_and(|(id, _)| id == src.id) {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
-                format!("cannot copy {} onto itself", src.path),
+                format!("cannot copy {} onto itself ({})", src.path, dst.path),
             )
             .into());
         }
@@ -625,7 +706,7 @@ impl Tables<'_> {
         // the source's bits but its set-ids, and no extended attributes.
         if let Some((old, old_is_dir)) = dst.replaced {
             self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
-            self.delete_inode(old)?;
+            self.drop_name(old, dst.parent.id, &dst.parent.name, now)?;
         }
         let id = self.alloc_id()?;
         let mode = src.inode.mode & !(perm::SET_UID | perm::SET_GID);
@@ -1025,7 +1106,8 @@ impl Tables<'_> {
         }
         let mut replaced = None;
         match existing {
-            Some((id, _)) if id == src.id => {}
+            // The source itself, or another name of it (a hard link).
+            Some((id, is_dir)) if id == src.id => replaced = Some((id, is_dir)),
             None => {}
             Some((_, true)) => {
                 return Err(ApiError::new(
@@ -1074,7 +1156,8 @@ impl Tables<'_> {
         let path = child_path(&parent.path, &parent.name);
         let replaced = match self.ns.lookup(parent.id, &parent.name)? {
             None => None,
-            Some((id, _)) if id == src.id => None,
+            // The source itself, or another name of it (a hard link).
+            Some((id, is_dir)) if id == src.id => Some((id, is_dir)),
             Some(_) if !replace => {
                 return Err(ApiError::new(
                     ErrorCode::AlreadyExists,
@@ -1247,6 +1330,19 @@ fn validate_symlink_target(target: &str) -> Result<(), String> {
         return Err("the target contains a NUL byte".into());
     }
     Ok(())
+}
+
+/// Linux's `protected_hardlinks`: the owner, an admin, or a caller who
+/// may read and write a regular file that gives no set-id (set-gid
+/// counts only with group execute, as without it it marks locking).
+fn may_link(who: &Principal, inode: &Inode) -> bool {
+    let set_gid_exec = perm::SET_GID | 0o010;
+    who.admin
+        || who.uid == inode.uid
+        || (inode.is_file()
+            && inode.mode & perm::SET_UID == 0
+            && inode.mode & set_gid_exec != set_gid_exec
+            && inode.allows(who, READ | WRITE))
 }
 
 /// Only regular files have contents to commit.

@@ -17,20 +17,23 @@ use crate::records::StateError;
 use crate::state::inode::{ns_to_ms, Inode};
 use crate::state::namespace::no_such_xattr;
 use crate::state::tables::{
-    entry_name, get_counter, keys, AuthRows, EntryRows, InodeRows, MetaRows, View, XattrRows,
+    entry_name, get_counter, keys, AuthRows, EntryRows, InodeRows, LinkRows, MetaRows, View,
+    XattrRows,
 };
 use crate::state::users;
 use crate::state::view::child_path;
 
 /// Looks up and remembers the names of uids and gids for one answer.
-pub struct Names<'v, I, D, A, X> {
-    view: &'v View<I, D, A, X>,
+pub struct Names<'v, I, D, A, X, L> {
+    view: &'v View<I, D, A, X, L>,
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
 }
 
-impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> Names<'v, I, D, A, X> {
-    pub fn new(view: &'v View<I, D, A, X>) -> Self {
+impl<'v, I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows, L: LinkRows>
+    Names<'v, I, D, A, X, L>
+{
+    pub fn new(view: &'v View<I, D, A, X, L>) -> Self {
         Names {
             view,
             users: HashMap::new(),
@@ -158,7 +161,7 @@ fn bad_cursor(cursor: &str) -> ApiError {
     )
 }
 
-impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
+impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows, L: LinkRows> View<I, D, A, X, L> {
     /// One page of the directory `path` (or the file itself, as ls(1)
     /// lists a file): up to `limit` entries after the key `after`.
     pub fn list(

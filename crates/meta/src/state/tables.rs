@@ -10,7 +10,13 @@
 //!   directory's key says it is one. Names never hold `/`, so a file and
 //!   a directory can never share a key.
 //! - `xattrs`: (inode id, attribute name) -> value bytes (raw)
+//! - `links`: (inode id, directory id, name) -> (): every name of a file
+//!   with more than one (hard links); no rows for a file with one name.
+//!   Finds the names left when one goes, so `parent` can follow them.
 //! - `orphans`: id -> `Orphan`: roots of removed trees still being deleted
+//! - `held`: id -> `Held`: files removed while a client had them open,
+//!   kept (nameless) until it releases them or its session ends;
+//!   `held_by_session`: (session token hash, id) -> (), to end them
 //! - `chunk_refs`: chunk id -> number of file records listing it (absent:
 //!   none; chunk servers may collect it after their grace period)
 //! - `requests`: request id -> `RequestOutcome`; `requests_by_time`:
@@ -29,7 +35,11 @@ use crate::records::StateError;
 pub const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 pub const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("dirents");
 pub const XATTRS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("xattrs");
+pub const LINKS: TableDefinition<(u64, u64, &str), ()> = TableDefinition::new("links");
 pub const ORPHANS: TableDefinition<u64, &[u8]> = TableDefinition::new("orphans");
+pub const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
+pub const HELD_BY_SESSION: TableDefinition<([u8; 32], u64), ()> =
+    TableDefinition::new("held_by_session");
 pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 pub const CHUNK_REFS: TableDefinition<[u8; 32], u64> = TableDefinition::new("chunk_refs");
 pub const REQUESTS: TableDefinition<u128, &[u8]> = TableDefinition::new("requests");
@@ -46,16 +56,21 @@ pub trait AuthRows: ReadableTable<&'static [u8], &'static [u8]> {}
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> AuthRows for T {}
 pub trait XattrRows: ReadableTable<(u64, &'static str), &'static [u8]> {}
 impl<T: ReadableTable<(u64, &'static str), &'static [u8]>> XattrRows for T {}
+pub trait LinkRows: ReadableTable<(u64, u64, &'static str), ()> {}
+impl<T: ReadableTable<(u64, u64, &'static str), ()>> LinkRows for T {}
 pub trait MetaRows: ReadableTable<&'static str, &'static [u8]> {}
 impl<T: ReadableTable<&'static str, &'static [u8]>> MetaRows for T {}
 
 /// The tables a path resolution or a namespace read needs. Its methods
 /// (`view.rs`) work the same in a read transaction and inside a command.
-pub struct View<I, D, A, X> {
+pub struct View<I, D, A, X, L> {
     pub inodes: I,
     pub dirents: D,
     pub auth: A,
     pub xattrs: X,
+    pub links: L,
+    /// `held`: the same shape of rows as `inodes`.
+    pub held: I,
 }
 
 /// The namespace in a read transaction.
@@ -64,6 +79,7 @@ pub type ReadView = View<
     ReadOnlyTable<(u64, &'static str), u64>,
     ReadOnlyTable<&'static [u8], &'static [u8]>,
     ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+    ReadOnlyTable<(u64, u64, &'static str), ()>,
 >;
 
 /// The namespace in a write transaction.
@@ -72,6 +88,7 @@ pub type WriteView<'txn> = View<
     Table<'txn, (u64, &'static str), u64>,
     Table<'txn, &'static [u8], &'static [u8]>,
     Table<'txn, (u64, &'static str), &'static [u8]>,
+    Table<'txn, (u64, u64, &'static str), ()>,
 >;
 
 impl ReadView {
@@ -81,6 +98,8 @@ impl ReadView {
             dirents: txn.open_table(DIRENTS)?,
             auth: txn.open_table(AUTH)?,
             xattrs: txn.open_table(XATTRS)?,
+            links: txn.open_table(LINKS)?,
+            held: txn.open_table(HELD)?,
         })
     }
 }
@@ -90,6 +109,7 @@ impl ReadView {
 pub struct Tables<'txn> {
     pub ns: WriteView<'txn>,
     pub orphans: Table<'txn, u64, &'static [u8]>,
+    pub held_by_session: Table<'txn, ([u8; 32], u64), ()>,
     pub meta: Table<'txn, &'static str, &'static [u8]>,
     pub chunk_refs: Table<'txn, [u8; 32], u64>,
     pub requests: Table<'txn, u128, &'static [u8]>,
@@ -104,7 +124,10 @@ impl<'txn> Tables<'txn> {
                 dirents: txn.open_table(DIRENTS)?,
                 auth: txn.open_table(AUTH)?,
                 xattrs: txn.open_table(XATTRS)?,
+                links: txn.open_table(LINKS)?,
+                held: txn.open_table(HELD)?,
             },
+            held_by_session: txn.open_table(HELD_BY_SESSION)?,
             orphans: txn.open_table(ORPHANS)?,
             meta: txn.open_table(SM_META)?,
             chunk_refs: txn.open_table(CHUNK_REFS)?,

@@ -299,6 +299,7 @@ impl Tables<'_> {
                     target: None,
                     rdev: 0,
                     subdirs: 0,
+                    names: 1,
                 };
                 for chunk in &inode.chunks {
                     let count = self.chunk_refs.get(chunk.id.0)?.map_or(0, |v| v.value());

@@ -8,13 +8,15 @@ use cairn_proto::ids::ROOT_ID;
 use cairn_proto::path::{join, split_path, MAX_PATH_DEPTH};
 use cairn_proto::{ApiError, ErrorCode, FileId};
 
+use crate::limits::MAX_NAMES_TRIED_BY_ID;
 use crate::perm::{self, Principal, READ, SEARCH, WRITE};
 use crate::records::{decode, StateError};
+use crate::state::held::held;
 use crate::state::inode::{Inode, DETACHED};
-use crate::state::tables::{entry_key, AuthRows, EntryRows, InodeRows, View, XattrRows};
+use crate::state::tables::{entry_key, AuthRows, EntryRows, InodeRows, LinkRows, View, XattrRows};
 use crate::state::users;
 
-impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
+impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows, L: LinkRows> View<I, D, A, X, L> {
     /// The record of `id`, which an entry or a parent names: its absence
     /// is corruption.
     pub fn inode(&self, id: FileId) -> Result<Inode, StateError> {
@@ -214,36 +216,76 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
 
     /// Resolves a path to its id and record, checking search on the way.
     pub fn resolve(&self, who: &Principal, path: &str) -> Result<(FileId, Inode), StateError> {
+        let (_, id, inode) = self.resolve_in(who, path)?;
+        Ok((id, inode))
+    }
+
+    /// [`View::resolve`] with the directory the path went through last
+    /// (for a file with several names, the one this path names it in;
+    /// the root's is itself).
+    pub fn resolve_in(
+        &self,
+        who: &Principal,
+        path: &str,
+    ) -> Result<(FileId, FileId, Inode), StateError> {
         let names = split_path(path)?;
         let Some((name, parents)) = names.split_last() else {
-            return Ok((ROOT_ID, self.inode(ROOT_ID)?));
+            return Ok((ROOT_ID, ROOT_ID, self.inode(ROOT_ID)?));
         };
         let full = join(&names);
         let (parent, _) = self.walk_dirs(who, parents, &full)?;
         let (id, _) = self.lookup(parent, name)?.ok_or_else(|| not_found(&full))?;
-        Ok((id, self.inode(id)?))
+        Ok((parent, id, self.inode(id)?))
     }
 
     /// The record of `id`, if it is in the namespace and `who` could reach
-    /// it by its path: search on every directory above it (found through
-    /// the records' parents). A removed tree's records are not found.
+    /// it by a path: search on every directory above it (found through
+    /// the records' parents, and for a hard-linked file through the
+    /// directories of its other names). A removed tree's records are not
+    /// found.
     pub fn resolve_id(&self, who: &Principal, id: FileId) -> Result<Inode, StateError> {
-        let no_such_id = || -> StateError {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("no file or directory has id {id}"),
-            )
-            .into()
-        };
-        let inode = self.try_inode(id)?.ok_or_else(no_such_id)?;
+        let inode = self.try_inode(id)?.ok_or_else(|| no_such_id(id))?;
         if id == ROOT_ID {
             return Ok(inode);
         }
-        let mut dir = inode.parent;
+        if inode.names == 0 {
+            // Removed while open: only its holder, owner and admins.
+            let hold = held(&self.held, id)?.ok_or_else(|| {
+                StateError::Corrupt(format!("inode {id} has no name and no hold"))
+            })?;
+            if who.admin || who.uid == hold.uid || who.uid == inode.uid {
+                return Ok(inode);
+            }
+            return Err(no_such_id(id).into());
+        }
+        let first = match self.reaches_root(who, id, inode.parent) {
+            Ok(()) => return Ok(inode),
+            Err(e) if inode.names <= 1 => return Err(e),
+            Err(e) => e,
+        };
+        // Its record names a directory of a removed tree not yet purged,
+        // or one the caller may not search: another name may do.
+        for row in self
+            .links
+            .range((id, 0, "")..(id + 1, 0, ""))?
+            .take(MAX_NAMES_TRIED_BY_ID)
+        {
+            let (key, _) = row?;
+            let (_, dir, _) = key.value();
+            if dir != inode.parent && self.reaches_root(who, id, dir).is_ok() {
+                return Ok(inode);
+            }
+        }
+        Err(first)
+    }
+
+    /// `Ok` if the directory `dir` (holding `id`) is in the namespace and
+    /// `who` may search it and every directory above it.
+    fn reaches_root(&self, who: &Principal, id: FileId, mut dir: FileId) -> Result<(), StateError> {
         // The walk up is bounded by the deepest path.
         for _ in 0..=MAX_PATH_DEPTH {
             if dir == DETACHED {
-                return Err(no_such_id());
+                return Err(no_such_id(id).into());
             }
             let dir_inode = self.inode(dir)?;
             if !who.admin {
@@ -256,7 +298,7 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
                 )?;
             }
             if dir == ROOT_ID {
-                return Ok(inode);
+                return Ok(());
             }
             dir = dir_inode.parent;
         }
@@ -302,6 +344,13 @@ impl<I: InodeRows, D: EntryRows, A: AuthRows, X: XattrRows> View<I, D, A, X> {
             None => in_dir,
         }
     }
+}
+
+fn no_such_id(id: FileId) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no file or directory has id {id}"),
+    )
 }
 
 pub fn not_found(path: &str) -> ApiError {

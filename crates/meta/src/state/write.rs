@@ -4,7 +4,9 @@
 //! - chunk reference counts follow the chunk lists of file records;
 //! - the file and directory counters follow records created and deleted;
 //! - a directory's entry count, mtime and ctime follow links and unlinks;
-//! - an inode's `xattr_bytes` follows its attributes, which go with it.
+//! - an inode's `xattr_bytes` follows its attributes, which go with it;
+//! - a file's `names` and `parent` follow its names (hard links), which
+//!   the `links` table lists while it has more than one.
 
 use cairn_proto::{ChunkRef, FileId};
 
@@ -159,6 +161,108 @@ impl Tables<'_> {
         debug_assert!(inode.subdirs <= inode.size_bytes);
         inode.touch_contents(now_ns);
         self.replace_inode(dir, Some(&old), &inode)
+    }
+
+    /// Gives the file `id` (record `inode`, saved by the caller) the new
+    /// name `name` in directory `dir`; `current` is a name it has now,
+    /// recorded too when it had only that one.
+    pub fn add_name(
+        &mut self,
+        id: FileId,
+        inode: &mut Inode,
+        current: (FileId, &str),
+        dir: FileId,
+        name: &str,
+    ) -> Result<(), StateError> {
+        assert!(!inode.is_dir(), "a directory has one name ({id})");
+        if inode.names == 1 {
+            self.ns.links.insert((id, current.0, current.1), ())?;
+        }
+        let previous = self.ns.links.insert((id, dir, name), ())?;
+        assert!(previous.is_none(), "name {name:?} of {id} in {dir} twice");
+        inode.names += 1;
+        Ok(())
+    }
+
+    /// The entry `name` in `dir` naming `id` is gone: the record goes with
+    /// its last name; otherwise it has one name less (a change of its
+    /// attributes) and names a directory that still holds it.
+    pub fn drop_name(
+        &mut self,
+        id: FileId,
+        dir: FileId,
+        name: &str,
+        now_ns: u64,
+    ) -> Result<(), StateError> {
+        let mut inode = self.ns.inode(id)?;
+        if inode.names <= 1 {
+            assert_eq!(inode.names, 1, "inode {id} has no name to drop");
+            self.delete_inode(id)?;
+            return Ok(());
+        }
+        let removed = self.ns.links.remove((id, dir, name))?;
+        assert!(removed.is_some(), "{id} has no name {name:?} in {dir}");
+        drop(removed);
+        inode.names -= 1;
+        if inode.names == 1 {
+            // One name left: it needs no row.
+            let (left_dir, left_name) = self.first_name(id)?;
+            self.ns.links.remove((id, left_dir, left_name.as_str()))?;
+            inode.parent = left_dir;
+        } else if inode.parent == dir {
+            inode.parent = match self.name_from(id, dir)? {
+                Some((same, _)) if same == dir => dir,
+                _ => self.first_name(id)?.0,
+            };
+        }
+        inode.touch_attributes(now_ns);
+        self.save_inode(id, &inode)
+    }
+
+    /// A name of `id` moved from `from` to `to` (a rename): `inode` (saved
+    /// by the caller) names the new directory.
+    pub fn move_name(
+        &mut self,
+        id: FileId,
+        inode: &mut Inode,
+        from: (FileId, &str),
+        to: (FileId, &str),
+    ) -> Result<(), StateError> {
+        inode.parent = to.0;
+        if inode.names > 1 {
+            let removed = self.ns.links.remove((id, from.0, from.1))?;
+            assert!(
+                removed.is_some(),
+                "{id} has no name {:?} in {}",
+                from.1,
+                from.0
+            );
+            drop(removed);
+            self.ns.links.insert((id, to.0, to.1), ())?;
+        }
+        Ok(())
+    }
+
+    /// The first name of hard-linked `id`, by directory id.
+    fn first_name(&self, id: FileId) -> Result<(FileId, String), StateError> {
+        self.name_from(id, 0)?.ok_or_else(|| {
+            StateError::Corrupt(format!(
+                "inode {id} counts names the links table does not hold"
+            ))
+        })
+    }
+
+    /// The first name of hard-linked `id` in a directory numbered `dir` or
+    /// above.
+    fn name_from(&self, id: FileId, dir: FileId) -> Result<Option<(FileId, String)>, StateError> {
+        let mut rows = self.ns.links.range((id, dir, "")..)?;
+        Ok(match rows.next().transpose()? {
+            Some((key, _)) if key.value().0 == id => {
+                let (_, dir, name) = key.value();
+                Some((dir, name.to_string()))
+            }
+            _ => None,
+        })
     }
 
     /// Sets attribute `name` of `inode` (record `id`, saved by the caller)

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::{decode, encode, encode_raft, Versioned};
 use crate::state::{
-    Tables, AUTH, CHUNK_REFS, DIRENTS, INODES, ORPHANS, REQUESTS, REQUESTS_BY_TIME, SM_META, XATTRS,
+    Tables, AUTH, CHUNK_REFS, DIRENTS, HELD, HELD_BY_SESSION, INODES, LINKS, ORPHANS, REQUESTS,
+    REQUESTS_BY_TIME, SM_META, XATTRS,
 };
 
 use super::applied::{
@@ -31,6 +32,9 @@ macro_rules! for_each_table {
         $f!(INODES);
         $f!(DIRENTS);
         $f!(XATTRS);
+        $f!(LINKS);
+        $f!(HELD);
+        $f!(HELD_BY_SESSION);
         $f!(ORPHANS);
         $f!(SM_META);
         $f!(CHUNK_REFS);
@@ -236,6 +240,9 @@ pub fn install(db: &Database, stored: &StoredSnapshot) -> Result<(), String> {
         INODES.name(),
         DIRENTS.name(),
         XATTRS.name(),
+        LINKS.name(),
+        HELD.name(),
+        HELD_BY_SESSION.name(),
         ORPHANS.name(),
         SM_META.name(),
         CHUNK_REFS.name(),
