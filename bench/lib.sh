@@ -69,7 +69,7 @@ per_second() { python3 -c "print(f'{$1/($3-$2):8.${4:-1}f}')"; }
 dev_pid=; mount_pid=
 dev_start() {
   local bin=$1 work=$2 port
-  port=$(free_port_block 5)
+  port=$(free_port_block 6)
   meta=127.0.0.1:$port
   "$bin" dev --dir "$work/cluster" --port "$port" > "$work/dev.out" 2>&1 &
   dev_pid=$!

@@ -99,7 +99,7 @@ run_cairn() {
   local transport=$1 flags=() scheme=http ca=
   if [ "$transport" = TLS ]; then flags=(--tls); scheme=https; fi
   local port dir=$work/cluster-$transport
-  port=$(free_port_block 5)
+  port=$(free_port_block 6)
   "$cairn" dev --dir "$dir" --port "$port" "${flags[@]}" > "$work/dev-$transport.out" 2>&1 &
   pids+=($!)
   for _ in $(seq 300); do grep -q "Press Ctrl-C" "$work/dev-$transport.out" && break; sleep 0.2; done

@@ -18,7 +18,7 @@ cairn=$PWD/target/release/cairn
 work=${BENCH_DIR:-$PWD/target/bench}/run-$$
 mkdir -p "$work"
 # cairn dev takes port..port+4: metadata, three chunk servers, the S3 gateway.
-port=$(free_port_block 5)
+port=$(free_port_block 6)
 meta=127.0.0.1:$port
 dev_pid=
 cleanup() {

@@ -66,8 +66,11 @@ enum Command {
     Chunk(servers::ChunkArgs),
     /// Run an S3-compatible gateway (any number; each is stateless)
     S3(servers::S3Args),
-    /// Run a local cluster: 1 or 3 metadata members, N chunk servers and
-    /// an S3 gateway
+    /// Run the web page (any number; each is stateless): browse, upload,
+    /// download, S3 keys, cluster health
+    Web(servers::WebArgs),
+    /// Run a local cluster: 1 or 3 metadata members, N chunk servers, an
+    /// S3 gateway and the web page
     Dev(servers::DevArgs),
     /// An interactive shell: cd, ls, put, get, ... with line editing,
     /// history and completion of remote paths
@@ -174,7 +177,7 @@ fn main() -> ExitCode {
     }
     let is_server = matches!(
         cli.command,
-        Command::Meta(_) | Command::Chunk(_) | Command::S3(_) | Command::Dev(_)
+        Command::Meta(_) | Command::Chunk(_) | Command::S3(_) | Command::Web(_) | Command::Dev(_)
     );
     init_logging(if is_server { "info" } else { "warn" });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -240,6 +243,7 @@ fn main() -> ExitCode {
                 Command::Meta(args) => servers::meta(args, tls).await,
                 Command::Chunk(args) => servers::chunk(args, meta_addrs.clone(), tls).await,
                 Command::S3(args) => servers::s3(args, meta_addrs.clone(), tls).await,
+                Command::Web(args) => servers::web(args, meta_addrs.clone(), tls).await,
                 Command::Dev(mut args) => {
                     // For `dev`, `--meta N` is how many metadata members to
                     // run (an address, as from CAIRN_META, means the default).

@@ -141,6 +141,18 @@ pub struct S3Args {
 /// Where `cairn s3` listens unless told.
 pub const DEFAULT_S3_ADDR: &str = "127.0.0.1:7780";
 
+#[derive(Args)]
+pub struct WebArgs {
+    /// Address to listen on for browsers
+    #[arg(long, default_value = DEFAULT_WEB_ADDR)]
+    listen: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Where `cairn web` listens unless told.
+pub const DEFAULT_WEB_ADDR: &str = "127.0.0.1:7790";
+
 /// The TLS flags of every server.
 #[derive(Args)]
 pub struct TlsArgs {
@@ -331,6 +343,22 @@ pub async fn s3(
         sweep_interval: Duration::from_secs(3600).min(args.multipart_expiry),
     };
     cairn_s3::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn web(
+    args: WebArgs,
+    meta: String,
+    client_tls: cairn_transport::ClientTls,
+) -> anyhow::Result<ExitCode> {
+    let tls = args.tls.load()?;
+    cairn_transport::check_tls_settings(tls.as_ref(), &client_tls)?;
+    let config = cairn_web::WebConfig {
+        listen: args.listen,
+        meta: MetaClient::new(&meta).with_tls(client_tls),
+        tls,
+    };
+    cairn_web::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -535,6 +563,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
 
     let client_config = dir.join("client.json");
     let s3_addr = format!("127.0.0.1:{}", args.port + args.meta + args.nodes);
+    let web_addr = format!("127.0.0.1:{}", args.port + args.meta + args.nodes + 1);
     let ready = tokio::select! {
         ready = log_in_and_wait_healthy(&meta_list, &password_path, &client_config, pki.as_ref(), args.nodes as usize) => ready,
         (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
@@ -566,9 +595,16 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     s3_args.extend(&tls_args);
     children.push(("s3".to_string(), spawn_child(&exe, &dir, "s3", &s3_args)?));
     let key_path = dir.join("s3.key");
+    let mut web_args = vec!["web", "--meta", &meta_list, "--listen", &web_addr];
+    web_args.extend(&tls_args);
+    children.push((
+        "web".to_string(),
+        spawn_child(&exe, &dir, "web", &web_args)?,
+    ));
     let s3_ready = tokio::select! {
         ready = async {
             wait_listening(&s3_addr).await?;
+            wait_listening(&web_addr).await?;
             ensure_dev_key(&admin, &key_path).await
         } => ready,
         (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
@@ -582,7 +618,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             stop_children(&mut children).await;
             return Err(e.context(format!(
-                "the S3 gateway did not start; see {}/s3.log",
+                "the S3 gateway or the web page did not start; see {}/s3.log and web.log",
                 dir.display()
             )));
         }
@@ -605,6 +641,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let scheme = if pki.is_some() { "https" } else { "http" };
     let endpoint = format!("{scheme}://{s3_addr}");
     say!("  S3 gateway        {endpoint}");
+    say!("  web page          {scheme}://{web_addr}  (log in as admin)");
     say!();
     if new_password {
         let password = std::fs::read_to_string(&password_path)?;

@@ -37,7 +37,8 @@ fn pids_with(needle: &str) -> Vec<i32> {
 #[test]
 fn dev_with_three_metadata_members_survives_losing_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_ports_after(6);
+    // 3 members, 3 chunk servers, the S3 gateway and the web page.
+    let port = free_ports_after(7);
     let (child, banner) = start_dev_with(dir.path(), port, &["--meta", "3"]);
     let members: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
     let meta = members.join(",");
@@ -72,9 +73,20 @@ fn dev_with_three_metadata_members_survives_losing_one() {
 #[test]
 fn dev_cluster_starts_stops_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_ports_after(4);
+    let port = free_ports_after(5);
     let meta = format!("127.0.0.1:{port}");
     let (child, banner) = start_dev(dir.path(), port);
+    // The web page after the gateway: its URL printed, its login page served.
+    let web_addr = format!("127.0.0.1:{}", port + 5);
+    assert!(
+        banner.contains(&format!("web page          http://{web_addr}")),
+        "{banner}"
+    );
+    let (code, page) = http_request(&web_addr, "GET", "/login");
+    assert!(
+        code == 200 && String::from_utf8_lossy(&page).contains("Log in to Cairn"),
+        "{code}"
+    );
     // An S3 gateway after the chunk servers, with a key for admin whose
     // settings are printed ready to paste; unsigned requests are refused.
     let s3_addr = format!("127.0.0.1:{}", port + 4);
@@ -180,7 +192,7 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
 #[test]
 fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_ports_after(5);
+    let port = free_ports_after(7);
     // Three members: Raft and group formation go over TLS too.
     let meta = (0..3)
         .map(|i| format!("127.0.0.1:{}", port + i))

@@ -7,6 +7,7 @@
 //! - `dev.rs`: `cairn dev` started on free ports and stopped
 //! - `s3.rs`: an S3 gateway beside a cluster, and access keys
 //! - `mount.rs`: `cairn mount` beside a cluster, unmounted when dropped
+//! - `web.rs`: `cairn web` beside a cluster, and raw HTTP exchanges
 //! - `lincheck.rs`: a linearizability checker for register histories
 //!
 //! The `cairn` binary is the one cargo built beside the test (the
@@ -18,6 +19,7 @@ pub mod dev;
 pub mod lincheck;
 pub mod mount;
 pub mod s3;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -26,6 +28,7 @@ pub use cluster::*;
 pub use dev::{free_ports_after, start_dev_with, stop_dev};
 pub use mount::{cannot_mount, is_mounted, Mounted};
 pub use s3::{AccessKey, S3Gateway};
+pub use web::{http_exchange, Answer, WebServer};
 
 /// The path of the `cairn` binary the tests run.
 pub fn cairn_bin() -> &'static str {
