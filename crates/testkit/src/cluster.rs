@@ -76,6 +76,28 @@ pub(crate) fn spawn(args: &[String], log: &Path) -> Child {
 }
 
 impl Cluster {
+    /// Runs `cairn ARGS` (a door: `s3`, `web`) logging to `NAME.log` in
+    /// the cluster's directory, and waits until it listens on `addr`.
+    pub(crate) fn spawn_listening(&self, name: &str, args: &[String], addr: &str) -> Child {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let mut child = spawn(args, &log);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "cairn {name} exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cairn {name} does not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
     /// A metadata server and `nodes` chunk servers, waiting until all are up.
     pub fn start(nodes: usize) -> Cluster {
         Cluster::start_with(nodes, &[])

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 use std::process::Child;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{free_port, run_cairn, spawn, Cluster};
+use crate::cluster::{free_port, run_cairn, Cluster};
 
 pub struct S3Gateway {
     /// `http://127.0.0.1:PORT`
@@ -37,22 +36,7 @@ impl Cluster {
             self.secret_file(),
         ];
         all.extend(args.iter().map(|a| a.to_string()));
-        let log = self.dir.path().join("s3.log");
-        let mut child = spawn(&all, &log);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "cairn s3 exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cairn s3 does not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.spawn_listening("s3", &all, &addr);
         S3Gateway {
             endpoint: format!("http://{addr}"),
             addr,

@@ -4,9 +4,9 @@
 
 use std::io::{Read, Write};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cluster::{free_port, spawn, Cluster};
+use crate::cluster::{free_port, Cluster};
 
 pub struct WebServer {
     /// `http://127.0.0.1:PORT`
@@ -23,22 +23,7 @@ impl Cluster {
             .iter()
             .map(|a| a.to_string())
             .collect();
-        let log = self.dir.path().join("web.log");
-        let mut child = spawn(&args, &log);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "cairn web exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cairn web does not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.spawn_listening("web", &args, &addr);
         WebServer {
             url: format!("http://{addr}"),
             addr,

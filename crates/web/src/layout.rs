@@ -20,6 +20,9 @@ pub fn page(title: &str, visitor: Option<&Visitor>, body: Markup) -> Html<String
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                // htmx's own indicator styles would be an inline style,
+                // which the page's Content-Security-Policy refuses.
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false}"#;
                     title { (title) " · Cairn" }
                     link rel="stylesheet" href="/assets/style.css";
                     script src="/assets/htmx-2.0.4.min.js" defer {}

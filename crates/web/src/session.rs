@@ -185,10 +185,7 @@ pub async fn log_in(
         .unwrap_or(0);
     let max_age_secs = login.expires_ms.saturating_sub(now_ms) / 1000;
     let next = match form.next.as_deref() {
-        // Only a page of this site (not `//other.site`).
-        Some(next) if next.starts_with('/') && !next.starts_with("//") && next != "/" => {
-            next.to_string()
-        }
+        Some(next) if is_local_page(next) && next != "/" => next.to_string(),
         _ => crate::layout::files_href(&login.home),
     };
     let mut response = Redirect::to(&next).into_response();
@@ -197,6 +194,16 @@ pub async fn log_in(
         session_cookie(&app, &login.token, max_age_secs),
     );
     Ok(response)
+}
+
+/// Whether `next` names a page of this site: a path, not `//other.site`
+/// nor `/\other.site` (which browsers read as one), in the printable
+/// ASCII every link of these pages is made of.
+fn is_local_page(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Whether the request's `Origin` (or else `Referer`) is this site, or
@@ -262,6 +269,20 @@ mod tests {
         assert_eq!(cookie_token(&headers), None);
         assert_ne!(csrf_of("a"), csrf_of("b"));
         assert_eq!(csrf_of("a").len(), 32);
+    }
+
+    #[test]
+    fn a_login_returns_only_to_pages_of_this_site() {
+        assert!(is_local_page("/files/home/alice?sort=size"));
+        for elsewhere in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/a\r\nSet-Cookie: x",
+            "/a b",
+        ] {
+            assert!(!is_local_page(elsewhere), "{elsewhere}");
+        }
     }
 
     #[test]

@@ -359,16 +359,7 @@ pub async fn make_node(
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<MakeNodeRequest>,
 ) -> ApiResult<Stat> {
-    let made = match caller
-        .propose(&meta, Command::MakeNode(req), request_id)
-        .await?
-    {
-        Output::Mutation(m) => m,
-        other => return Err(ApiError::internal(format!("mknod answered {other:?}")).into()),
-    };
-    Ok(Json(
-        stat_after_write(&meta, caller.principal, made.id).await?,
-    ))
+    propose_then_stat(&meta, caller, Command::MakeNode(req), request_id).await
 }
 
 /// `fs/link`: another name for a file, answered with the file's stat.
@@ -378,14 +369,22 @@ pub async fn link(
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<LinkRequest>,
 ) -> ApiResult<Stat> {
-    let linked = match caller
-        .propose(&meta, Command::Link(req), request_id)
-        .await?
-    {
+    propose_then_stat(&meta, caller, Command::Link(req), request_id).await
+}
+
+/// Proposes a command that answers a mutation, then answers the stat of
+/// what it made or changed.
+async fn propose_then_stat(
+    meta: &Meta,
+    caller: Caller,
+    command: Command,
+    request_id: Option<u128>,
+) -> ApiResult<Stat> {
+    let changed = match caller.propose(meta, command, request_id).await? {
         Output::Mutation(m) => m,
-        other => return Err(ApiError::internal(format!("link answered {other:?}")).into()),
+        other => return Err(ApiError::internal(format!("a mutation answered {other:?}")).into()),
     };
     Ok(Json(
-        stat_after_write(&meta, caller.principal, linked.id).await?,
+        stat_after_write(meta, caller.principal, changed.id).await?,
     ))
 }

@@ -250,16 +250,10 @@ impl Tables<'_> {
         now: u64,
     ) -> Result<MutationResponse, StateError> {
         let src = self.resolve_source(who, &req.src)?;
-        if src.inode.is_dir() {
-            return Err(ApiError::new(
-                ErrorCode::IsADirectory,
-                format!(
-                    "{} is a directory; hard links name files only (make a symbolic link instead)",
-                    src.path
-                ),
-            )
-            .into());
-        }
+        refuse_directory(
+            &src,
+            "hard links name files only (make a symbolic link instead)",
+        )?;
         let dst = self.resolve_parent(who, &req.dst)?;
         let path = child_path(&dst.path, &dst.name);
         if self.ns.lookup(dst.id, &dst.name)?.is_some() {
@@ -675,16 +669,10 @@ impl Tables<'_> {
         now: u64,
     ) -> Result<MutationResponse, StateError> {
         let src = self.resolve_source(who, &req.src)?;
-        if src.inode.is_dir() {
-            return Err(ApiError::new(
-                ErrorCode::IsADirectory,
-                format!(
-                    "{} is a directory; cp copies files (copy the files inside it one by one)",
-                    src.path
-                ),
-            )
-            .into());
-        }
+        refuse_directory(
+            &src,
+            "cp copies files (copy the files inside it one by one)",
+        )?;
         require_contents(&src.inode, &src.path)?;
         let dst = self.resolve_destination(who, &req.dst, &src, req.replace)?;
         if dst.path == src.path || dst.replaced.is_some_and(|(id, _)| id == src.id) {
@@ -1343,6 +1331,18 @@ fn may_link(who: &Principal, inode: &Inode) -> bool {
             && inode.mode & perm::SET_UID == 0
             && inode.mode & set_gid_exec != set_gid_exec
             && inode.allows(who, READ | WRITE))
+}
+
+/// Refuses a directory as the source of a command on files (`why` says
+/// what to do instead).
+fn refuse_directory(src: &Source, why: &str) -> Result<(), ApiError> {
+    if src.inode.is_dir() {
+        return Err(ApiError::new(
+            ErrorCode::IsADirectory,
+            format!("{} is a directory; {why}", src.path),
+        ));
+    }
+    Ok(())
 }
 
 /// Only regular files have contents to commit.
