@@ -146,6 +146,11 @@ pub struct WebArgs {
     /// Address to listen on for browsers
     #[arg(long, default_value = DEFAULT_WEB_ADDR)]
     listen: String,
+    /// File holding the cluster's secret: with it, visitors can make S3
+    /// buckets on the page (only cluster processes add to /buckets);
+    /// everything else acts with the visitor's own session
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -353,9 +358,12 @@ pub async fn web(
 ) -> anyhow::Result<ExitCode> {
     let tls = args.tls.load()?;
     cairn_transport::check_tls_settings(tls.as_ref(), &client_tls)?;
+    let secret = read_cluster_secret(args.cluster_secret_file.as_deref())?;
+    let meta = MetaClient::new(&meta).with_tls(client_tls);
     let config = cairn_web::WebConfig {
         listen: args.listen,
-        meta: MetaClient::new(&meta).with_tls(client_tls),
+        system: secret.map(|secret| meta.clone().with_cluster_token(Some(secret.token))),
+        meta,
         tls,
     };
     cairn_web::run(config, shutdown_signal()).await?;
@@ -595,7 +603,15 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     s3_args.extend(&tls_args);
     children.push(("s3".to_string(), spawn_child(&exe, &dir, "s3", &s3_args)?));
     let key_path = dir.join("s3.key");
-    let mut web_args = vec!["web", "--meta", &meta_list, "--listen", &web_addr];
+    let mut web_args = vec![
+        "web",
+        "--meta",
+        &meta_list,
+        "--listen",
+        &web_addr,
+        "--cluster-secret-file",
+        secret_file,
+    ];
     web_args.extend(&tls_args);
     children.push((
         "web".to_string(),

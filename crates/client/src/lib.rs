@@ -9,6 +9,8 @@
 //! - `upload.rs`: [`Uploader`] and [`Grant`]: cutting, placing, storing
 //! - `download.rs`: [`Reader`]: ranged, verified reads
 //! - `presence.rs`: which nodes hold which chunks
+//! - `buckets.rs`: S3 buckets as directories, made for a user by a
+//!   cluster process (the S3 gateway, the web page)
 //! - `fsck.rs`: [`fsck::fsck`]: where every chunk of a subtree is, and how healthy
 //! - `path.rs`: remote paths as typed, relative to a working directory
 //! - `error.rs`: [`ClientError`], typed; `limits.rs`: every limit and timing
@@ -16,6 +18,7 @@
 //! The client computes placement itself from the cluster map, so the
 //! metadata service is never on the data path.
 
+pub mod buckets;
 pub mod chunks;
 pub mod download;
 pub mod error;

@@ -4,20 +4,19 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use cairn_client::buckets::{self, CreateBucketError};
 use cairn_client::{ClientError, Files, Page, Target};
-use cairn_proto::api::{ChownRequest, EntryKind, WhoAmI};
+use cairn_proto::api::{EntryKind, WhoAmI};
 use cairn_proto::ErrorCode;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Result};
 
 use crate::errors::{s3_error, Missing};
 use crate::gateway::Gateway;
-use crate::names::{bucket_path, uploads_path, validate_bucket, BUCKETS_DIR, UPLOADS_DIR};
+use crate::names::{bucket_path, uploads_path, validate_bucket, BUCKETS_DIR};
 
 /// Most buckets ListBuckets answers (S3's default quota per account).
 pub const MAX_BUCKETS_LISTED: usize = 10_000;
-/// A new bucket's permission bits: private, as S3's are.
-const BUCKET_MODE: u32 = 0o700;
 
 pub fn timestamp_ms(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
@@ -26,14 +25,7 @@ pub fn timestamp_ms(ms: u64) -> Timestamp {
 impl Gateway {
     /// Makes `/buckets` and `/buckets/.uploads` (once per cluster).
     pub async fn ensure_layout(&self) -> Result<(), ClientError> {
-        for dir in [BUCKETS_DIR, UPLOADS_DIR] {
-            match self.system.mkdir(dir, true, Some(0o755)).await {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        buckets::ensure_layout(&self.system).await
     }
 
     async fn whoami(&self, files: &Files) -> S3Result<WhoAmI> {
@@ -96,79 +88,23 @@ impl Gateway {
         let bucket = req.input.bucket.as_str();
         validate_bucket(bucket)?;
         let who = self.whoami(&files).await?;
-        let path = bucket_path(bucket);
-        match self.system.mkdir(&path, false, Some(BUCKET_MODE)).await {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => {
-                let stat = self
-                    .system
-                    .stat(Target::Path(&path))
-                    .await
-                    .map_err(|e| s3_error(e, Missing::Bucket))?;
-                return Err(if stat.owner == who.user {
-                    s3_error!(BucketAlreadyOwnedByYou, "you own bucket {bucket} already")
-                } else {
-                    s3_error!(
-                        BucketAlreadyExists,
-                        "bucket {bucket} exists and belongs to another user; choose another name"
-                    )
-                });
+        match buckets::create_bucket(&self.system, bucket, &who).await {
+            Ok(()) => Ok(CreateBucketOutput {
+                location: Some(format!("/{bucket}")),
+            }),
+            Err(CreateBucketError::InvalidName(problem)) => {
+                Err(s3_error!(InvalidBucketName, "{problem}"))
             }
-            Err(e) => return Err(s3_error(e, Missing::Bucket)),
+            Err(CreateBucketError::OwnedByYou) => Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "you own bucket {bucket} already"
+            )),
+            Err(CreateBucketError::TakenByAnother) => Err(s3_error!(
+                BucketAlreadyExists,
+                "bucket {bucket} exists and belongs to another user; choose another name"
+            )),
+            Err(CreateBucketError::Client(e)) => Err(s3_error(e, Missing::Bucket)),
         }
-        if let Err(e) = self.give(&path, &who).await {
-            // Never leave a bucket that belongs to the cluster.
-            let _ = self.system.remove(&path, false).await;
-            return Err(s3_error(e, Missing::Bucket));
-        }
-        self.ensure_uploads_dir(bucket, &who.user, who.groups.first().map(String::as_str))
-            .await
-            .map_err(|e| s3_error(e, Missing::Bucket))?;
-        tracing::info!(bucket, user = %who.user, "bucket created");
-        Ok(CreateBucketOutput {
-            location: Some(format!("/{bucket}")),
-        })
-    }
-
-    /// Gives `path` to the user `who` and their primary group.
-    async fn give(&self, path: &str, who: &WhoAmI) -> Result<(), ClientError> {
-        self.system
-            .chown(&ChownRequest {
-                path: path.to_string(),
-                owner: Some(who.user.clone()),
-                group: who.groups.first().cloned(),
-                uid: None,
-                gid: None,
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// Makes the bucket's staging directory for multipart uploads, owned
-    /// as the bucket is, unless it exists (a bucket made with `cairn
-    /// mkdir` has none until its first upload).
-    pub(crate) async fn ensure_uploads_dir(
-        &self,
-        bucket: &str,
-        owner: &str,
-        group: Option<&str>,
-    ) -> Result<(), ClientError> {
-        let path = uploads_path(bucket);
-        match self.system.mkdir(&path, true, Some(BUCKET_MODE)).await {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        self.system
-            .chown(&ChownRequest {
-                path,
-                owner: Some(owner.to_string()),
-                group: group.map(str::to_string),
-                uid: None,
-                gid: None,
-            })
-            .await
-            .map(|_| ())
     }
 
     pub(crate) async fn do_head_bucket(

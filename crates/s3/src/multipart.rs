@@ -127,9 +127,14 @@ impl Gateway {
                     .stat(Target::Path(&crate::names::bucket_path(bucket)))
                     .await
                     .map_err(|e| s3_error(e, Missing::Bucket))?;
-                self.ensure_uploads_dir(bucket, &bucket_stat.owner, Some(&bucket_stat.group))
-                    .await
-                    .map_err(|e| s3_error(e, Missing::Bucket))?;
+                cairn_client::buckets::ensure_uploads_dir(
+                    &self.system,
+                    bucket,
+                    &bucket_stat.owner,
+                    Some(&bucket_stat.group),
+                )
+                .await
+                .map_err(|e| s3_error(e, Missing::Bucket))?;
                 files.mkdir(&path, false, Some(0o700)).await
             }
             other => other,

@@ -19,10 +19,19 @@ impl Cluster {
     /// Starts `cairn web` on a free port, and waits until it listens.
     pub fn start_web(&self) -> WebServer {
         let addr = format!("127.0.0.1:{}", free_port());
-        let args: Vec<String> = ["web", "--meta", &self.meta_addr, "--listen", &addr]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let secret = self.secret_file();
+        let args: Vec<String> = [
+            "web",
+            "--meta",
+            &self.meta_addr,
+            "--listen",
+            &addr,
+            "--cluster-secret-file",
+            &secret,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
         let child = self.spawn_listening("web", &args, &addr);
         WebServer {
             url: format!("http://{addr}"),

@@ -1,10 +1,13 @@
 //! The visitor's S3 side: their access keys (made here, the secret shown
-//! once; revoked here) and the buckets they own. Buckets are made through
-//! S3 (`aws s3 mb`), which the page says, since only the gateway (a
-//! cluster process) may add to `/buckets`.
+//! once; revoked here) and the buckets they own (made here when the server
+//! has the cluster secret, as only cluster processes add to `/buckets`;
+//! otherwise the page says to make them through S3).
 
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use cairn_client::buckets::{self, CreateBucketError, BUCKETS_DIR};
 use cairn_client::Page;
 use cairn_proto::api::EntryKind;
 use cairn_proto::ErrorCode;
@@ -13,13 +16,13 @@ use serde::Deserialize;
 
 use crate::layout::{child_path, files_href, format_time_ns, page, WebError};
 use crate::session::{CsrfForm, Visitor};
+use crate::App;
 
-/// Where S3 buckets live in the namespace (`cairn_s3::BUCKETS_DIR`).
-const BUCKETS_DIR: &str = "/buckets";
 /// Buckets listed (one page of `/buckets`).
 const MAX_BUCKETS_SHOWN: u32 = 1000;
 
 pub async fn page_view(
+    app: &App,
     visitor: &Visitor,
     created: Option<(String, String)>,
 ) -> Result<Response, WebError> {
@@ -81,7 +84,16 @@ pub async fn page_view(
             button type="submit" { "Create a key" }
         }
         h2 { "Buckets" }
-        p { "Make a bucket with an S3 client (" code { "aws s3 mb s3://NAME" } "); it is a directory under " (BUCKETS_DIR) "." }
+        p { "A bucket is a directory under " (BUCKETS_DIR) ", yours alone (mode 700)." }
+        @if app.system.is_some() {
+            form method="post" action="/buckets/create" {
+                input type="hidden" name="csrf" value=(visitor.csrf);
+                label { "New bucket " input name="name" required minlength="3" maxlength="63"; }
+                button type="submit" { "Make" }
+            }
+        } @else {
+            p { "Make one with an S3 client (" code { "aws s3 mb s3://NAME" } ")." }
+        }
         ul {
             @for bucket in &buckets {
                 li { a href=(files_href(&child_path(BUCKETS_DIR, &bucket.name))) { (bucket.name) } " (" (bucket.owner) ")" }
@@ -92,14 +104,19 @@ pub async fn page_view(
     Ok(page("S3 keys", Some(visitor), body).into_response())
 }
 
-pub async fn show(visitor: Visitor) -> Result<Response, WebError> {
-    page_view(&visitor, None).await
+pub async fn show(State(app): State<App>, visitor: Visitor) -> Result<Response, WebError> {
+    page_view(&app, &visitor, None).await
 }
 
-pub async fn create(visitor: Visitor, Form(form): Form<CsrfForm>) -> Result<Response, WebError> {
+pub async fn create(
+    State(app): State<App>,
+    visitor: Visitor,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
     visitor.check_csrf(&form.csrf)?;
     let created = visitor.files.meta().create_key(None).await?;
     page_view(
+        &app,
         &visitor,
         Some((created.access_key_id, created.secret_access_key)),
     )
@@ -112,8 +129,39 @@ pub struct RevokeForm {
     id: String,
 }
 
+#[derive(Deserialize)]
+pub struct BucketForm {
+    csrf: String,
+    name: String,
+}
+
+/// Makes a bucket for the visitor, as the S3 gateway does.
+pub async fn create_bucket(
+    State(app): State<App>,
+    visitor: Visitor,
+    Form(form): Form<BucketForm>,
+) -> Result<Response, WebError> {
+    visitor.check_csrf(&form.csrf)?;
+    let Some(system) = &app.system else {
+        return Err(WebError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this web server has no cluster secret, so it cannot make buckets: make them with an S3 client",
+        ));
+    };
+    let name = form.name.trim();
+    match buckets::create_bucket(system, name, &visitor.who).await {
+        Ok(()) => Ok(Redirect::to("/keys").into_response()),
+        Err(CreateBucketError::Client(e)) => Err(e.into()),
+        Err(CreateBucketError::InvalidName(problem)) => Err(WebError::bad_request(problem)),
+        Err(e) => Err(WebError::new(
+            StatusCode::CONFLICT,
+            format!("cannot make bucket {name}: {e}"),
+        )),
+    }
+}
+
 pub async fn revoke(visitor: Visitor, Form(form): Form<RevokeForm>) -> Result<Response, WebError> {
     visitor.check_csrf(&form.csrf)?;
     visitor.files.meta().remove_key(&form.id).await?;
-    Ok(axum::response::Redirect::to("/keys").into_response())
+    Ok(Redirect::to("/keys").into_response())
 }

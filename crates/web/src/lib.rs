@@ -41,6 +41,9 @@ pub struct WebConfig {
     pub listen: String,
     /// The metadata service; visitors' calls carry their own session.
     pub meta: MetaClient,
+    /// The metadata service with the cluster token, if the server has the
+    /// cluster secret: then visitors can make S3 buckets here.
+    pub system: Option<MetaClient>,
     pub tls: Option<cairn_transport::ServerTls>,
 }
 
@@ -49,6 +52,8 @@ pub struct WebConfig {
 pub(crate) struct App {
     /// The file API with no user: each visitor's view is made from it.
     files: Files,
+    /// As a cluster process (buckets), if the server has the secret.
+    system: Option<Files>,
     /// Served over TLS: cookies are `Secure`.
     tls: bool,
 }
@@ -61,8 +66,10 @@ pub async fn run(
     cairn_transport::install_crypto_provider();
     let listener = cairn_transport::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
+    let files = Files::new(config.meta);
     let app = App {
-        files: Files::new(config.meta),
+        system: config.system.map(|meta| files.acting_as(meta)),
+        files,
         tls: config.tls.is_some(),
     };
     if config.tls.is_none() {
@@ -95,6 +102,7 @@ fn router(app: App) -> Router {
         .route("/keys", get(keys::show))
         .route("/keys/create", post(keys::create))
         .route("/keys/revoke", post(keys::revoke))
+        .route("/buckets/create", post(keys::create_bucket))
         .route("/cluster", get(admin::show))
         .route("/cluster/health", get(admin::health_fragment))
         .route("/users/add", post(admin::add_user))

@@ -1,7 +1,8 @@
 //! `cairn web` against a real cluster, as a visitor without a browser
 //! sees it (raw HTTP): logging in, the cookie's flags, CSRF refusals,
 //! uploads of files and folders, listings that escape names, ranged
-//! downloads across chunk boundaries, deletes, and the admin-only pages.
+//! downloads across chunk boundaries, deletes, keys and buckets, and the
+//! admin-only pages.
 //! `browser.rs` drives a real Chromium through the same pages.
 
 use cairn_testkit::{http_exchange, random_bytes, Answer, Cluster, WebServer, ADMIN_PASSWORD, MIB};
@@ -288,6 +289,35 @@ fn a_visitor_logs_in_uploads_downloads_and_deletes() {
     let answer = alice.post("/keys/revoke", &[("csrf", &csrf), ("id", &key_id)]);
     assert_eq!(answer.status, 303);
     assert!(!alice.get("/keys").text().contains(&key_id));
+
+    // Buckets: made for alice (the server has the cluster secret), hers
+    // alone, listed; a taken or malformed name is refused.
+    let answer = alice.post(
+        "/buckets/create",
+        &[("csrf", &csrf), ("name", "alice-photos")],
+    );
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    let stat = cluster.json(&["stat", "--json", "/buckets/alice-photos"]);
+    assert_eq!(
+        (stat["owner"].as_str(), stat["mode"].as_u64()),
+        (Some("alice"), Some(0o700))
+    );
+    assert!(alice.get("/keys").text().contains("alice-photos"));
+    let again = alice.post(
+        "/buckets/create",
+        &[("csrf", &csrf), ("name", "alice-photos")],
+    );
+    assert_eq!(again.status, 409);
+    assert!(
+        again
+            .text()
+            .contains("you own a bucket of that name already"),
+        "{}",
+        again.text()
+    );
+    let bad = alice.post("/buckets/create", &[("csrf", &csrf), ("name", "No_Caps")]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("lowercase"), "{}", bad.text());
 
     // Logging out ends the session: the cookie no longer opens a page.
     let answer = alice.post("/logout", &[("csrf", &csrf)]);
