@@ -191,21 +191,7 @@ pub fn breadcrumbs(path: &str) -> Markup {
     }
 }
 
-/// 1536 -> "1.5 KiB".
-pub fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use cairn_proto::units::format_size;
 
 /// Nanoseconds since the epoch as `2026-12-02 11:26:55 UTC`.
 pub fn format_time_ns(ns: u64) -> String {
@@ -257,9 +243,6 @@ mod tests {
 
     #[test]
     fn sizes_times_and_modes_read_as_people_expect() {
-        assert_eq!(format_size(512), "512 B");
-        assert_eq!(format_size(1536), "1.5 KiB");
-        assert_eq!(format_size(50 << 20), "50.0 MiB");
         assert_eq!(format_time_ns(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(mode_string(0o755), "rwxr-xr-x");
         assert_eq!(mode_string(0o4755), "rwsr-xr-x");
