@@ -272,6 +272,22 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_is_secure_under_tls() {
+        let app = |tls| App {
+            files: Files::new(cairn_client::MetaClient::new("127.0.0.1:1")),
+            system: None,
+            tls,
+        };
+        let plain = session_cookie(&app(false), "tok", 60);
+        let secure = session_cookie(&app(true), "tok", 60);
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "cairn_session=tok; Path=/; HttpOnly; SameSite=Strict; Max-Age=60"
+        );
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
+
+    #[test]
     fn a_login_returns_only_to_pages_of_this_site() {
         assert!(is_local_page("/files/home/alice?sort=size"));
         for elsewhere in [
