@@ -93,6 +93,7 @@ async fn one(meta: &MetaClient, phase: &str, dir: &str, i: usize) {
                 dst: renamed,
                 replace: false,
                 exact: false,
+                hold_open: false,
             })
             .await
             .map(drop),

@@ -395,7 +395,7 @@ impl Files {
         dst: &str,
         replace: bool,
     ) -> Result<MutationResponse, ClientError> {
-        self.rename_with(src, dst, replace, false).await
+        self.rename_with(src, dst, replace, false, false).await
     }
 
     /// Renames `src` to exactly `dst`, as rename(2): replaces a file there
@@ -406,7 +406,18 @@ impl Files {
         dst: &str,
         replace: bool,
     ) -> Result<MutationResponse, ClientError> {
-        self.rename_with(src, dst, replace, true).await
+        self.rename_with(src, dst, replace, true, false).await
+    }
+
+    /// [`Files::rename_exact`] over a file this client has open: if the
+    /// file replaced loses its last name, it stays, readable and writable
+    /// by id, until [`Files::release`] (or this session ends).
+    pub async fn rename_over_open(
+        &self,
+        src: &str,
+        dst: &str,
+    ) -> Result<MutationResponse, ClientError> {
+        self.rename_with(src, dst, true, true, true).await
     }
 
     async fn rename_with(
@@ -415,12 +426,14 @@ impl Files {
         dst: &str,
         replace: bool,
         exact: bool,
+        hold_open: bool,
     ) -> Result<MutationResponse, ClientError> {
         let request = MoveRequest {
             src: src.to_string(),
             dst: dst.to_string(),
             replace,
             exact,
+            hold_open,
         };
         self.inner.meta.rename(&request).await
     }
@@ -500,6 +513,7 @@ impl Files {
                 dst: dst.to_string(),
                 replace,
                 exact: false,
+                hold_open: false,
             })
             .await
     }

@@ -1090,11 +1090,23 @@ impl Filesystem for CairnFs {
             let renamed = async {
                 let src = inner.path_to_change(parent.0, &name)?;
                 let dst = inner.child_path(newparent.0, &newname)?;
-                let moved = inner
-                    .caller_files()
-                    .rename_exact(&src, &dst, replace)
-                    .await
-                    .map_err(|e| errno(&format!("rename {src} to {dst}"), &e))?;
+                // A file open here that the rename replaces stays readable
+                // and writable until its last close (POSIX), as on unlink.
+                let replaced = inner
+                    .names
+                    .lock()
+                    .expect("names lock")
+                    .child(newparent.0, &newname)
+                    .and_then(|ino| inner.open_file(ino));
+                let files = inner.caller_files();
+                let moved = match &replaced {
+                    Some(_) if replace => files.rename_over_open(&src, &dst).await,
+                    _ => files.rename_exact(&src, &dst, replace).await,
+                }
+                .map_err(|e| errno(&format!("rename {src} to {dst}"), &e))?;
+                if let Some(file) = replaced.filter(|file| file.id != moved.id) {
+                    file.set_held();
+                }
                 inner.names.lock().expect("names lock").renamed(
                     parent.0,
                     &name,

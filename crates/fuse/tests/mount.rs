@@ -539,6 +539,21 @@ fn a_file_removed_while_open_lives_until_its_last_close() {
     drop(file);
     assert!(gone_within(&cluster, id, Duration::from_secs(10)));
 
+    // So does a rename over a file open here (an editor's save).
+    let log = home.join("log");
+    fs::write(&log, b"old contents").unwrap();
+    let mut reader = File::open(&log).unwrap();
+    let old_id = reader.metadata().unwrap().ino();
+    fs::write(home.join("log.new"), b"new contents").unwrap();
+    fs::rename(home.join("log.new"), &log).unwrap();
+    assert_eq!(fs::read(&log).unwrap(), b"new contents");
+    let mut back = String::new();
+    reader.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "old contents");
+    assert!(!gone_within(&cluster, old_id, Duration::ZERO));
+    drop(reader);
+    assert!(gone_within(&cluster, old_id, Duration::from_secs(10)));
+
     // A crashed mount's removed-while-open file goes when its session
     // ends (here at logout; otherwise when it expires).
     let held = home.join("held");

@@ -462,6 +462,7 @@ fn mv(src: &str, dst: &str, replace: bool) -> MoveRequest {
         dst: dst.into(),
         replace,
         exact: false,
+        hold_open: false,
     }
 }
 
@@ -1528,6 +1529,32 @@ fn a_file_removed_while_open_stays_for_its_session_until_released() {
         .unwrap();
     f.by("alice", remove_open("/home/alice/g", 1)).unwrap();
     assert_eq!(f.stat("/home/alice/g2").unwrap().1.links(), 1);
+    // A rename over an open file holds the file replaced, as an unlink.
+    f.by(
+        "alice",
+        put_command("/home/alice/old", b"old", OnExists::Fail),
+    )
+    .unwrap();
+    f.by(
+        "alice",
+        put_command("/home/alice/new", b"new", OnExists::Fail),
+    )
+    .unwrap();
+    let (old_id, _) = f.stat("/home/alice/old").unwrap();
+    let mut over = mv("/home/alice/new", "/home/alice/old", true);
+    over.exact = true;
+    over.hold_open = true;
+    f.by(
+        "alice",
+        Command::RenameOpen {
+            request: over,
+            session: [1; 32],
+        },
+    )
+    .unwrap();
+    f.view(|view| view.resolve_id(&alice, old_id)).unwrap();
+    assert_ne!(f.stat("/home/alice/old").unwrap().0, old_id);
+    f.check_invariants();
     // Files held by a session go when it ends (here, at its logout).
     f.by("alice", remove_open("/home/alice/g2", 1)).unwrap();
     f.by("alice", put_command("/home/alice/h", b"y", OnExists::Fail))
@@ -2521,6 +2548,7 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
                 dst: b,
                 replace: r,
                 exact: false,
+                hold_open: false,
             }
         )),
         (hostile_path(), hostile_path()).prop_map(|(a, b)| Command::Copy(MoveRequest {
@@ -2528,6 +2556,7 @@ fn request_json() -> impl Strategy<Value = Vec<u8>> {
             dst: b,
             replace: true,
             exact: false,
+            hold_open: false,
         })),
         (hostile_path(), 0u32..0o10000).prop_map(|(p, m)| chmod(&p, m)),
         (hostile_path(), "[a-z]{0,4}").prop_map(|(p, g)| chgrp(&p, &g)),

@@ -399,6 +399,11 @@ pub struct MoveRequest {
     pub replace: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub exact: bool,
+    /// rename(2) over a file the caller (a mount) has open: if the file
+    /// replaced loses its last name, keep it for the caller's session, as
+    /// `RemoveRequest::hold_open` does. Needs a session.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hold_open: bool,
 }
 
 fn is_false(value: &bool) -> bool {

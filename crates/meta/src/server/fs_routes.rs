@@ -245,13 +245,32 @@ macro_rules! mutation_route {
 }
 
 mutation_route!(mkdir, MkdirRequest, Command::Mkdir);
-mutation_route!(rename, MoveRequest, Command::Rename);
 mutation_route!(copy, MoveRequest, Command::Copy);
 mutation_route!(chmod, ChmodRequest, Command::Chmod);
 mutation_route!(chown, ChownRequest, Command::Chown);
 mutation_route!(times, TimesRequest, Command::SetTimes);
 mutation_route!(set_xattr, XattrSetRequest, Command::SetXattr);
 mutation_route!(remove_xattr, XattrRemoveRequest, Command::RemoveXattr);
+
+/// Renames; over a file the caller has open, with `hold_open`, that file
+/// is held for the caller's session.
+pub async fn rename(
+    State(meta): State<Arc<Meta>>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(req): ApiJson<MoveRequest>,
+) -> ApiResult<MutationResponse> {
+    let command = if req.hold_open {
+        let session = session_of(&caller, "hold a replaced file open")?;
+        Command::RenameOpen {
+            request: req,
+            session,
+        }
+    } else {
+        Command::Rename(req)
+    };
+    mutation(&meta, &caller, command, request_id).await
+}
 
 /// Removes a file or a tree; a tree's entries are then deleted in the
 /// background (the purge loop is woken).

@@ -40,7 +40,10 @@ impl Tables<'_> {
                 .remove(who, request, Some(session), now)
                 .map(Output::Mutation),
             Command::Release { id, session } => self.release(session, *id).map(Output::Mutation),
-            Command::Rename(req) => self.rename(who, req, now).map(Output::Mutation),
+            Command::Rename(req) => self.rename(who, req, None, now).map(Output::Mutation),
+            Command::RenameOpen { request, session } => self
+                .rename(who, request, Some(session), now)
+                .map(Output::Mutation),
             Command::Copy(req) => self.copy(who, req, now).map(Output::Mutation),
             Command::Chmod(req) => self.chmod(who, req, now).map(Output::Mutation),
             Command::Chown(req) => self.chown(who, req, now).map(Output::Mutation),

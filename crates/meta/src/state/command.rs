@@ -219,6 +219,12 @@ pub enum Command {
         request: RemoveRequest,
         session: TokenHash,
     },
+    /// A rename over a file the client has open (`hold_open`): the file
+    /// replaced, if that was its last name, stays for `session`.
+    RenameOpen {
+        request: MoveRequest,
+        session: TokenHash,
+    },
     /// `session` closed the held file `id` for the last time.
     Release {
         id: FileId,

@@ -597,10 +597,13 @@ impl Tables<'_> {
         })
     }
 
+    /// rename(2) and mv; with `holder`, a file replaced that loses its last
+    /// name is held for that session (`held.rs`).
     pub fn rename(
         &mut self,
         who: &Principal,
         req: &MoveRequest,
+        holder: Option<&TokenHash>,
         now: u64,
     ) -> Result<MutationResponse, StateError> {
         let src = self.resolve_source(who, &req.src)?;
@@ -643,7 +646,13 @@ impl Tables<'_> {
         // Only writes from here on.
         if let Some((old, old_is_dir)) = dst.replaced {
             self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
-            self.drop_name(old, dst.parent.id, &dst.parent.name, now)?;
+            let old_inode = self.ns.inode(old)?;
+            match holder {
+                Some(session) if old_inode.is_file() && old_inode.names == 1 => {
+                    self.hold(old, old_inode, session, who.uid, now)?;
+                }
+                _ => self.drop_name(old, dst.parent.id, &dst.parent.name, now)?,
+            }
         }
         self.unlink(src.parent.id, &src.parent.name, is_dir, now)?;
         let mut moved = src.inode;
