@@ -972,6 +972,60 @@ fn chunk_references_follow_files() {
 }
 
 #[test]
+fn a_batch_applies_each_request_in_order_as_its_own_user_and_id() {
+    let mut f = Fixture::with_users();
+    let batch = Command::Batch(vec![
+        Request::new(
+            f.clock,
+            Some(7),
+            Some("alice".into()),
+            mkdir_command("/home/alice/a", false),
+        ),
+        Request::new(
+            f.clock,
+            None,
+            Some("alice".into()),
+            mkdir_command("/home/alice/a", false),
+        ),
+        Request::new(
+            f.clock,
+            None,
+            Some("bob".into()),
+            mkdir_command("/home/alice/b", false),
+        ),
+        Request::new(
+            f.clock,
+            Some(7),
+            Some("alice".into()),
+            mkdir_command("/home/alice/c", false),
+        ),
+        Request::new(f.clock, None, None, Command::Batch(Vec::new())),
+    ]);
+    let Output::Batch(outcomes) = f.apply(batch).unwrap() else {
+        panic!("a batch answers a batch")
+    };
+    assert!(outcomes[0].is_ok());
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().code,
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        outcomes[2].as_ref().unwrap_err().code,
+        ErrorCode::PermissionDenied,
+        "bob's own rights"
+    );
+    assert_eq!(outcomes[3], outcomes[0], "request id 7 applies once");
+    assert_eq!(
+        outcomes[4].as_ref().unwrap_err().code,
+        ErrorCode::InvalidArgument,
+        "no nesting"
+    );
+    assert!(f.stat("/home/alice/c").is_err());
+    assert_eq!(f.owners("/home/alice/a").0, "alice");
+    f.check_invariants();
+}
+
+#[test]
 fn a_retried_request_applies_once_and_gets_the_first_outcome() {
     let mut f = Fixture::new();
     let mkdir = || mkdir_command("/a", false);

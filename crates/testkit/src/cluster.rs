@@ -13,12 +13,23 @@ use crate::cairn_bin;
 
 pub const MIB: usize = 1 << 20;
 
+/// A port free now on 127.0.0.1, never one handed out before in this
+/// process: the kernel may give a just-closed port again, and two members
+/// of one test cluster once got the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct ChunkServer {

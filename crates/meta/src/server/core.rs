@@ -3,7 +3,10 @@
 //! the applied state after confirming leadership.
 //!
 //! Writes are Raft proposals: acknowledged only once committed (by a
-//! majority) and applied. Reads first confirm leadership
+//! majority) and applied. openraft appends and fsyncs one entry per
+//! proposal, one at a time, so proposals that arrive while an entry is
+//! being committed wait in [`WriteQueue`] and go together as one entry
+//! (`Command::Batch`): one fsync for all of them. Reads first confirm leadership
 //! (`ensure_linearizable`), then read the applied state from redb, so a
 //! read never misses an acknowledged write.
 
@@ -18,7 +21,10 @@ use openraft::{Raft, ServerState};
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 use crate::auth::SealingKey;
-use crate::limits::{CONFIRM_LEADER_TIMEOUT, PROPOSE_TIMEOUT};
+use crate::limits::{
+    CONFIRM_LEADER_TIMEOUT, MAX_BATCHED_COMMIT_CHUNKS, MAX_BATCH_REQUESTS, MAX_QUEUED_PROPOSALS,
+    PROPOSE_TIMEOUT,
+};
 use crate::liveness::{Liveness, Timing};
 use crate::records::StateError;
 use crate::state::{self, Command, Output, SM_META};
@@ -52,6 +58,106 @@ pub struct Meta {
     /// once (0: not yet). From then on its commit index is fresh, and a
     /// consistent read needs only openraft's check (see `confirm_leader`).
     pub log_applied_in_term: AtomicU64,
+    /// Proposals waiting to go into the next log entry.
+    pub writes: Arc<Mutex<WriteQueue>>,
+}
+
+/// Proposals waiting for a log entry, and whether a task is proposing
+/// them (it drains the queue, a batch at a time, until it is empty).
+#[derive(Default)]
+pub struct WriteQueue {
+    pending: Vec<(
+        state::Request,
+        tokio::sync::oneshot::Sender<Result<Output, ApiError>>,
+    )>,
+    proposing: bool,
+}
+
+/// Whether a request may share a log entry: all but commits of many
+/// chunks (which would make the entry large).
+fn batchable(request: &state::Request) -> bool {
+    match &request.command {
+        Command::Commit(commit) => commit.chunks.len() <= MAX_BATCHED_COMMIT_CHUNKS,
+        Command::Batch(_) => false,
+        _ => true,
+    }
+}
+
+/// Proposes what waits in `queue`, a batch per log entry, until nothing
+/// waits. A failure to commit (no majority, not the leader) is every
+/// waiting proposal's answer: they would meet it too.
+async fn propose_queued(raft: Raft<TypeConfig>, queue: Arc<Mutex<WriteQueue>>) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().expect("write queue lock");
+            if queue.pending.is_empty() {
+                queue.proposing = false;
+                return;
+            }
+            let take = queue.pending.len().min(MAX_BATCH_REQUESTS);
+            queue.pending.drain(..take).collect::<Vec<_>>()
+        };
+        let (mut requests, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let results = if requests.len() == 1 {
+            let request = requests.pop().expect("one request");
+            write_entry(&raft, request)
+                .await
+                .map(|outcome| vec![outcome])
+        } else {
+            let count = requests.len();
+            let entry = state::Request::new(now_ns(), None, None, Command::Batch(requests));
+            match write_entry(&raft, entry).await {
+                Ok(Ok(Output::Batch(responses))) if responses.len() == count => Ok(responses),
+                Ok(other) => Err(ApiError::internal(format!(
+                    "a batch of {count} requests answered {other:?}"
+                ))),
+                Err(e) => Err(e),
+            }
+        };
+        match results {
+            Ok(responses) => {
+                for (answer, response) in answers.into_iter().zip(responses) {
+                    let _ = answer.send(response);
+                }
+            }
+            Err(e) => {
+                let waiting = std::mem::take(&mut queue.lock().expect("write queue lock").pending);
+                for answer in answers
+                    .into_iter()
+                    .chain(waiting.into_iter().map(|(_, a)| a))
+                {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Proposes one log entry and waits until it is committed and applied:
+/// its outcome, or why it could not be committed.
+async fn write_entry(
+    raft: &Raft<TypeConfig>,
+    request: state::Request,
+) -> Result<state::Response, ApiError> {
+    let write = tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(request));
+    match write.await {
+        Ok(Ok(response)) => Ok(response.data),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+            Err(ApiError::not_leader(forward.leader_node.map(|n| n.addr)))
+        }
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the metadata service cannot commit: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the write was not committed within {}s: this member cannot reach a majority of the \
+                 metadata members. It may still commit; retrying it with the same request id applies it once",
+                PROPOSE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 pub fn now_ns() -> u64 {
@@ -88,25 +194,27 @@ impl Meta {
         acting: Option<Acting>,
     ) -> Result<Output, ApiError> {
         let request = state::Request::new(now_ns(), request_id, user, command).acting(acting);
-        let write = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(request));
-        match write.await {
-            Ok(Ok(response)) => response.data,
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Err(ApiError::not_leader(forward.leader_node.map(|n| n.addr)))
-            }
-            Ok(Err(e)) => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("the metadata service cannot commit: {e}"),
-            )),
-            Err(_) => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "the write was not committed within {}s: this member cannot reach a majority of the \
-                     metadata members. It may still commit; retrying it with the same request id applies it once",
-                    PROPOSE_TIMEOUT.as_secs()
-                ),
-            )),
+        if !batchable(&request) {
+            return write_entry(&self.raft, request).await?;
         }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut queue = self.writes.lock().expect("write queue lock");
+            if queue.pending.len() >= MAX_QUEUED_PROPOSALS {
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("{MAX_QUEUED_PROPOSALS} writes are waiting on this metadata member; retry shortly"),
+                ));
+            }
+            queue.pending.push((request, answer));
+            !std::mem::replace(&mut queue.proposing, true)
+        };
+        if start {
+            tokio::spawn(propose_queued(self.raft.clone(), self.writes.clone()));
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(ApiError::internal("the proposing task stopped")))
     }
 
     /// Runs `read` on the applied state after confirming leadership, or

@@ -208,6 +208,7 @@ pub async fn run(
         hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
         purge_wanted: tokio::sync::Notify::new(),
         log_applied_in_term: AtomicU64::new(0),
+        writes: Arc::default(),
     });
     // Serve first: the other members must reach this one to form the group.
     if config.join {

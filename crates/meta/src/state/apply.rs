@@ -1,6 +1,8 @@
 //! Applying one log entry: housekeeping, request de-duplication, then the
 //! command, as the user it names.
 
+use cairn_proto::{ApiError, ErrorCode};
+
 use crate::records::StateError;
 use crate::state::command::{Command, Output, Request, Response};
 use crate::state::tables::Tables;
@@ -10,6 +12,20 @@ impl Tables<'_> {
     /// is an outcome, only a storage fault is an error. A request id seen
     /// before is not applied again: its first outcome is returned.
     pub fn apply_request(&mut self, request: &Request) -> Result<Response, StateError> {
+        if let Command::Batch(requests) = &request.command {
+            let mut responses = Vec::with_capacity(requests.len());
+            for inner in requests {
+                responses.push(if matches!(inner.command, Command::Batch(_)) {
+                    Err(ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "a batch of requests cannot hold another batch",
+                    ))
+                } else {
+                    self.apply_request(inner)?
+                });
+            }
+            return Ok(Ok(Output::Batch(responses)));
+        }
         self.forget_requests(request.now_ns)?;
         self.forget_sessions(request.now_ns)?;
         let Some(id) = request.request_id else {
@@ -98,6 +114,10 @@ impl Tables<'_> {
                 .create_access_key(who, id, user, sealed_secret, now)
                 .map(Output::Key),
             Command::RemoveAccessKey { id } => self.remove_access_key(who, id).map(Output::Key),
+            Command::Batch(_) => Err(ApiError::internal(
+                "a batch is applied request by request (apply_request)",
+            )
+            .into()),
         }
     }
 }

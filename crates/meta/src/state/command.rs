@@ -230,6 +230,11 @@ pub enum Command {
         id: FileId,
         session: TokenHash,
     },
+    /// Requests proposed while another entry was being committed, applied
+    /// in order, each as its own user and with its own request id, in one
+    /// log entry (one fsync); answered with [`Output::Batch`]. Never
+    /// nested.
+    Batch(Vec<Request>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +251,8 @@ pub enum Output {
         entries: u64,
         trees_left: u64,
     },
+    /// The outcome of each request of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 /// What a log entry's application answers to the proposer.
