@@ -17,6 +17,13 @@ pub const MIB: usize = 1 << 20;
 /// process: the kernel may give a just-closed port again, and two members
 /// of one test cluster once got the same one.
 pub fn free_port() -> u16 {
+    free_port_block(0)
+}
+
+/// A free port whose next `count` ports are free too, none of them handed
+/// out before in this process (tests running at once must not get
+/// overlapping blocks: `cairn dev` takes a block).
+pub fn free_port_block(count: u16) -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -24,9 +31,15 @@ pub fn free_port() -> u16 {
             .local_addr()
             .unwrap()
             .port();
+        if port >= 65000 {
+            continue;
+        }
         let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&port) {
-            given.push(port);
+        let block = port..=port + count;
+        let free = block.clone().all(|p| !given.contains(&p))
+            && (1..=count).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok());
+        if free {
+            given.extend(block);
             return port;
         }
     }

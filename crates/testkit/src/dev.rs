@@ -6,11 +6,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cairn_bin;
-use crate::cluster::{free_port, libc_kill};
+use crate::cluster::libc_kill;
 
 /// Starts `cairn dev --dir DIR --port PORT --nodes 3 EXTRA...` and waits
-/// for its banner; returns the child and what it printed.
+/// for its banner; returns the child and what it printed. Its errors go to
+/// `DIR/dev-stderr.log`, shown if it exits early.
 pub fn start_dev_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Child, String) {
+    let stderr_path = dir.join("dev-stderr.log");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
     let mut child = Command::new(cairn_bin())
         .args([
             "dev",
@@ -23,7 +26,7 @@ pub fn start_dev_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Chil
         ])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
@@ -36,7 +39,8 @@ pub fn start_dev_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Chil
         );
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("cairn dev exited early: {seen}");
+            let errors = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            panic!("cairn dev exited early: {seen}\n--- its stderr\n{errors}");
         }
         seen.push_str(&line);
     }
@@ -56,14 +60,8 @@ pub fn stop_dev(mut child: Child) {
     }
 }
 
-/// A port whose next `count` ports are free too.
+/// A port whose next `count` ports are free too (see
+/// [`crate::cluster::free_port_block`]).
 pub fn free_ports_after(count: u16) -> u16 {
-    loop {
-        let port = free_port();
-        if port < 65000
-            && (1..=count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
-        {
-            return port;
-        }
-    }
+    crate::cluster::free_port_block(count)
 }
