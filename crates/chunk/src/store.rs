@@ -461,12 +461,22 @@ const DIRECT_PIECE: usize = 1 << 20;
 struct AlignedBlock([u8; DIRECT_ALIGN]);
 
 /// Creates `path` holding `data` (not yet synced): with `O_DIRECT` for
-/// the aligned part (through an aligned buffer of [`DIRECT_PIECE`]
-/// bytes), then buffered for the last partial block; or all buffered
-/// where the file system refuses `O_DIRECT` (tmpfs before Linux 6.6).
+/// the aligned part (through an aligned buffer of at most
+/// [`DIRECT_PIECE`] bytes, no larger than that part), then buffered for
+/// the last partial block; all buffered for a chunk shorter than a block,
+/// or where the file system refuses `O_DIRECT` (tmpfs before Linux 6.6).
 fn write_chunk_file(path: &Path, data: &[u8]) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
+    let buffered = |data: &[u8]| -> io::Result<File> {
+        let mut file = File::create(path)?;
+        file.write_all(data)?;
+        Ok(file)
+    };
+    let aligned_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    if aligned_len == 0 {
+        return buffered(data);
+    }
     let direct = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -474,25 +484,20 @@ fn write_chunk_file(path: &Path, data: &[u8]) -> io::Result<File> {
         .open(path);
     let mut file = match direct {
         Ok(file) => file,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let mut file = File::create(path)?;
-            file.write_all(data)?;
-            return Ok(file);
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return buffered(data),
         Err(e) => return Err(e),
     };
-    let aligned_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-    let mut blocks = vec![AlignedBlock([0; DIRECT_ALIGN]); DIRECT_PIECE / DIRECT_ALIGN];
+    // Small chunks (S3's 4 KiB objects) must not pay for zeroing 1 MiB.
+    let block_count = aligned_len.min(DIRECT_PIECE) / DIRECT_ALIGN;
+    let mut blocks = vec![AlignedBlock([0; DIRECT_ALIGN]); block_count];
     for piece in data[..aligned_len].chunks(DIRECT_PIECE) {
-        let block_count = piece.len() / DIRECT_ALIGN;
+        assert!(piece.len() % DIRECT_ALIGN == 0 && piece.len() <= blocks.len() * DIRECT_ALIGN);
         // SAFETY: `blocks` is a live, initialised array of plain bytes;
-        // viewing its first `block_count` blocks as one byte slice stays
-        // inside it (`piece.len() <= DIRECT_PIECE`), and nothing else
-        // borrows it meanwhile.
+        // viewing its first `piece.len()` bytes as one slice stays inside
+        // it (asserted above), and nothing else borrows it meanwhile.
         let buffer: &mut [u8] = unsafe {
             std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), piece.len())
         };
-        debug_assert_eq!(block_count * DIRECT_ALIGN, piece.len());
         debug_assert_eq!(buffer.as_ptr() as usize % DIRECT_ALIGN, 0);
         buffer.copy_from_slice(piece);
         file.write_all(buffer)?;

@@ -110,9 +110,17 @@ pub async fn create_bucket(
     if let Some(problem) = bucket_name_problem(bucket) {
         return Err(CreateBucketError::InvalidName(problem));
     }
-    ensure_layout(system).await?;
     let path = bucket_path(bucket);
-    match system.mkdir(&path, false, Some(BUCKET_MODE)).await {
+    let mut made = system.mkdir(&path, false, Some(BUCKET_MODE)).await;
+    if made
+        .as_ref()
+        .is_err_and(|e| e.code() == Some(ErrorCode::NotFound))
+    {
+        // No door made the layout yet (the gateway does when it starts).
+        ensure_layout(system).await?;
+        made = system.mkdir(&path, false, Some(BUCKET_MODE)).await;
+    }
+    match made {
         Ok(_) => {}
         Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => {
             let stat = system.stat(crate::Target::Path(&path)).await?;

@@ -378,6 +378,13 @@ impl Inner {
         );
     }
 
+    /// The file open on this mount that `name` in `parent` names, as far
+    /// as the kernel knows it.
+    fn open_file_named(&self, parent: u64, name: &str) -> Option<Arc<OpenFile>> {
+        let ino = self.names.lock().expect("names lock").child(parent, name)?;
+        self.open_file(ino)
+    }
+
     fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
         let open = self.open_files.lock().expect("open files lock");
         open.get(&ino).map(|(file, _)| file.clone())
@@ -1092,12 +1099,7 @@ impl Filesystem for CairnFs {
                 let dst = inner.child_path(newparent.0, &newname)?;
                 // A file open here that the rename replaces stays readable
                 // and writable until its last close (POSIX), as on unlink.
-                let replaced = inner
-                    .names
-                    .lock()
-                    .expect("names lock")
-                    .child(newparent.0, &newname)
-                    .and_then(|ino| inner.open_file(ino));
+                let replaced = inner.open_file_named(newparent.0, &newname);
                 let files = inner.caller_files();
                 let moved = match &replaced {
                     Some(_) if replace => files.rename_over_open(&src, &dst).await,
@@ -1599,12 +1601,7 @@ impl CairnFs {
                 let open = if dir {
                     None
                 } else {
-                    let known = inner
-                        .names
-                        .lock()
-                        .expect("names lock")
-                        .child(parent.0, &name);
-                    known.and_then(|ino| inner.open_file(ino))
+                    inner.open_file_named(parent.0, &name)
                 };
                 let files = inner.caller_files();
                 let removed = match (&open, dir) {

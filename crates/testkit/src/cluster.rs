@@ -25,7 +25,8 @@ pub fn free_port() -> u16 {
 /// overlapping blocks: `cairn dev` takes a block).
 pub fn free_port_block(count: u16) -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
+    const ATTEMPTS: usize = 10_000;
+    for _ in 0..ATTEMPTS {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -43,6 +44,10 @@ pub fn free_port_block(count: u16) -> u16 {
             return port;
         }
     }
+    panic!(
+        "no block of {} free ports on 127.0.0.1 in {ATTEMPTS} tries",
+        count + 1
+    );
 }
 
 pub struct ChunkServer {
@@ -766,27 +771,42 @@ pub fn try_http_full(
     body: &[u8],
     limit: Duration,
 ) -> Option<(u16, Vec<u8>)> {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let response = raw_exchange(addr, method, path, &all, body, limit).ok()?;
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, response[head_end + 4..].to_vec()))
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) and reads the whole
+/// raw answer, giving up on it after `limit`.
+pub(crate) fn raw_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    limit: Duration,
+) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Write};
-    let socket: std::net::SocketAddr = addr.parse().ok()?;
-    let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(limit)).ok()?;
+    let socket: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(limit))?;
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n",
         body.len()
-    )
-    .ok()?;
-    stream.write_all(body).ok()?;
+    )?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, response[head_end + 4..].to_vec()))
+    stream.read_to_end(&mut response)?;
+    Ok(response)
 }
 
 /// As [`try_http`] for a server that must answer.

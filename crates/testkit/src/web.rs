@@ -1,12 +1,11 @@
-//! A `cairn web` server beside a test [`Cluster`], and a browser-less
-//! visitor of it: raw HTTP/1.1 with a cookie jar of one cookie. Dropping
-//! the server kills its process.
+//! A `cairn web` server beside a test [`Cluster`], and raw HTTP/1.1
+//! exchanges with it that keep the answer's headers. Dropping the server
+//! kills its process.
 
-use std::io::{Read, Write};
 use std::process::Child;
 use std::time::Duration;
 
-use crate::cluster::{free_port, Cluster};
+use crate::cluster::{free_port, raw_exchange, Cluster};
 
 pub struct WebServer {
     /// `http://127.0.0.1:PORT`
@@ -78,23 +77,8 @@ pub fn http_exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    let response = raw_exchange(addr, method, path, headers, body, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
     let head_end = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -73,7 +73,8 @@ pub async fn page_view(visitor: Visitor) -> Result<Response, WebError> {
                                 form.inline method="post" action="/users/remove" {
                                     input type="hidden" name="csrf" value=(visitor.csrf);
                                     input type="hidden" name="name" value=(user.name);
-                                    button.danger type="submit" { "Remove" }
+                                    button.danger type="submit"
+                                        data-confirm={ "Remove user " (user.name) " and end their sessions? Their files stay." } { "Remove" }
                                 }
                             }
                         }

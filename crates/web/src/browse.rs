@@ -191,7 +191,7 @@ async fn directory(visitor: &Visitor, path: &str, query: &ListQuery) -> Result<M
                 progress #upload-progress max="100" value="0" hidden {}
                 span #upload-status role="status" {}
             }
-            div #dropzone data-dir=(path) data-csrf=(visitor.csrf) hidden {
+            div #dropzone hidden {
                 "Drop files or folders here to upload them to " (path)
             }
             form method="post" action="/mkdir" {

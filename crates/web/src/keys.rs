@@ -71,7 +71,8 @@ pub async fn page_view(
                             form.inline method="post" action="/keys/revoke" {
                                 input type="hidden" name="csrf" value=(visitor.csrf);
                                 input type="hidden" name="id" value=(key.access_key_id);
-                                button.danger type="submit" { "Revoke" }
+                                button.danger type="submit"
+                                    data-confirm={ "Revoke key " (key.access_key_id) "? Clients using it stop working." } { "Revoke" }
                             }
                         }
                     }

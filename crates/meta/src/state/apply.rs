@@ -11,23 +11,23 @@ impl Tables<'_> {
     /// Applies one log entry's request and returns its outcome: a refusal
     /// is an outcome, only a storage fault is an error. A request id seen
     /// before is not applied again: its first outcome is returned.
+    /// A batch's requests are each applied so, in order, after one round
+    /// of housekeeping for the entry.
     pub fn apply_request(&mut self, request: &Request) -> Result<Response, StateError> {
-        if let Command::Batch(requests) = &request.command {
-            let mut responses = Vec::with_capacity(requests.len());
-            for inner in requests {
-                responses.push(if matches!(inner.command, Command::Batch(_)) {
-                    Err(ApiError::new(
-                        ErrorCode::InvalidArgument,
-                        "a batch of requests cannot hold another batch",
-                    ))
-                } else {
-                    self.apply_request(inner)?
-                });
-            }
-            return Ok(Ok(Output::Batch(responses)));
-        }
         self.forget_requests(request.now_ns)?;
         self.forget_sessions(request.now_ns)?;
+        let Command::Batch(requests) = &request.command else {
+            return self.apply_once(request);
+        };
+        let mut responses = Vec::with_capacity(requests.len());
+        for inner in requests {
+            responses.push(self.apply_once(inner)?);
+        }
+        Ok(Ok(Output::Batch(responses)))
+    }
+
+    /// Applies `request` unless its id was seen: its outcome either way.
+    fn apply_once(&mut self, request: &Request) -> Result<Response, StateError> {
         let Some(id) = request.request_id else {
             return outcome(self.apply(request));
         };
@@ -114,8 +114,10 @@ impl Tables<'_> {
                 .create_access_key(who, id, user, sealed_secret, now)
                 .map(Output::Key),
             Command::RemoveAccessKey { id } => self.remove_access_key(who, id).map(Output::Key),
-            Command::Batch(_) => Err(ApiError::internal(
-                "a batch is applied request by request (apply_request)",
+            // `apply_request` opens the one batch an entry may be.
+            Command::Batch(_) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "a batch of requests cannot hold another batch",
             )
             .into()),
         }

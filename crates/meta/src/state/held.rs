@@ -9,13 +9,12 @@
 
 use cairn_proto::api::MutationResponse;
 use cairn_proto::{ApiError, ErrorCode, FileId};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::TokenHash;
 use crate::records::{decode, encode, Initial, StateError, Versioned};
 use crate::state::inode::{Inode, DETACHED};
-use redb::ReadableTable;
-
 use crate::state::tables::{InodeRows, Tables};
 
 /// Who holds a removed file open.
@@ -26,7 +25,6 @@ pub struct Held {
     /// The uid that removed it; with the file's owner and admins, the
     /// only ones who reach it (by id) from then on.
     pub uid: u32,
-    pub held_ns: u64,
 }
 
 impl Versioned for Held {
@@ -48,7 +46,7 @@ pub fn held(rows: &impl InodeRows, id: FileId) -> Result<Option<Held>, StateErro
 
 impl Tables<'_> {
     /// Keeps file `id` (record `inode`), whose last entry just went, for
-    /// `session`, which has it open.
+    /// `session`, which has it open (see `drop_name`).
     pub fn hold(
         &mut self,
         id: FileId,
@@ -68,7 +66,6 @@ impl Tables<'_> {
         let held = Held {
             session: *session,
             uid,
-            held_ns: now_ns,
         };
         self.ns.held.insert(id, encode(&held).as_slice())?;
         self.held_by_session.insert((*session, id), ())?;

@@ -492,10 +492,9 @@ impl Tables<'_> {
             self.save_inode(id, &inode)?;
             let orphan = Orphan { detached_ns: now };
             self.orphans.insert(id, encode(&orphan).as_slice())?;
-        } else if let Some(session) = holder.filter(|_| inode.is_file() && inode.names == 1) {
-            self.hold(id, inode, session, who.uid, now)?;
         } else {
-            self.drop_name(id, parent.id, &parent.name, now)?;
+            let holder = holder.map(|session| (session, who.uid));
+            self.drop_name(id, parent.id, &parent.name, holder, now)?;
         }
         Ok(MutationResponse { id, path })
     }
@@ -585,7 +584,7 @@ impl Tables<'_> {
                     self.orphans.insert(*child, encode(&orphan).as_slice())?;
                 } else {
                     // A file with names outside the tree stays.
-                    self.drop_name(*child, root, entry_name(key).0, now)?;
+                    self.drop_name(*child, root, entry_name(key).0, None, now)?;
                     deleted += 1;
                 }
                 budget -= 1;
@@ -646,13 +645,8 @@ impl Tables<'_> {
         // Only writes from here on.
         if let Some((old, old_is_dir)) = dst.replaced {
             self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
-            let old_inode = self.ns.inode(old)?;
-            match holder {
-                Some(session) if old_inode.is_file() && old_inode.names == 1 => {
-                    self.hold(old, old_inode, session, who.uid, now)?;
-                }
-                _ => self.drop_name(old, dst.parent.id, &dst.parent.name, now)?,
-            }
+            let holder = holder.map(|session| (session, who.uid));
+            self.drop_name(old, dst.parent.id, &dst.parent.name, holder, now)?;
         }
         self.unlink(src.parent.id, &src.parent.name, is_dir, now)?;
         let mut moved = src.inode;
@@ -703,7 +697,7 @@ impl Tables<'_> {
         // the source's bits but its set-ids, and no extended attributes.
         if let Some((old, old_is_dir)) = dst.replaced {
             self.unlink(dst.parent.id, &dst.parent.name, old_is_dir, now)?;
-            self.drop_name(old, dst.parent.id, &dst.parent.name, now)?;
+            self.drop_name(old, dst.parent.id, &dst.parent.name, None, now)?;
         }
         let id = self.alloc_id()?;
         let mode = src.inode.mode & !(perm::SET_UID | perm::SET_GID);

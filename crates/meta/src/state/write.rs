@@ -10,6 +10,7 @@
 
 use cairn_proto::{ChunkRef, FileId};
 
+use crate::auth::TokenHash;
 use crate::records::{encode, StateError};
 use crate::state::inode::Inode;
 use crate::state::tables::{entry_key, entry_name, get_counter, keys, put_counter, Tables};
@@ -185,19 +186,29 @@ impl Tables<'_> {
     }
 
     /// The entry `name` in `dir` naming `id` is gone: the record goes with
-    /// its last name; otherwise it has one name less (a change of its
-    /// attributes) and names a directory that still holds it.
+    /// its last name, unless it is a file `holder` (a session, and the uid
+    /// acting in it) has open, which keeps it (`held.rs`); otherwise it
+    /// has one name less (a change of its attributes) and names a
+    /// directory that still holds it.
     pub fn drop_name(
         &mut self,
         id: FileId,
         dir: FileId,
         name: &str,
+        holder: Option<(&TokenHash, u32)>,
         now_ns: u64,
     ) -> Result<(), StateError> {
         let mut inode = self.ns.inode(id)?;
         if inode.names <= 1 {
             assert_eq!(inode.names, 1, "inode {id} has no name to drop");
-            self.delete_inode(id)?;
+            match holder {
+                Some((session, uid)) if inode.is_file() => {
+                    self.hold(id, inode, session, uid, now_ns)?
+                }
+                _ => {
+                    self.delete_inode(id)?;
+                }
+            }
             return Ok(());
         }
         let removed = self.ns.links.remove((id, dir, name))?;
