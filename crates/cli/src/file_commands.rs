@@ -217,6 +217,7 @@ pub async fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<ExitCode> {
         },
         mode: args.mode,
         xattrs: None,
+        size_bytes: None,
     };
     let remote = ctx.resolve(&args.remote).await?;
     let local_name = || -> anyhow::Result<String> {
@@ -294,7 +295,11 @@ async fn put_file(
         )));
     }
     let bar = progress_bar(Some(metadata.len()), "put");
-    let result = ctx.files.put(remote, file, options, &|n| bar.inc(n)).await;
+    let options = PutOptions {
+        size_bytes: Some(metadata.len()),
+        ..options.clone()
+    };
+    let result = ctx.files.put(remote, file, &options, &|n| bar.inc(n)).await;
     bar.finish_and_clear();
     result.map_err(PutFailure::Client)
 }

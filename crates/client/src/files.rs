@@ -37,6 +37,9 @@ pub struct PutOptions {
     /// The file's extended attributes, set with its contents (`None`
     /// keeps a replaced file's).
     pub xattrs: Option<Vec<Xattr>>,
+    /// The body's length, when the caller knows it: one shorter than a
+    /// chunk is checked by the commit only (see [`Files::stage`]).
+    pub size_bytes: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -51,8 +54,19 @@ struct Inner {
     /// The last map fetched, and when: puts within [`MAP_CACHE_TTL`] use it.
     /// Shared by the [`Files::acting_as`] views of one process.
     map: Arc<Mutex<Option<(Instant, ClusterMap)>>>,
-    /// The capability of [`Files::chunk_writer`]s, made on first use.
-    store_grant: tokio::sync::OnceCell<Arc<Grant>>,
+    /// The capability to store chunks of files named only when committed
+    /// ([`Files::chunk_writer`]s, one-chunk puts), shared by the
+    /// [`Files::acting_as`] views of one process.
+    store_grant: Arc<StoreGrant>,
+}
+
+/// A put capability without a path, made on first use through the
+/// process's own client: not a view's, whose user or key may go while
+/// the capability is still renewed for others. It grants nothing a user
+/// could not get: any caller may have one, and the commit checks.
+struct StoreGrant {
+    meta: MetaClient,
+    grant: tokio::sync::OnceCell<Arc<Grant>>,
 }
 
 impl Files {
@@ -62,18 +76,21 @@ impl Files {
         let chunks = ChunkClient::new().with_tls(meta.tls().clone());
         Files {
             inner: Arc::new(Inner {
-                meta,
                 chunks,
                 window: DEFAULT_WINDOW,
                 map: Arc::new(Mutex::new(None)),
-                store_grant: tokio::sync::OnceCell::new(),
+                store_grant: Arc::new(StoreGrant {
+                    meta: meta.clone(),
+                    grant: tokio::sync::OnceCell::new(),
+                }),
+                meta,
             }),
         }
     }
 
     /// The same file API calling the metadata service through `meta` (as
     /// another user: the S3 gateway's per-key clients), sharing this one's
-    /// chunk connections and map cache.
+    /// chunk connections, map cache and path-less put capability.
     pub fn acting_as(&self, meta: MetaClient) -> Files {
         Files {
             inner: Arc::new(Inner {
@@ -81,7 +98,7 @@ impl Files {
                 chunks: self.inner.chunks.clone(),
                 window: self.inner.window,
                 map: self.inner.map.clone(),
-                store_grant: tokio::sync::OnceCell::new(),
+                store_grant: self.inner.store_grant.clone(),
             }),
         }
     }
@@ -172,7 +189,9 @@ impl Files {
 
     /// Stores what `reader` yields, to its end, as the file `path`:
     /// refused before any byte is sent if the caller may not write it (or
-    /// if a file is there and `on_exists` is `fail`); committed in one step
+    /// if a file is there and `on_exists` is `fail`), unless
+    /// `options.size_bytes` says the body is shorter than one chunk (then
+    /// the commit refuses it: see [`Files::stage`]); committed in one step
     /// once every chunk has the copies a write needs. `on_progress` gets
     /// each chunk's length once stored.
     pub async fn put<R: AsyncRead + Unpin>(
@@ -183,7 +202,13 @@ impl Files {
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<CommitResponse, ClientError> {
         let staged = self
-            .stage(path, reader, options.on_exists, on_progress)
+            .stage(
+                path,
+                reader,
+                options.on_exists,
+                options.size_bytes,
+                on_progress,
+            )
             .await?;
         self.commit(path, staged.chunks, options).await
     }
@@ -193,14 +218,28 @@ impl Files {
     /// can check the contents (the S3 gateway's checksums) before
     /// [`Files::commit`] makes them a file. Chunks never committed are
     /// collected by the chunk servers after their grace period.
+    ///
+    /// With `size_bytes` (the body's length, when the caller knows it)
+    /// shorter than one chunk, the path is not checked first: such a put
+    /// goes under the shared path-less capability. That check is half the
+    /// metadata work of a small put (an S3 object of a few KiB), and the
+    /// commit checks the same things anyway; a refused small body costs
+    /// one chunk, collected later. A longer or unknown body is checked
+    /// first, so that a refused large upload fails before its data moves.
     pub async fn stage<R: AsyncRead + Unpin>(
         &self,
         path: &str,
         reader: R,
         on_exists: OnExists,
+        size_bytes: Option<u64>,
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<UploadSummary, ClientError> {
-        let grant = Grant::put(&self.inner.meta, path, on_exists).await?;
+        let chunk_size_bytes = self.map(false).await?.chunk_size_bytes;
+        let grant = if size_bytes.is_some_and(|size| size < chunk_size_bytes) {
+            self.store_grant().await?
+        } else {
+            Grant::put(&self.inner.meta, path, on_exists).await?
+        };
         let uploader = self.uploader(grant, self.inner.window).await?;
         let summary = uploader.upload(reader, on_progress).await;
         // A chunk that found the cached map out of date fetched a fresh one:
@@ -460,13 +499,18 @@ impl Files {
     /// Every writer of this `Files` shares one capability, renewed as it
     /// expires: a writer costs no call to the metadata service.
     pub async fn chunk_writer(&self) -> Result<Uploader, ClientError> {
-        let grant = self
-            .inner
-            .store_grant
-            .get_or_try_init(|| Grant::store(&self.inner.meta))
-            .await?
-            .clone();
+        let grant = self.store_grant().await?;
         self.uploader(grant, 1).await
+    }
+
+    /// The shared path-less put capability (see [`StoreGrant`]).
+    async fn store_grant(&self) -> Result<Arc<Grant>, ClientError> {
+        let shared = &self.inner.store_grant;
+        Ok(shared
+            .grant
+            .get_or_try_init(|| Grant::store(&shared.meta))
+            .await?
+            .clone())
     }
 
     /// An uploader under `grant` with the cached map, or a fresh one when

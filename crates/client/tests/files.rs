@@ -335,3 +335,133 @@ fn creates_answer_their_stat_and_chunk_writers_are_checked_at_commit() {
         );
     });
 }
+
+/// Chunk capabilities the metadata service has granted so far.
+fn grants_so_far(cluster: &Cluster) -> u64 {
+    let (code, page) = http_request(&cluster.meta_addr, "GET", "/metrics");
+    assert_eq!(code, 200, "GET /metrics");
+    String::from_utf8(page)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cairn_http_requests_total{route=\"/v1/chunks/grant\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn small_puts_of_known_size_are_checked_by_the_commit_alone() {
+    let cluster = Cluster::start(3);
+    let added = cluster.cairn_with_stdin(
+        &["user", "add", "bob", "--password-stdin"],
+        b"bob-password-1\n",
+    );
+    assert!(added.status.success(), "user add bob");
+    let admin = files(&cluster);
+    let bob_meta = || {
+        let config = cluster.login_as("bob", "bob-password-1");
+        MetaClient::new(&cluster.meta_addr).with_token(Some(cluster.token(&config)))
+    };
+    let sized = |data: &[u8], on_exists| PutOptions {
+        on_exists,
+        size_bytes: Some(data.len() as u64),
+        ..PutOptions::default()
+    };
+    runtime().block_on(async {
+        admin.mkdir("/shared", false, None).await.unwrap();
+        let grants_before = grants_so_far(&cluster);
+
+        // The same refusals as a checked put, from the commit; nothing is
+        // left under the refused names.
+        let bob = Files::new(bob_meta());
+        let body = b"bob's note";
+        let refused = bob
+            .put(
+                "/shared/note",
+                &body[..],
+                &sized(body, OnExists::Fail),
+                &|_| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(ErrorCode::PermissionDenied),
+            "{refused}"
+        );
+        assert!(admin
+            .stat(Target::Path("/shared/note"))
+            .await
+            .unwrap_err()
+            .is_not_found());
+        let missing = bob
+            .put(
+                "/nowhere/note",
+                &body[..],
+                &sized(body, OnExists::Fail),
+                &|_| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        admin
+            .put(
+                "/shared/doc",
+                &b"first"[..],
+                &sized(b"first", OnExists::Fail),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        let taken = admin
+            .put(
+                "/shared/doc",
+                &b"second"[..],
+                &sized(b"second", OnExists::Fail),
+                &|_| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(taken.code(), Some(ErrorCode::AlreadyExists), "{taken}");
+        assert_eq!(
+            read(&admin, "/shared/doc", 0, None).await.unwrap(),
+            b"first"
+        );
+
+        // A view acting as another user (the S3 gateway's) shares its
+        // process's capability, and its puts are still that user's.
+        let as_bob = admin.acting_as(bob_meta());
+        let refused = as_bob
+            .put(
+                "/shared/doc",
+                &b"mine"[..],
+                &sized(b"mine", OnExists::Replace),
+                &|_| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(ErrorCode::PermissionDenied),
+            "{refused}"
+        );
+        assert_eq!(
+            read(&admin, "/shared/doc", 0, None).await.unwrap(),
+            b"first"
+        );
+        // One capability for bob's client and one for the admin's and its
+        // view, whatever the number of puts.
+        assert_eq!(grants_so_far(&cluster) - grants_before, 2);
+
+        // A put of unknown size is checked before its data moves.
+        let checked_first = bob
+            .put("/shared/note", &body[..], &PutOptions::default(), &|_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            checked_first.code(),
+            Some(ErrorCode::PermissionDenied),
+            "{checked_first}"
+        );
+        assert_eq!(grants_so_far(&cluster) - grants_before, 3);
+    });
+}

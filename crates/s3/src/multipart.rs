@@ -193,7 +193,11 @@ impl Gateway {
         )?;
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "a part needs a body"))?;
         let reader = HashingBody::new(body, &mut hashes, self.limits.max_put_bytes);
-        let staged = match files.stage(&part, reader, OnExists::Replace, &|_| {}).await {
+        let size_bytes = input.content_length.and_then(|n| u64::try_from(n).ok());
+        let staged = match files
+            .stage(&part, reader, OnExists::Replace, size_bytes, &|_| {})
+            .await
+        {
             Ok(staged) => staged,
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {
                 return Err(s3_error!(
@@ -218,6 +222,7 @@ impl Gateway {
                 computed.clone(),
             )
             .xattr()]),
+            size_bytes: None,
         };
         files
             .commit(&part, staged.chunks, &options)
@@ -280,7 +285,13 @@ impl Gateway {
                 let body_reader =
                     HashingBody::new(&mut body, &mut hashes, self.limits.max_put_bytes);
                 let staged = files
-                    .stage(&part, body_reader, OnExists::Replace, &|_| {})
+                    .stage(
+                        &part,
+                        body_reader,
+                        OnExists::Replace,
+                        Some(range.end - range.start),
+                        &|_| {},
+                    )
                     .await
                     .map_err(|e| s3_error(e, Missing::Upload))?;
                 let md5: [u8; 16] = hashes.md5.finalize();
@@ -296,6 +307,7 @@ impl Gateway {
                 ..integrity.clone()
             }
             .xattr()]),
+            size_bytes: None,
         };
         files
             .commit(&part, chunks, &options)
@@ -592,6 +604,7 @@ impl Gateway {
             on_exists: OnExists::Replace,
             mode: None,
             xattrs: Some(xattrs),
+            size_bytes: None,
         };
         self.commit(&files, bucket, key, &path, chunks, &options)
             .await?;

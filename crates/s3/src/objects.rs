@@ -203,8 +203,11 @@ impl Gateway {
         }
     }
 
-    /// Stages `body` as chunks for `path`, making the key's parents if the
-    /// first try finds them missing (before any byte is read).
+    /// Stages `body` (of `size_bytes`, when the request says) as chunks
+    /// for `path`, making the key's parents if the first try finds them
+    /// missing (before any byte is read). A body shorter than a chunk is
+    /// not checked before it is stored: its missing parents are found,
+    /// and made, by the commit.
     #[allow(clippy::too_many_arguments)]
     async fn stage(
         &self,
@@ -213,12 +216,16 @@ impl Gateway {
         key: &str,
         path: &str,
         body: &mut StreamingBlob,
+        size_bytes: Option<u64>,
         hashes: &mut Hashes,
         on_exists: OnExists,
     ) -> S3Result<UploadSummary> {
         for attempt in 1..=PARENT_RACE_TRIES {
             let reader = HashingBody::new(body, hashes, self.limits.max_put_bytes);
-            match files.stage(path, reader, on_exists, &|_| {}).await {
+            match files
+                .stage(path, reader, on_exists, size_bytes, &|_| {})
+                .await
+            {
                 Ok(summary) => return Ok(summary),
                 Err(e)
                     if e.code() == Some(ErrorCode::NotFound)
@@ -331,8 +338,18 @@ impl Gateway {
             input.content_md5.take(),
         )?;
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "a put needs a body"))?;
+        let size_bytes = input.content_length.and_then(|n| u64::try_from(n).ok());
         let staged = self
-            .stage(&files, bucket, key, &path, body, &mut hashes, on_exists)
+            .stage(
+                &files,
+                bucket,
+                key,
+                &path,
+                body,
+                size_bytes,
+                &mut hashes,
+                on_exists,
+            )
             .await?;
         let Verified {
             etag,
@@ -345,6 +362,7 @@ impl Gateway {
             on_exists,
             mode: None,
             xattrs: Some(xattrs),
+            size_bytes: None,
         };
         self.commit(&files, bucket, key, &path, staged.chunks, &options)
             .await?;
@@ -707,6 +725,7 @@ impl Gateway {
             on_exists: OnExists::Replace,
             mode: None,
             xattrs: Some(xattrs),
+            size_bytes: None,
         };
         // The same chunks under a second name: no data moves. The ETag is
         // the source's (the same bytes); the copy was modified just now.

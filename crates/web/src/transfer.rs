@@ -289,6 +289,7 @@ pub async fn upload(
             },
             mode: None,
             xattrs: None,
+            size_bytes: None,
         };
         let body = StreamReader::new(field.map(|part| part.map_err(std::io::Error::other)));
         match visitor.files.put(&path, body, &options, &|_| {}).await {
