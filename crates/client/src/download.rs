@@ -18,13 +18,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cairn_placement::Ring;
 use cairn_proto::api::Stat;
-use cairn_proto::{file_digest, ApiError, ChunkId, ChunkRef, ClusterMap, ErrorCode};
+use cairn_proto::{file_digest, ApiError, ChunkId, ChunkRef, ErrorCode};
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::chunks::ChunkClient;
 use crate::error::ClientError;
 use crate::limits::READ_HEADERS_TIMEOUT;
+use crate::map_view::MapView;
 use crate::meta::{MetaClient, Target};
 use crate::upload::{renew_at, renewal_due};
 
@@ -33,7 +34,7 @@ use crate::upload::{renew_at, renewal_due};
 pub struct Reader {
     meta: MetaClient,
     chunks: ChunkClient,
-    ring: Ring,
+    ring: Arc<Ring>,
     replication: usize,
     stat: Stat,
     /// `ends[i]`: the offset just past chunk `i`.
@@ -49,7 +50,7 @@ impl Reader {
     pub fn new(
         meta: MetaClient,
         chunks: ChunkClient,
-        map: &ClusterMap,
+        view: &MapView,
         stat: Stat,
     ) -> Result<Reader, ClientError> {
         match stat.kind {
@@ -90,8 +91,8 @@ impl Reader {
         Ok(Reader {
             meta,
             chunks,
-            ring: Ring::new(map),
-            replication: map.replication as usize,
+            ring: view.ring.clone(),
+            replication: view.map.replication as usize,
             stat,
             ends,
             capabilities: tokio::sync::Mutex::new(capabilities),
@@ -312,6 +313,7 @@ async fn verify(chunk: &ChunkRef, data: &Bytes) -> Result<bool, ClientError> {
 mod tests {
     use super::*;
     use cairn_proto::api::EntryKind;
+    use cairn_proto::ClusterMap;
 
     fn reader_of(lengths: &[u32]) -> Reader {
         let chunks: Vec<ChunkRef> = lengths
@@ -357,7 +359,7 @@ mod tests {
         Reader::new(
             MetaClient::new("127.0.0.1:1"),
             ChunkClient::new(),
-            &map,
+            &MapView::new(map),
             stat,
         )
         .unwrap()
@@ -390,7 +392,7 @@ mod tests {
         let refused = Reader::new(
             MetaClient::new("127.0.0.1:1"),
             ChunkClient::new(),
-            &map,
+            &MapView::new(map),
             stat,
         );
         assert!(matches!(

@@ -23,6 +23,7 @@ use crate::chunks::ChunkClient;
 use crate::download::Reader;
 use crate::error::ClientError;
 use crate::limits::{DEFAULT_WINDOW, MAP_CACHE_TTL};
+use crate::map_view::MapView;
 use crate::meta::{MetaClient, Page, Target};
 use crate::upload::{Grant, UploadSummary, Uploader};
 
@@ -51,14 +52,18 @@ struct Inner {
     meta: MetaClient,
     chunks: ChunkClient,
     window: usize,
-    /// The last map fetched, and when: puts within [`MAP_CACHE_TTL`] use it.
-    /// Shared by the [`Files::acting_as`] views of one process.
-    map: Arc<Mutex<Option<(Instant, ClusterMap)>>>,
+    /// The last map fetched (with its ring), and when: puts and reads
+    /// within [`MAP_CACHE_TTL`] use it. Shared by the [`Files::acting_as`]
+    /// views of one process.
+    map: Arc<Mutex<Option<CachedView>>>,
     /// The capability to store chunks of files named only when committed
     /// ([`Files::chunk_writer`]s, one-chunk puts), shared by the
     /// [`Files::acting_as`] views of one process.
     store_grant: Arc<StoreGrant>,
 }
+
+/// A map view and when it was fetched.
+type CachedView = (Instant, Arc<MapView>);
 
 /// A put capability without a path, made on first use through the
 /// process's own client: not a view's, whose user or key may go while
@@ -113,17 +118,26 @@ impl Files {
 
     /// The cluster map: a recent one when `fresh` is false.
     pub async fn map(&self, fresh: bool) -> Result<ClusterMap, ClientError> {
+        Ok(self.view(fresh).await?.map.clone())
+    }
+
+    /// The cluster map with its ring: a recent one when `fresh` is false.
+    async fn view(&self, fresh: bool) -> Result<Arc<MapView>, ClientError> {
         if !fresh {
             let cached = self.inner.map.lock().expect("map cache lock");
-            if let Some((at, map)) = cached.as_ref() {
+            if let Some((at, view)) = cached.as_ref() {
                 if at.elapsed() < MAP_CACHE_TTL {
-                    return Ok(map.clone());
+                    return Ok(view.clone());
                 }
             }
         }
-        let map = self.inner.meta.map().await?;
-        *self.inner.map.lock().expect("map cache lock") = Some((Instant::now(), map.clone()));
-        Ok(map)
+        let view = Arc::new(MapView::new(self.inner.meta.map().await?));
+        self.keep_view(view.clone());
+        Ok(view)
+    }
+
+    fn keep_view(&self, view: Arc<MapView>) {
+        *self.inner.map.lock().expect("map cache lock") = Some((Instant::now(), view));
     }
 
     pub async fn stat(&self, target: Target<'_>) -> Result<Stat, ClientError> {
@@ -234,7 +248,7 @@ impl Files {
         size_bytes: Option<u64>,
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<UploadSummary, ClientError> {
-        let chunk_size_bytes = self.map(false).await?.chunk_size_bytes;
+        let chunk_size_bytes = self.view(false).await?.map.chunk_size_bytes;
         let grant = if size_bytes.is_some_and(|size| size < chunk_size_bytes) {
             self.store_grant().await?
         } else {
@@ -245,7 +259,7 @@ impl Files {
         // A chunk that found the cached map out of date fetched a fresh one:
         // the next puts use it.
         if let Some(map) = uploader.refreshed_map() {
-            *self.inner.map.lock().expect("map cache lock") = Some((Instant::now(), map));
+            self.keep_view(Arc::new(MapView::new(map)));
         }
         summary
     }
@@ -336,11 +350,11 @@ impl Files {
         xattrs: bool,
     ) -> Result<Arc<Reader>, ClientError> {
         let stat = self.inner.meta.stat_with(target, true, xattrs).await?;
-        let map = self.map(false).await?;
+        let view = self.view(false).await?;
         Ok(Arc::new(Reader::new(
             self.inner.meta.clone(),
             self.inner.chunks.clone(),
-            &map,
+            &view,
             stat,
         )?))
     }
@@ -520,11 +534,11 @@ impl Files {
         match Uploader::new(
             chunks.clone(),
             grant.clone(),
-            &self.map(false).await?,
+            &*self.view(false).await?,
             window,
         ) {
             Err(e) if e.code() == Some(ErrorCode::NotEnoughNodes) => {
-                Uploader::new(chunks, grant, &self.map(true).await?, window)
+                Uploader::new(chunks, grant, &*self.view(true).await?, window)
             }
             other => other,
         }

@@ -8,6 +8,7 @@
 //! - `chunks.rs`: [`ChunkClient`], the chunk data API
 //! - `upload.rs`: [`Uploader`] and [`Grant`]: cutting, placing, storing
 //! - `download.rs`: [`Reader`]: ranged, verified reads
+//! - `map_view.rs`: [`MapView`]: a cluster map with its placement ring
 //! - `presence.rs`: which nodes hold which chunks
 //! - `buckets.rs`: S3 buckets as directories, made for a user by a
 //!   cluster process (the S3 gateway, the web page)
@@ -25,6 +26,7 @@ pub mod error;
 pub mod files;
 pub mod fsck;
 pub mod limits;
+pub mod map_view;
 pub mod meta;
 pub mod path;
 pub mod presence;
@@ -34,6 +36,7 @@ pub use chunks::{ChunkClient, ChunkError};
 pub use download::Reader;
 pub use error::ClientError;
 pub use files::{Files, PutOptions};
+pub use map_view::MapView;
 pub use meta::{MetaClient, Page, Target};
 pub use presence::{chunk_locations, survey, ChunkLocation, Survey};
 pub use upload::{Grant, UploadSummary, Uploader};

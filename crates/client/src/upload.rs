@@ -30,6 +30,7 @@ use crate::error::ClientError;
 use crate::limits::{
     CAPABILITY_RENEW_MARGIN, STRAGGLER_GRACE_FACTOR, STRAGGLER_GRACE_MAX, STRAGGLER_GRACE_MIN,
 };
+use crate::map_view::MapView;
 use crate::meta::MetaClient;
 
 /// What an upload produced: the commit's chunk list, size and digest.
@@ -165,11 +166,11 @@ impl Uploader {
     pub fn new(
         chunks: ChunkClient,
         grant: Arc<Grant>,
-        map: &ClusterMap,
+        view: &MapView,
         window: usize,
     ) -> Result<Uploader, ClientError> {
         assert!(window > 0, "upload window must be positive");
-        let ring = Ring::new(map);
+        let (map, ring) = (&view.map, view.ring.clone());
         let min_copies = map.min_write_copies().max(1);
         if ring.writable_count() < min_copies {
             return Err(ClientError::Api(ApiError::new(
@@ -184,7 +185,7 @@ impl Uploader {
         Ok(Uploader {
             chunks,
             grant,
-            ring: Arc::new(ring),
+            ring,
             replication: map.replication as usize,
             min_copies,
             chunk_size_bytes: map.chunk_size_bytes as usize,
