@@ -323,7 +323,6 @@ fn chunk_api_refuses_bad_ids_and_bodies() {
         .data_dir
         .join("chunks")
         .join(&hex[..2])
-        .join(&hex[2..4])
         .join(hex);
     assert!(!path.exists(), "a mismatched chunk must not be kept");
     let (code, _) = http(addr, "GET", &format!("/v1/chunks/{claimed}"), b"");

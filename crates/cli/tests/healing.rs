@@ -105,11 +105,13 @@ fn chunks_on_disk(cluster: &Cluster, node: usize) -> BTreeSet<String> {
     let Ok(level1) = std::fs::read_dir(&root) else {
         return out;
     };
-    for a in level1.flatten() {
-        for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
-            for c in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
-                out.insert(c.file_name().to_string_lossy().into_owned());
-            }
+    for shard in level1.flatten() {
+        for chunk in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.insert(chunk.file_name().to_string_lossy().into_owned());
         }
     }
     out

@@ -230,7 +230,16 @@ impl Cluster {
             child: None,
         });
         cluster.start_chunk(0);
-        cluster.wait_nodes_up(1);
+        // The map the data came with lists the node up at its old address:
+        // wait for the one that registers now.
+        let addr = cluster.chunks[0].addr.clone();
+        cluster.wait_for(&format!("the node up at {addr}"), |status| {
+            status["nodes"].as_array().is_some_and(|nodes| {
+                nodes
+                    .iter()
+                    .any(|n| n["addr"] == addr.as_str() && n["state"] == "up")
+            })
+        });
         cluster
     }
 
@@ -892,7 +901,6 @@ pub fn chunk_file(cluster: &Cluster, node: usize, id: &str) -> std::path::PathBu
         .data_dir
         .join("chunks")
         .join(&id[..2])
-        .join(&id[2..4])
         .join(id)
 }
 
