@@ -574,10 +574,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let web_addr = format!("127.0.0.1:{}", args.port + args.meta + args.nodes + 1);
     let ready = tokio::select! {
         ready = log_in_and_wait_healthy(&meta_list, &password_path, &client_config, pki.as_ref(), args.nodes as usize) => ready,
-        (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
-            "{name} exited while starting ({status}); see {}/{name}.log",
-            dir.display()
-        )),
+        (name, status) = first_exit(&mut children) => Err(exited_while_starting(&dir, &name, status)),
         _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
     };
     let admin = match ready {
@@ -623,10 +620,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             wait_listening(&web_addr).await?;
             ensure_dev_key(&admin, &key_path).await
         } => ready,
-        (name, status) = first_exit(&mut children) => Err(anyhow::anyhow!(
-            "{name} exited while starting ({status}); see {}/{name}.log",
-            dir.display()
-        )),
+        (name, status) = first_exit(&mut children) => Err(exited_while_starting(&dir, &name, status)),
         _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
     };
     let key = match s3_ready {
@@ -897,6 +891,20 @@ async fn first_exit(children: &mut [(String, Child)]) -> (String, String) {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The error for a child of `cairn dev` that exited while starting, with
+/// the last lines of its log (an address in use says so there).
+fn exited_while_starting(dir: &Path, name: &str, status: String) -> anyhow::Error {
+    const SHOWN_LINES: usize = 5;
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(SHOWN_LINES)..].join("\n  ");
+    anyhow::anyhow!(
+        "{name} exited while starting ({status}); the end of {}:\n  {tail}",
+        log_path.display()
+    )
 }
 
 /// SIGTERM to every child (chunk servers first), then SIGKILL to stragglers.

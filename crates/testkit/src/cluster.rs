@@ -26,19 +26,18 @@ pub fn free_port() -> u16 {
 pub fn free_port_block(count: u16) -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     const ATTEMPTS: usize = 10_000;
-    for _ in 0..ATTEMPTS {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if port >= 65000 {
+    let below = ephemeral_ports_start();
+    for attempt in 0..ATTEMPTS {
+        let port = candidate_port(attempt, below, count);
+        if port >= 65000 - count {
             continue;
         }
         let mut given = GIVEN.lock().unwrap();
         let block = port..=port + count;
         let free = block.clone().all(|p| !given.contains(&p))
-            && (1..=count).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok());
+            && block
+                .clone()
+                .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
         if free {
             given.extend(block);
             return port;
@@ -48,6 +47,39 @@ pub fn free_port_block(count: u16) -> u16 {
         "no block of {} free ports on 127.0.0.1 in {ATTEMPTS} tries",
         count + 1
     );
+}
+
+/// Lowest port tests draw from: below the kernel's ephemeral range there
+/// are no outgoing connections' source ports, one of which could take a
+/// port chosen but not yet bound (a `cairn dev` web server, started last,
+/// once failed so in CI).
+const TEST_PORTS_START: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`).
+fn ephemeral_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A port to try: drawn at random between [`TEST_PORTS_START`] and the
+/// ephemeral range when there is room for the block, else one the kernel
+/// picks (in the ephemeral range, as before).
+fn candidate_port(attempt: usize, ephemeral_start: u16, count: u16) -> u16 {
+    use std::hash::BuildHasher;
+    let room = ephemeral_start.saturating_sub(TEST_PORTS_START + count);
+    if room < 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    // Random per process (the hasher's keys) and per attempt.
+    let random =
+        std::collections::hash_map::RandomState::new().hash_one((std::process::id(), attempt));
+    TEST_PORTS_START + (random % u64::from(room)) as u16
 }
 
 pub struct ChunkServer {
