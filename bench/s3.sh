@@ -189,6 +189,9 @@ TOML
   "${g[@]}" bucket create bench > /dev/null
   "${g[@]}" bucket allow --read --write --owner bench --key bench > /dev/null
   measure Garage plain "$garage_endpoint" "$key" "$secret" garage
+  # Stopped before the next system runs (its background work would take
+  # the cores from it).
+  kill "${pids[@]: -3}"; wait "${pids[@]: -3}" 2>/dev/null || true
 }
 
 garage_version=
