@@ -435,9 +435,15 @@ fn new_nodes_take_their_share_while_files_stay_readable() {
 #[test]
 fn full_node_refuses_writes_and_still_serves_reads() {
     // The big nodes have room to spare while the small one fills, even when
-    // a loaded machine notices it is full a few files late.
+    // a loaded machine notices it is full a few files late. Placement is
+    // proportional to capacity, so every node fills at about the same
+    // rate; what makes the small one full first is that "full" is two
+    // chunks of room: with 1 MiB chunks that is a quarter of the small
+    // node (full at 6 of its 8 chunks) and 2% of a big one. (With 64 KiB
+    // chunks the small node was full only at 98%, which it reached within
+    // the 120 files only when its ring points fell its way.)
     let mut cluster =
-        Cluster::start_full(3, &["--chunk-size", "64KiB"], &[("--capacity", "128MiB")]);
+        Cluster::start_full(3, &["--chunk-size", "1MiB"], &[("--capacity", "128MiB")]);
     let small = cluster.add_chunk(&[("--capacity", "8MiB")]);
     cluster.wait_nodes_up(4);
     let small_id = cluster.node_id(small);
