@@ -897,14 +897,27 @@ async fn first_exit(children: &mut [(String, Child)]) -> (String, String) {
 /// the last lines of its log (an address in use says so there).
 fn exited_while_starting(dir: &Path, name: &str, status: String) -> anyhow::Error {
     const SHOWN_LINES: usize = 5;
+    // Only the end is read: a log may be long by the time a server fails.
+    const TAIL_BYTES: u64 = 16 * 1024;
     let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let log = log_tail(&log_path, TAIL_BYTES).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     let tail = lines[lines.len().saturating_sub(SHOWN_LINES)..].join("\n  ");
     anyhow::anyhow!(
         "{name} exited while starting ({status}); the end of {}:\n  {tail}",
         log_path.display()
     )
+}
+
+/// The last `max_bytes` of the file at `path`, as text.
+fn log_tail(path: &Path, max_bytes: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(max_bytes)))?;
+    let mut tail = Vec::new();
+    file.take(max_bytes).read_to_end(&mut tail)?;
+    Ok(String::from_utf8_lossy(&tail).into_owned())
 }
 
 /// SIGTERM to every child (chunk servers first), then SIGKILL to stragglers.

@@ -270,3 +270,59 @@ fn dev_with_tls_serves_only_tls_and_tells_a_client_without_the_ca_what_to_do() {
     );
     stop(child);
 }
+
+#[test]
+fn dev_says_why_a_server_did_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports_after(5);
+    // The web page's port taken (bound, not listening, as an outgoing
+    // connection's source port would be).
+    let web_port = port + 5;
+    let taken = bound_not_listening(web_port);
+    let out = Command::new(cairn_bin())
+        .args(["dev", "--dir", dir.path().to_str().unwrap()])
+        .args(["--port", &port.to_string(), "--nodes", "3"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    drop(taken);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("web exited while starting")
+            && stderr.contains(&format!("cannot listen on 127.0.0.1:{web_port}"))
+            && stderr.contains("Address already in use"),
+        "{stderr}"
+    );
+    assert!(
+        pids_with(dir.path().to_str().unwrap()).is_empty(),
+        "the servers it started are stopped"
+    );
+}
+
+/// A TCP socket bound to `port` on 127.0.0.1 that does not listen (std
+/// binds only listeners); closed when dropped.
+fn bound_not_listening(port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::bind(
+            fd,
+            &addr as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "bind 127.0.0.1:{port}");
+        owned
+    }
+}

@@ -318,12 +318,7 @@ fn chunk_api_refuses_bad_ids_and_bodies() {
         body.contains("hash_mismatch") && body.contains("nothing was stored"),
         "{body}"
     );
-    let hex = &claimed;
-    let path = cluster.chunks[0]
-        .data_dir
-        .join("chunks")
-        .join(&hex[..2])
-        .join(hex);
+    let path = chunk_file(&cluster, 0, &claimed);
     assert!(!path.exists(), "a mismatched chunk must not be kept");
     let (code, _) = http(addr, "GET", &format!("/v1/chunks/{claimed}"), b"");
     assert_eq!(code, 404);

@@ -98,25 +98,6 @@ fn report_sum(status: &Value, field: &[&str]) -> u64 {
         .sum()
 }
 
-/// Chunk ids held on disk by chunk server `node`.
-fn chunks_on_disk(cluster: &Cluster, node: usize) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let root = cluster.chunks[node].data_dir.join("chunks");
-    let Ok(level1) = std::fs::read_dir(&root) else {
-        return out;
-    };
-    for shard in level1.flatten() {
-        for chunk in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.insert(chunk.file_name().to_string_lossy().into_owned());
-        }
-    }
-    out
-}
-
 /// A mix of small files and files of several chunks (chunk size 64 KiB).
 fn mixed_files(count: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
     (0..count)

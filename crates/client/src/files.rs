@@ -248,13 +248,13 @@ impl Files {
         size_bytes: Option<u64>,
         on_progress: &(dyn Fn(u64) + Sync),
     ) -> Result<UploadSummary, ClientError> {
-        let chunk_size_bytes = self.view(false).await?.map.chunk_size_bytes;
-        let grant = if size_bytes.is_some_and(|size| size < chunk_size_bytes) {
+        let view = self.view(false).await?;
+        let grant = if size_bytes.is_some_and(|size| size < view.map.chunk_size_bytes) {
             self.store_grant().await?
         } else {
             Grant::put(&self.inner.meta, path, on_exists).await?
         };
-        let uploader = self.uploader(grant, self.inner.window).await?;
+        let uploader = self.uploader(&view, grant, self.inner.window).await?;
         let summary = uploader.upload(reader, on_progress).await;
         // A chunk that found the cached map out of date fetched a fresh one:
         // the next puts use it.
@@ -514,7 +514,7 @@ impl Files {
     /// expires: a writer costs no call to the metadata service.
     pub async fn chunk_writer(&self) -> Result<Uploader, ClientError> {
         let grant = self.store_grant().await?;
-        self.uploader(grant, 1).await
+        self.uploader(&*self.view(false).await?, grant, 1).await
     }
 
     /// The shared path-less put capability (see [`StoreGrant`]).
@@ -527,16 +527,16 @@ impl Files {
             .clone())
     }
 
-    /// An uploader under `grant` with the cached map, or a fresh one when
-    /// the cached map is older than nodes that came up since.
-    async fn uploader(&self, grant: Arc<Grant>, window: usize) -> Result<Uploader, ClientError> {
+    /// An uploader under `grant` with `view`, or a fresh map when `view` is
+    /// older than nodes that came up since.
+    async fn uploader(
+        &self,
+        view: &MapView,
+        grant: Arc<Grant>,
+        window: usize,
+    ) -> Result<Uploader, ClientError> {
         let chunks = self.inner.chunks.clone();
-        match Uploader::new(
-            chunks.clone(),
-            grant.clone(),
-            &*self.view(false).await?,
-            window,
-        ) {
+        match Uploader::new(chunks.clone(), grant.clone(), view, window) {
             Err(e) if e.code() == Some(ErrorCode::NotEnoughNodes) => {
                 Uploader::new(chunks, grant, &*self.view(true).await?, window)
             }

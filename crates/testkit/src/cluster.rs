@@ -936,6 +936,25 @@ pub fn chunk_file(cluster: &Cluster, node: usize, id: &str) -> std::path::PathBu
         .join(id)
 }
 
+/// Chunk ids held on disk by chunk server `node` (the layout of
+/// [`chunk_file`]).
+pub fn chunks_on_disk(cluster: &Cluster, node: usize) -> std::collections::BTreeSet<String> {
+    let root = cluster.chunks[node].data_dir.join("chunks");
+    let Ok(shards) = std::fs::read_dir(&root) else {
+        return Default::default();
+    };
+    shards
+        .flatten()
+        .flat_map(|shard| {
+            std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|chunk| chunk.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Overwrites a chunk file with bytes of the same length, as bit rot would.
 pub fn rot(path: &std::path::Path) {
     let mut bytes = std::fs::read(path).unwrap();

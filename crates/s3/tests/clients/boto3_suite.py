@@ -210,6 +210,10 @@ assert error_code(
 s3.abort_multipart_upload(Bucket="main", Key="mp/small.bin", UploadId=small)
 assert error_code(s3.head_object, Bucket="main", Key="mp/small.bin") in ("404", "NoSuchKey")
 assert error_code(s3.abort_multipart_upload, Bucket="main", Key="mp/small.bin", UploadId=small) == "NoSuchUpload"
+# A part for an upload that is gone: a small one is refused by its commit,
+# a large one before its data moves; the same answer either way.
+assert error_code(s3.upload_part, Bucket="main", Key="mp/small.bin", UploadId=small, PartNumber=3, Body=b"late") == "NoSuchUpload"
+assert error_code(s3.upload_part, Bucket="main", Key="mp/small.bin", UploadId=small, PartNumber=3, Body=big[: 5 * MIB]) == "NoSuchUpload"
 
 # ---- copy ----
 check("copy: metadata kept or replaced, chunks shared")
