@@ -2,12 +2,14 @@
 //! local disk, serves them over HTTP, and keeps them where they belong.
 //!
 //! - `store.rs`: the on-disk layout and durable writes
+//! - `aligned.rs`: the `O_DIRECT`-aligned buffer a chunk's body arrives in
 //! - `server.rs`: the chunk data API (`PUT`/`GET`/`HEAD /v1/chunks/{id}`, the
 //!   batch presence call, corrupt-copy reports, health, metrics)
 //! - `node.rs`: what the tasks share (map view, counters, corrupt handling)
 //! - `membership.rs`: registration, heartbeats, map refresh
 //! - `repair.rs`, `scrub.rs`, `collect.rs`: the three background loops
 
+pub mod aligned;
 pub mod collect;
 pub mod limits;
 pub mod membership;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cairn_client::{ChunkClient, MetaClient};
 use cairn_placement::Ring;
 use cairn_proto::api::{NodeReport, RepairReport, ScrubReport};
-use cairn_proto::{ChunkId, ClusterMap, NodeState, DEFAULT_CHUNK_SIZE_BYTES};
+use cairn_proto::{ChunkId, ClusterMap, NodeState, DEFAULT_CHUNK_SIZE_BYTES, MAX_CHUNK_SIZE_BYTES};
 use cairn_telemetry::{counter, gauge};
 use tokio::sync::{watch, Notify};
 
@@ -230,20 +230,27 @@ impl Node {
             if &peer.id == me {
                 continue;
             }
-            let data = match self.peers.get(&peer.addr, id, None, None).await {
-                Ok(data) => data,
+            let received = match self
+                .peers
+                .get(&peer.addr, id, None, None, MAX_CHUNK_SIZE_BYTES as usize)
+                .await
+            {
+                Ok(received) => received,
                 Err(e) => {
                     failures.push(format!("{}: {e}", peer.addr));
                     continue;
                 }
             };
+            if !received.is(id, received.len_bytes()) {
+                failures.push(format!("{}: corrupt copy", peer.addr));
+                continue;
+            }
             let store = self.store.clone();
             let id = *id;
             let stored = tokio::task::spawn_blocking(move || {
-                if ChunkId::of(&data) != id {
-                    return Err("corrupt copy".to_string());
-                }
-                store.write(&id, &data).map_err(|e| e.to_string())
+                store
+                    .write(&id, &received.into_bytes())
+                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())?;

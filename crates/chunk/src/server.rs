@@ -26,6 +26,7 @@ use cairn_telemetry::counter;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::aligned::AlignedBuffer;
 use crate::limits::MAX_CONCURRENT_TRANSFERS;
 use crate::node::Node;
 use crate::store::ChunkStore;
@@ -186,11 +187,19 @@ async fn put_chunk(
     if let Err(refusal) = server.authorize(&headers, source, ChunkOp::Put, Some(&id)) {
         return error(refusal);
     }
-    let declared_len = headers
+    // The length is needed up front: the body lands in a buffer of that
+    // size, aligned for the direct write (every Cairn client sends it).
+    let Some(declared_len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|len| len > MAX_CHUNK_SIZE_BYTES) {
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return error(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "a chunk PUT needs a Content-Length header with the chunk's size",
+        ));
+    };
+    if declared_len > MAX_CHUNK_SIZE_BYTES {
         return error(too_large());
     }
     if server.node.state() == Some(NodeState::Draining) {
@@ -200,7 +209,7 @@ async fn put_chunk(
         ));
     }
     let _permit = acquire(&server.transfers).await;
-    let mut data = Vec::with_capacity(declared_len.unwrap_or(0) as usize);
+    let mut data = AlignedBuffer::with_capacity(declared_len as usize);
     let mut hasher = blake3::Hasher::new();
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
@@ -213,13 +222,15 @@ async fn put_chunk(
                 ))
             }
         };
-        if (data.len() + frame.len()) as u64 > MAX_CHUNK_SIZE_BYTES {
-            return error(too_large());
+        if (data.len() + frame.len()) as u64 > declared_len || !data.extend_from_slice(&frame) {
+            return error(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "chunk body is longer than its Content-Length",
+            ));
         }
         hasher.update(&frame);
-        data.extend_from_slice(&frame);
     }
-    if declared_len.is_some_and(|len| len != data.len() as u64) {
+    if declared_len != data.len() as u64 {
         return error(ApiError::new(
             ErrorCode::InvalidArgument,
             "chunk body length differs from Content-Length",
@@ -240,7 +251,9 @@ async fn put_chunk(
         .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
     let store = server.store.clone();
     let len = data.len() as u64;
-    match tokio::task::spawn_blocking(move || store.write_received(&id, &data, received)).await {
+    match tokio::task::spawn_blocking(move || store.write_received(&id, data.as_slice(), received))
+        .await
+    {
         Ok(Ok(true)) => {
             counter!("cairn_chunk_written_bytes_total").increment(len);
             StatusCode::CREATED.into_response()

@@ -32,7 +32,7 @@ pub mod path;
 pub mod presence;
 pub mod upload;
 
-pub use chunks::{ChunkClient, ChunkError};
+pub use chunks::{ChunkClient, ChunkError, ReceivedChunk};
 pub use download::Reader;
 pub use error::ClientError;
 pub use files::{Files, PutOptions};

@@ -955,6 +955,14 @@ pub fn chunks_on_disk(cluster: &Cluster, node: usize) -> std::collections::BTree
         .collect()
 }
 
+/// Appends bytes to a chunk file, as a torn or misdirected write might:
+/// a copy longer than its chunk.
+pub fn grow(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.extend_from_slice(&[0x5a; 100_000]);
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// Overwrites a chunk file with bytes of the same length, as bit rot would.
 pub fn rot(path: &std::path::Path) {
     let mut bytes = std::fs::read(path).unwrap();
