@@ -1,6 +1,6 @@
-//! A byte buffer whose start is aligned for `O_DIRECT`, filled as a chunk's
-//! body arrives, so the store can write it to disk without first copying
-//! it into an aligned bounce buffer.
+//! A byte buffer whose start is aligned for `O_DIRECT`: a chunk's body
+//! arrives in one, so the store writes it to disk as it is, and the store's
+//! bounce buffer (for data that arrives elsewhere) is one.
 //!
 //! Why: a chunk PUT used to gather its body into a `Vec` and then copy it
 //! again into an aligned buffer (zeroed first) for the direct write. Those
@@ -69,6 +69,11 @@ impl AlignedBuffer {
         true
     }
 
+    /// Empties the buffer, keeping its room (and its alignment).
+    pub fn clear(&mut self) {
+        self.storage.truncate(self.offset);
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         &self.storage[self.offset..]
     }
@@ -89,6 +94,10 @@ mod tests {
             assert!((buffer.as_slice().as_ptr() as usize).is_multiple_of(DIRECT_ALIGN));
             assert_eq!((buffer.len(), buffer.capacity()), (capacity, capacity));
             assert!(!buffer.extend_from_slice(&[1]), "full");
+            buffer.clear();
+            assert!(buffer.is_empty());
+            assert!(buffer.extend_from_slice(&vec![8; capacity]), "room again");
+            assert!((buffer.as_slice().as_ptr() as usize).is_multiple_of(DIRECT_ALIGN));
         }
     }
 

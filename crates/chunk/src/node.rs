@@ -241,7 +241,7 @@ impl Node {
                     continue;
                 }
             };
-            if !received.is(id, received.len_bytes()) {
+            if received.hash() != id {
                 failures.push(format!("{}: corrupt copy", peer.addr));
                 continue;
             }

@@ -40,11 +40,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-
-use crate::aligned::DIRECT_ALIGN;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_proto::{ChunkId, NodeId};
+
+use crate::aligned::{AlignedBuffer, DIRECT_ALIGN};
 
 const FORMAT_LINE: &str = "cairn-chunk-store 2";
 /// The layout with a second directory level, upgraded on open.
@@ -479,11 +479,6 @@ fn write_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// write whose data does not start aligned.
 const DIRECT_PIECE: usize = 1 << 20;
 
-/// One aligned block of a direct write's bounce buffer.
-#[repr(C, align(4096))]
-#[derive(Clone, Copy)]
-struct AlignedBlock([u8; DIRECT_ALIGN]);
-
 /// Creates `path` holding `data` (not yet synced): with `O_DIRECT` for
 /// the aligned part, then buffered for the last partial block; all
 /// buffered for a chunk shorter than a block, or where the file system
@@ -517,20 +512,16 @@ fn write_chunk_file(path: &Path, data: &[u8]) -> io::Result<File> {
     if (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN) {
         file.write_all(&data[..aligned_len])?;
     } else {
-        // Small chunks (S3's 4 KiB objects) must not pay for zeroing 1 MiB.
-        let block_count = aligned_len.min(DIRECT_PIECE) / DIRECT_ALIGN;
-        let mut blocks = vec![AlignedBlock([0; DIRECT_ALIGN]); block_count];
+        // No larger than the data: small chunks (S3's 4 KiB objects) must
+        // not pay for a 1 MiB buffer.
+        let mut bounce = AlignedBuffer::with_capacity(aligned_len.min(DIRECT_PIECE));
         for piece in data[..aligned_len].chunks(DIRECT_PIECE) {
-            assert!(piece.len() % DIRECT_ALIGN == 0 && piece.len() <= blocks.len() * DIRECT_ALIGN);
-            // SAFETY: `blocks` is a live, initialised array of plain bytes;
-            // viewing its first `piece.len()` bytes as one slice stays inside
-            // it (asserted above), and nothing else borrows it meanwhile.
-            let buffer: &mut [u8] = unsafe {
-                std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), piece.len())
-            };
-            debug_assert_eq!(buffer.as_ptr() as usize % DIRECT_ALIGN, 0);
-            buffer.copy_from_slice(piece);
-            file.write_all(buffer)?;
+            bounce.clear();
+            assert!(
+                bounce.extend_from_slice(piece),
+                "a piece fits the bounce buffer"
+            );
+            file.write_all(bounce.as_slice())?;
         }
     }
     let tail = &data[aligned_len..];
@@ -687,7 +678,6 @@ fn statvfs(dir: &Path) -> io::Result<libc::statvfs> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aligned::AlignedBuffer;
 
     #[test]
     fn write_read_and_reopen() {

@@ -58,26 +58,31 @@ impl ChunkError {
 #[derive(Debug, Clone)]
 pub struct ReceivedChunk {
     pieces: Vec<Bytes>,
-    len_bytes: usize,
     hash: ChunkId,
 }
 
 impl ReceivedChunk {
     /// Whether these are the bytes of chunk `id`, `len_bytes` long.
     pub fn is(&self, id: &ChunkId, len_bytes: usize) -> bool {
-        self.len_bytes == len_bytes && &self.hash == id
+        self.len_bytes() == len_bytes && &self.hash == id
+    }
+
+    /// The BLAKE3 of the bytes received, for a caller that does not know
+    /// the chunk's length (the hash alone decides).
+    pub fn hash(&self) -> &ChunkId {
+        &self.hash
     }
 
     pub fn len_bytes(&self) -> usize {
-        self.len_bytes
+        self.pieces.iter().map(Bytes::len).sum()
     }
 
     /// Bytes `range` of the chunk, as slices of its pieces (nothing copied).
     pub fn slice(&self, range: Range<usize>) -> Vec<Bytes> {
         assert!(
-            range.start <= range.end && range.end <= self.len_bytes,
+            range.start <= range.end && range.end <= self.len_bytes(),
             "range {range:?} outside a chunk of {} bytes",
-            self.len_bytes
+            self.len_bytes()
         );
         let mut slices = Vec::new();
         let mut piece_start = 0;
@@ -98,7 +103,7 @@ impl ReceivedChunk {
         if self.pieces.len() == 1 {
             return self.pieces.pop().expect("one piece");
         }
-        let mut whole = BytesMut::with_capacity(self.len_bytes);
+        let mut whole = BytesMut::with_capacity(self.len_bytes());
         for piece in &self.pieces {
             whole.extend_from_slice(piece);
         }
@@ -293,7 +298,6 @@ impl ChunkClient {
         }
         Ok(ReceivedChunk {
             pieces,
-            len_bytes,
             hash: ChunkId(*hasher.finalize().as_bytes()),
         })
     }
@@ -399,7 +403,6 @@ mod tests {
         let whole: Vec<u8> = pieces.concat();
         ReceivedChunk {
             pieces: pieces.iter().map(|p| Bytes::from(p.clone())).collect(),
-            len_bytes: whole.len(),
             hash: ChunkId::of(&whole),
         }
     }

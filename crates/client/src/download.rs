@@ -23,7 +23,7 @@ use bytes::Bytes;
 use cairn_placement::Ring;
 use cairn_proto::api::Stat;
 use cairn_proto::{file_digest, ApiError, ErrorCode};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::chunks::{ChunkClient, ReceivedChunk};
@@ -193,19 +193,13 @@ impl Reader {
                 }
             })
             .buffered(window)
-            .flat_map(move |fetched| {
-                let pieces = fetched.map(|(index, data)| {
-                    let start = slicer.start_of(index);
-                    let from = offset.saturating_sub(start) as usize;
-                    let to = (end - start).min(data.len_bytes() as u64) as usize;
-                    data.slice(from..to)
-                });
-                let pieces: Vec<Result<Bytes, ClientError>> = match pieces {
-                    Ok(pieces) => pieces.into_iter().map(Ok).collect(),
-                    Err(e) => vec![Err(e)],
-                };
-                futures::stream::iter(pieces)
+            .map_ok(move |(index, data)| {
+                let start = slicer.start_of(index);
+                let from = offset.saturating_sub(start) as usize;
+                let to = (end - start).min(data.len_bytes() as u64) as usize;
+                futures::stream::iter(data.slice(from..to).into_iter().map(Ok))
             })
+            .try_flatten()
     }
 
     /// Chunk `index`, verified, in one buffer.
