@@ -332,6 +332,26 @@ pub async fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| format!("cairn-file-{}", reader.stat().id)),
         );
     }
+    // A destination that is neither a file nor a directory (a device such
+    // as /dev/null, a FIFO) is written in place, as `cp` does: renaming a
+    // finished file over it would replace it (for root, /dev/null itself).
+    if std::fs::metadata(&local).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let mut device = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&local)
+            .await
+            .with_context(|| format!("cannot open {} for writing", local.display()))?;
+        reader
+            .copy_range(
+                offset,
+                length,
+                &mut device,
+                cairn_client::limits::DEFAULT_WINDOW,
+                &|_| {},
+            )
+            .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     // Write beside the destination, rename when every chunk verified: the
     // output name never shows a partial or unverified file.
     let file_name = local.file_name().and_then(|n| n.to_str()).unwrap_or("out");

@@ -481,3 +481,38 @@ fn chunk_put_over_the_size_limit_cut_short_or_of_unknown_length_is_refused() {
     let (code, body) = http(addr, "GET", "/v1/health", b"");
     assert_eq!(code, 200, "the server keeps serving: {body}");
 }
+
+#[test]
+fn get_into_a_fifo_writes_through_it_and_leaves_it_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let cluster = Cluster::start_with(3, &["--chunk-size", "256KiB"]);
+    let data = random_bytes(MIB, 601);
+    put_bytes(&cluster, &data, "/f");
+    // A FIFO stands for any destination that is not a file (/dev/null,
+    // a device): renaming the fetched file over it would replace it.
+    let fifo = cluster.dir.path().join("pipe");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path and plain mode bits.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let reading = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    cluster.ok(&["get", "/f", fifo.to_str().unwrap()]);
+    // Checked first: had it been replaced, the reader would wait forever.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "still a FIFO, not replaced: {kind:?}");
+    assert!(
+        reading.join().unwrap() == data,
+        "the bytes came through the FIFO"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(cluster.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("cairn-partial"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no partial file beside it: {leftovers:?}"
+    );
+}
