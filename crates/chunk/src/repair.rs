@@ -35,7 +35,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use cairn_placement::Ring;
 use cairn_proto::{ChunkId, ClusterMap, ErrorCode, NodeId, NodeState};
 use cairn_telemetry::counter;
@@ -284,7 +283,7 @@ async fn repair_chunk(
         let store = node.store.clone();
         let id = chunk.id;
         let data = match tokio::task::spawn_blocking(move || store.read(&id)).await {
-            Ok(Ok(Some(data))) => Bytes::from(data),
+            Ok(Ok(Some(data))) => data,
             Ok(Ok(None)) => return false, // deleted meanwhile (collected, handed off)
             Ok(Err(e)) => {
                 tracing::error!(chunk = %id, %e, "cannot read chunk to push it");

@@ -301,11 +301,7 @@ async fn get_chunk(
     match tokio::task::spawn_blocking(move || store.read(&id)).await {
         Ok(Ok(Some(data))) => {
             counter!("cairn_chunk_read_bytes_total").increment(data.len() as u64);
-            (
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                Bytes::from(data),
-            )
-                .into_response()
+            ([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response()
         }
         Ok(Ok(None)) => error(ApiError::new(
             ErrorCode::NotFound,
