@@ -135,9 +135,10 @@ measure() {
   keep "$system" "$transport" "server CPU ms per 4KiB put" "$(cpu_ms_per "$small_count" "$c0" "$c1")"
   keep "$system" "$transport" "server CPU ms per 4KiB get" "$(cpu_ms_per "$small_count" "$c1" "$c2")"
 
-  local op rate p50 p99
-  while read -r op rate p50 p99; do
+  local op rate p50 p99 client_ms
+  while read -r op rate p50 p99 client_ms; do
     keep "$system" "$transport" "boto3 ${load_count}x4KiB $op obj/s" "$(printf '%8s' "$rate")" "p50 $p50 ms, p99 $p99 ms"
+    keep "$system" "$transport" "boto3 client CPU ms per $op" "$client_ms"
   done < <(python3 bench/s3_load.py "$endpoint" "$key" "$secret" bench "$load_count" 16 4096 $ca)
 }
 
