@@ -229,10 +229,12 @@ for label in "${labels[@]}"; do
   cairn_plain=${figures["Cairn plain|$label"]:-}
   garage=${figures["Garage plain|$label"]:-}
   ratio=
-  if [ -n "$garage" ] && [ -n "$cairn_plain" ]; then
+  # The clients' own CPU is the same client against either server: no ratio.
+  if [ -n "$garage" ] && [ -n "$cairn_plain" ] && [[ "$label" != *"client CPU"* ]]; then
     ratio=$(python3 -c 'import sys; a, b = (float(v.split()[0]) for v in sys.argv[1:]); print(f"{a / b:.2f}x" if b else "")' "$cairn_plain" "$garage")
   fi
   printf '  %-32s %-34s %-34s %-34s %s\n' "$label" "$cairn_plain" "${figures["Cairn TLS|$label"]:-}" "${garage:-not run}" "$ratio"
 done
-echo "  (server CPU: the servers' user + system time over the rclone run, all processes; lower is better)"
+echo "  (server CPU: the servers' user + system time over the rclone run, all processes; lower is better."
+echo "   boto3 client CPU: what the client process itself spent per object, under Python's GIL)"
 [ -n "$garage_version" ] || echo "Garage: not measured (not installed: cargo install garage --version 2.5.0 --locked)."

@@ -17,6 +17,9 @@ use serde_json::Value;
 const MEMBERS: usize = 3;
 const PORT: u16 = 7700;
 const LIMIT: Duration = Duration::from_secs(60);
+/// Writes sent at once to the cut-off leader: more than one, so some wait
+/// in its write queue behind the first and share its failure.
+const MINORITY_WRITES: usize = 6;
 
 /// The namespaces and the processes in them; dropping it kills the
 /// processes and deletes the namespaces (and with them the links).
@@ -269,13 +272,30 @@ fn a_partitioned_leader_refuses_writes_while_the_majority_serves_and_it_catches_
     assert_ne!(new, old);
 
     // The cut-off member, asked from its own side, refuses to write and
-    // says why; it still answers stale reads.
+    // says why; it still answers stale reads. Several writes at once: the
+    // first is proposed and waits for a majority, those queued behind it
+    // are answered with its failure. Every one is refused, none hangs, and
+    // none appears later (the final listing below is exact).
     let minority = net.member_ns(old);
     let own = Net::addr(old);
-    let out = net.cairn(&minority, &own, &["mkdir", "/minority"]);
-    assert!(!out.status.success(), "the minority side accepted a write");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(err.contains("majority"), "unclear refusal: {err}");
+    let refusals: Vec<String> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..MINORITY_WRITES)
+            .map(|k| {
+                let (net, minority, own) = (&net, &minority, &own);
+                scope.spawn(move || {
+                    let path = format!("/minority-{k}");
+                    let out = net.cairn(minority, own, &["mkdir", &path]);
+                    assert!(!out.status.success(), "the minority side accepted {path}");
+                    String::from_utf8_lossy(&out.stderr).into_owned()
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for err in &refusals {
+        assert!(err.contains("majority"), "unclear refusal: {err}");
+    }
+    let err = &refusals[0];
     let out = net.cairn(&minority, &own, &["ls", "--json", "/"]);
     assert!(
         !out.status.success(),
