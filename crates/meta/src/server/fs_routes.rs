@@ -85,7 +85,7 @@ pub async fn stat(
     let with_xattrs = query.xattrs;
     let who = caller.principal;
     let mut stat = meta
-        .read(consistency, move |txn| {
+        .read_bounded(consistency, move |txn| {
             let view = ReadView::open(txn)?;
             let (id, inode, named) = target.resolve(&view, &who)?;
             if read && !inode.is_dir() {
@@ -134,7 +134,7 @@ pub async fn grant(
             if let Some(path) = req.path {
                 let who = caller.principal.clone();
                 let exists_is_an_error = req.on_exists == Some(OnExists::Fail);
-                meta.read(Consistency::Linearizable, move |txn| {
+                meta.read_bounded(Consistency::Linearizable, move |txn| {
                     ReadView::open(txn)?.check_writable(&who, &path, exists_is_an_error)
                 })
                 .await?;
@@ -209,7 +209,7 @@ pub async fn xattrs(
     let target = Target::of(query.path, query.id)?;
     let who = caller.principal;
     let xattrs = meta
-        .read(consistency, move |txn| {
+        .read_bounded(consistency, move |txn| {
             let view = ReadView::open(txn)?;
             let (id, inode, named) = target.resolve(&view, &who)?;
             view.xattrs(&who, id, &inode, &named, query.name.as_deref())
@@ -362,7 +362,7 @@ pub async fn commit(
 /// the leader before they are answered, so its state holds the write (or
 /// later changes) without a linearizable read.
 async fn stat_after_write(meta: &Meta, who: Principal, id: FileId) -> Result<Stat, ApiError> {
-    meta.read(Consistency::Stale, move |txn| {
+    meta.read_bounded(Consistency::Stale, move |txn| {
         let view = ReadView::open(txn)?;
         let inode = view.resolve_id(&who, id)?;
         Names::new(&view).stat(id, &inode, &who)
