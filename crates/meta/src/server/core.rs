@@ -62,15 +62,47 @@ pub struct Meta {
     pub writes: Arc<Mutex<WriteQueue>>,
 }
 
+/// A proposal waiting for a log entry, with where its outcome goes.
+type Queued = (
+    state::Request,
+    tokio::sync::oneshot::Sender<Result<Output, ApiError>>,
+);
+
 /// Proposals waiting for a log entry, and whether a task is proposing
 /// them (it drains the queue, a batch at a time, until it is empty).
 #[derive(Default)]
 pub struct WriteQueue {
-    pending: Vec<(
-        state::Request,
-        tokio::sync::oneshot::Sender<Result<Output, ApiError>>,
-    )>,
+    pending: Vec<Queued>,
     proposing: bool,
+}
+
+impl WriteQueue {
+    /// Queues a proposal; `Ok(true)` if no task is proposing, so the
+    /// caller must start one. Refused (`unavailable`) when
+    /// [`MAX_QUEUED_PROPOSALS`] are waiting already.
+    fn enqueue(&mut self, queued: Queued) -> Result<bool, ApiError> {
+        if self.pending.len() >= MAX_QUEUED_PROPOSALS {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("{MAX_QUEUED_PROPOSALS} writes are waiting on this metadata member; retry shortly"),
+            ));
+        }
+        self.pending.push(queued);
+        Ok(!std::mem::replace(&mut self.proposing, true))
+    }
+
+    /// The oldest proposals, up to [`MAX_BATCH_REQUESTS`], in order; `None`
+    /// when none wait, and the proposing task then ends (the next
+    /// [`WriteQueue::enqueue`] starts another).
+    fn next_batch(&mut self) -> Option<Vec<Queued>> {
+        assert!(self.proposing, "only the proposing task takes batches");
+        if self.pending.is_empty() {
+            self.proposing = false;
+            return None;
+        }
+        let take = self.pending.len().min(MAX_BATCH_REQUESTS);
+        Some(self.pending.drain(..take).collect())
+    }
 }
 
 /// Whether a request may share a log entry: all but commits of many
@@ -88,14 +120,8 @@ fn batchable(request: &state::Request) -> bool {
 /// waiting proposal's answer: they would meet it too.
 async fn propose_queued(raft: Raft<TypeConfig>, queue: Arc<Mutex<WriteQueue>>) {
     loop {
-        let batch = {
-            let mut queue = queue.lock().expect("write queue lock");
-            if queue.pending.is_empty() {
-                queue.proposing = false;
-                return;
-            }
-            let take = queue.pending.len().min(MAX_BATCH_REQUESTS);
-            queue.pending.drain(..take).collect::<Vec<_>>()
+        let Some(batch) = queue.lock().expect("write queue lock").next_batch() else {
+            return;
         };
         let (mut requests, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let results = if requests.len() == 1 {
@@ -198,17 +224,11 @@ impl Meta {
             return write_entry(&self.raft, request).await?;
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut queue = self.writes.lock().expect("write queue lock");
-            if queue.pending.len() >= MAX_QUEUED_PROPOSALS {
-                return Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("{MAX_QUEUED_PROPOSALS} writes are waiting on this metadata member; retry shortly"),
-                ));
-            }
-            queue.pending.push((request, answer));
-            !std::mem::replace(&mut queue.proposing, true)
-        };
+        let start = self
+            .writes
+            .lock()
+            .expect("write queue lock")
+            .enqueue((request, answer))?;
         if start {
             tokio::spawn(propose_queued(self.raft.clone(), self.writes.clone()));
         }
@@ -373,5 +393,63 @@ impl Meta {
     /// Whether this member leads now (as far as it knows).
     pub fn leads(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(n: u128) -> Queued {
+        let command = Command::Purge { max_entries: 1 };
+        (
+            state::Request::new(0, Some(n), None, command),
+            tokio::sync::oneshot::channel().0,
+        )
+    }
+
+    #[test]
+    fn the_first_write_starts_a_proposer_and_a_drained_queue_stops_it() {
+        let mut queue = WriteQueue::default();
+        assert_eq!(queue.enqueue(proposal(1)).ok(), Some(true));
+        assert_eq!(queue.enqueue(proposal(2)).ok(), Some(false));
+        let batch = queue.next_batch().unwrap();
+        let ids: Vec<_> = batch.iter().map(|(r, _)| r.request_id).collect();
+        assert_eq!(ids, [Some(1), Some(2)]);
+        assert!(queue.next_batch().is_none());
+        assert_eq!(queue.enqueue(proposal(3)).ok(), Some(true));
+    }
+
+    #[test]
+    fn batches_are_bounded_and_keep_the_order_of_arrival() {
+        let mut queue = WriteQueue::default();
+        let count = MAX_BATCH_REQUESTS * 2 + 1;
+        for n in 0..count {
+            queue.enqueue(proposal(n as u128)).unwrap();
+        }
+        let mut seen = Vec::new();
+        while let Some(batch) = queue.next_batch() {
+            assert!(!batch.is_empty() && batch.len() <= MAX_BATCH_REQUESTS);
+            seen.extend(batch.iter().map(|(r, _)| r.request_id.unwrap()));
+        }
+        assert_eq!(seen, (0..count as u128).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_full_queue_refuses_a_write_with_what_to_do_and_takes_it_once_drained() {
+        let mut queue = WriteQueue::default();
+        for n in 0..MAX_QUEUED_PROPOSALS {
+            queue.enqueue(proposal(n as u128)).unwrap();
+        }
+        let refused = queue.enqueue(proposal(u128::MAX)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unavailable);
+        assert!(
+            refused.message.contains("retry shortly"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(queue.pending.len(), MAX_QUEUED_PROPOSALS);
+        queue.next_batch().unwrap();
+        assert_eq!(queue.enqueue(proposal(u128::MAX)).ok(), Some(false));
     }
 }
