@@ -1,7 +1,7 @@
 """Small-object load for bench/s3.sh: COUNT objects of SIZE bytes put, then
 got, by THREADS boto3 threads; prints objects/s, p50/p99 latency and the
-client's own CPU per object (boto3 runs under the GIL: near 1 ms an object,
-one core caps it near 1,000 objects/s whatever the server does).
+client's own CPU per object (boto3 runs under the GIL: 1.2-1.4 ms an object
+measured here, so one core caps it near 800 objects/s whatever the server).
 
     python3 bench/s3_load.py ENDPOINT KEY SECRET BUCKET COUNT THREADS SIZE [CA_FILE]
 """

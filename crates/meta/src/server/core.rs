@@ -103,6 +103,13 @@ impl WriteQueue {
         let take = self.pending.len().min(MAX_BATCH_REQUESTS);
         Some(self.pending.drain(..take).collect())
     }
+
+    /// Every waiting proposal, to be answered with the failure of the
+    /// batch ahead of them (they would meet it too); the proposing task
+    /// then finds the queue empty and ends.
+    fn take_pending(&mut self) -> Vec<Queued> {
+        std::mem::take(&mut self.pending)
+    }
 }
 
 /// Whether a request may share a log entry: all but commits of many
@@ -147,7 +154,7 @@ async fn propose_queued(raft: Raft<TypeConfig>, queue: Arc<Mutex<WriteQueue>>) {
                 }
             }
             Err(e) => {
-                let waiting = std::mem::take(&mut queue.lock().expect("write queue lock").pending);
+                let waiting = queue.lock().expect("write queue lock").take_pending();
                 for answer in answers
                     .into_iter()
                     .chain(waiting.into_iter().map(|(_, a)| a))
@@ -244,9 +251,7 @@ impl Meta {
         consistency: Consistency,
         read: impl FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        if consistency == Consistency::Linearizable {
-            self.confirm_leader().await?;
-        }
+        self.confirm_for(consistency).await?;
         self.read_local(read).await
     }
 
@@ -265,10 +270,17 @@ impl Meta {
         consistency: Consistency,
         read: impl FnOnce(&ReadTransaction) -> Result<T, StateError>,
     ) -> Result<T, ApiError> {
-        if consistency == Consistency::Linearizable {
-            self.confirm_leader().await?;
-        }
+        self.confirm_for(consistency).await?;
         self.read_inline(read)
+    }
+
+    /// What a read of `consistency` waits for first: a confirmed leader
+    /// with its log applied, or nothing for a stale-ok read.
+    async fn confirm_for(&self, consistency: Consistency) -> Result<(), ApiError> {
+        match consistency {
+            Consistency::Linearizable => self.confirm_leader().await,
+            Consistency::Stale => Ok(()),
+        }
     }
 
     /// Waits until a majority confirms this member leads and everything
@@ -418,6 +430,18 @@ mod tests {
         assert_eq!(ids, [Some(1), Some(2)]);
         assert!(queue.next_batch().is_none());
         assert_eq!(queue.enqueue(proposal(3)).ok(), Some(true));
+    }
+
+    #[test]
+    fn a_failed_batch_takes_every_waiting_write_and_the_proposer_then_stops() {
+        let mut queue = WriteQueue::default();
+        for n in 0..3 {
+            queue.enqueue(proposal(n)).unwrap();
+        }
+        let waiting = queue.take_pending();
+        assert_eq!(waiting.len(), 3);
+        assert!(queue.next_batch().is_none());
+        assert_eq!(queue.enqueue(proposal(4)).ok(), Some(true));
     }
 
     #[test]
